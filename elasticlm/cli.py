@@ -1,0 +1,61 @@
+"""`elasticlm` command line: a thin dispatcher.
+
+Each command group lives next to the code it drives and exposes `register(subparsers)`, which adds
+its sub-parser(s) and sets `func` (a callable taking the parsed args and returning an exit code).
+User errors (`ElasticLMError` / `ValueError`) become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, ...) whose `register(subparsers)` adds a command group. Imported lazily so that
+# `elasticlm space` does not pay for importing torch/transformers.
+COMMAND_MODULES = (
+    "elasticlm.space_cli",
+    "elasticlm.data.commands",
+    "elasticlm.distill.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from elasticlm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="elasticlm",
+        description="Elastic architecture search for compact language models (ELM).",
+    )
+    parser.add_argument("--version", action="version", version=f"elasticlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:  # a command group not written yet
+            if err.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:  # ElasticLMError is a ValueError
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"elasticlm: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("elasticlm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
