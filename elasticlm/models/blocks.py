@@ -1,0 +1,336 @@
+"""The building blocks of every elasticlm model, readable top to bottom.
+
+    Embeddings   factorized: (token + position + segment) in e dims -> LayerNorm -> Linear(e, d)
+    Attention    Q, K, [V], O projections at width w; sharing "qv" uses Q as V, "kv" uses K as V
+    FFN          Linear(w, f) -> GELU -> Linear(f, w); can run a prefix f' <= f of its hidden units
+                 and can grow f in a function-preserving way (new units have zero output weights)
+    BertBlock    post-LN: x = LN(x + O·Attn(x)); x = LN(x + FFN(x))                      (w = d)
+    MobileBlock  b = LN(Linear(d, i)(x)); a = LN(b + O·Attn(b)); a = LN(a + FFN_k(a)) for each of
+                 n_ffn FFNs; x = LN(x + Linear(i, d)(a))                                  (w = i = d/4)
+
+Both the supernet (all 6·L candidates) and the standalone / HuggingFace models are made of these
+same modules, so a subnet extracted from the supernet computes exactly what the supernet computes on
+that path.
+
+Blocks can hand back, on request only, what distillation, PCA and CKA need (`Capture`): attention
+probabilities, each head's context output, FFN hidden activations (after GELU) and the block output.
+When nothing is requested nothing extra is computed or kept.
+
+Shapes: B batch, N sequence length, d hidden size, w attention width, H heads, hd = w / H,
+f FFN hidden width, e embedding size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHARINGS = ("none", "qv", "kv")
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What a forward pass should hand back besides the last hidden state."""
+
+    attn_probs: bool = False
+    """Attention probabilities, B×H×N×N per layer (forces the eager attention path)."""
+    head_context: bool = False
+    """Each head's context output (probabilities @ V) before heads are merged, B×H×N×hd."""
+    ffn_hidden: bool = False
+    """FFN hidden activations after GELU, B×N×f (mobile: n_ffn×B×N×f)."""
+    block_output: bool = False
+    """Each block's output, B×N×d (plus the embedding output in front)."""
+
+    @property
+    def any(self) -> bool:
+        return self.attn_probs or self.head_context or self.ffn_hidden or self.block_output
+
+
+NOTHING = Capture()
+
+
+@dataclass
+class BlockTrace:
+    """What one block captured (fields left None when not requested)."""
+
+    attn_probs: torch.Tensor | None = None  # B×H×N×N
+    head_context: torch.Tensor | None = None  # B×H×N×hd
+    ffn_hidden: torch.Tensor | None = None  # B×N×f, or n_ffn×B×N×f for mobile blocks
+    extra: dict = field(default_factory=dict)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT initialisation: N(0, std) weights, zero biases, unit LayerNorms."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class Embeddings(nn.Module):
+    """Factorized embeddings: V×e tokens + N_max×e positions + 2×e segments -> LN(e) -> Linear(e, d)."""
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, max_positions: int,
+                 type_vocab_size: int = 2, eps: float = 1e-12, dropout: float = 0.0, pad_token_id: int | None = 0):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
+        self.position_embeddings = nn.Embedding(max_positions, embedding_size)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, embedding_size)
+        self.norm = nn.LayerNorm(embedding_size, eps=eps)
+        self.project = nn.Linear(embedding_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # B×N×e
+        n = x.shape[1]
+        if n > self.position_embeddings.num_embeddings:
+            raise ValueError(f"sequence length {n} exceeds max_position_embeddings "
+                             f"{self.position_embeddings.num_embeddings}; truncate the input")
+        if position_ids is None:
+            x = x + self.position_embeddings.weight[:n]  # broadcast over B
+        else:
+            x = x + self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.project(self.norm(x)))  # B×N×d
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention at width w with optional Q=V or K=V weight sharing.
+
+    The head count is a forward-time argument: the projections are w×w whatever H is, so changing
+    a block's heads (head-number search) changes no parameter.
+    """
+
+    def __init__(self, width: int, sharing: str = "none", dropout: float = 0.0):
+        super().__init__()
+        if sharing not in SHARINGS:
+            raise ValueError(f"sharing must be one of {SHARINGS}, got {sharing!r}")
+        self.width, self.sharing, self.dropout_p = width, sharing, dropout
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width) if sharing == "none" else None
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, heads: int, *, eager: bool,
+                trace: BlockTrace | None = None, capture: Capture = NOTHING) -> torch.Tensor:
+        # x: B×N×w; mask: additive, B×1×1×N (padding) or B×1×N×N (causal), in x's compute dtype
+        B, N, w = x.shape
+        hd = w // heads
+        q = self.query(x)  # B×N×w
+        k = self.key(x)
+        v = q if self.sharing == "qv" else k if self.sharing == "kv" else self.value(x)
+        q, k, v = (t.view(B, N, heads, hd).transpose(1, 2) for t in (q, k, v))  # B×H×N×hd
+        p = self.dropout_p if self.training else 0.0
+        if eager or capture.attn_probs:
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # B×H×N×N
+            if mask is not None:
+                scores = scores + mask
+            probs = torch.softmax(scores, dim=-1)
+            if trace is not None and capture.attn_probs:
+                trace.attn_probs = probs
+            ctx = torch.matmul(F.dropout(probs, p, self.training) if p else probs, v)  # B×H×N×hd
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if trace is not None and capture.head_context:
+            trace.head_context = ctx
+        return self.out(ctx.transpose(1, 2).reshape(B, N, w))  # B×N×w
+
+
+class FFN(nn.Module):
+    """Linear(w, f) -> GELU -> Linear(f, w), runnable at a prefix of its hidden units, growable."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc_in = nn.Linear(width, hidden)
+        self.fc_out = nn.Linear(hidden, width)
+
+    @property
+    def hidden(self) -> int:
+        return self.fc_in.out_features
+
+    def forward(self, x: torch.Tensor, ffn_dim: int | None = None, keep: list | None = None) -> torch.Tensor:
+        # x: B×N×w -> B×N×w; ffn_dim < hidden runs the first ffn_dim hidden units only
+        if ffn_dim is None or ffn_dim == self.fc_in.out_features:
+            h = F.gelu(self.fc_in(x))  # B×N×f
+            out = self.fc_out(h)
+        else:
+            h = F.gelu(F.linear(x, self.fc_in.weight[:ffn_dim], self.fc_in.bias[:ffn_dim]))
+            out = F.linear(h, self.fc_out.weight[:, :ffn_dim], self.fc_out.bias)
+        if keep is not None:
+            keep.append(h)
+        return out
+
+    @torch.no_grad()
+    def grow(self, new_hidden: int, std: float, generator: torch.Generator | None = None) -> list[tuple]:
+        """Widen to `new_hidden` units without changing the output: new input rows ~ N(0, std),
+        new input biases 0, new output columns 0. Returns [(old_param, new_param, dim)] so an
+        optimizer's state can be carried over (`elasticlm.models.growth.carry_optimizer_state`)."""
+        old = self.hidden
+        if new_hidden < old:
+            raise ValueError(f"FFN can only grow: {old} -> {new_hidden}")
+        if new_hidden == old:
+            return []
+        add = new_hidden - old
+        w_in, b_in, w_out = self.fc_in.weight, self.fc_in.bias, self.fc_out.weight
+        fresh = torch.empty(add, w_in.shape[1], dtype=w_in.dtype, device=w_in.device)
+        fresh.normal_(0.0, std, generator=generator)
+        new_w_in = nn.Parameter(torch.cat([w_in.detach(), fresh], dim=0), requires_grad=w_in.requires_grad)
+        new_b_in = nn.Parameter(torch.cat([b_in.detach(), b_in.new_zeros(add)]), requires_grad=b_in.requires_grad)
+        new_w_out = nn.Parameter(torch.cat([w_out.detach(), w_out.new_zeros(w_out.shape[0], add)], dim=1),
+                                 requires_grad=w_out.requires_grad)
+        self.fc_in.weight, self.fc_in.bias, self.fc_out.weight = new_w_in, new_b_in, new_w_out
+        self.fc_in.out_features = self.fc_out.in_features = new_hidden
+        return [(w_in, new_w_in, 0), (b_in, new_b_in, 0), (w_out, new_w_out, 1)]
+
+
+class BertBlock(nn.Module):
+    """Post-LN BERT layer at width d: x = LN(x + O·Attn(x)); x = LN(x + FFN(x))."""
+
+    kind = "bert"
+
+    def __init__(self, hidden_size: int, ffn_dim: int, heads: int, sharing: str = "none",
+                 eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.attention = Attention(hidden_size, sharing, attn_dropout)
+        self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.ffn = FFN(hidden_size, ffn_dim)
+        self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def sharing(self) -> str:
+        return self.attention.sharing
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.ffn.hidden
+
+    def ffns(self) -> list[FFN]:
+        return [self.ffn]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *, heads: int | None = None,
+                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING):
+        """x: B×N×d -> (B×N×d, BlockTrace or None)."""
+        trace = BlockTrace() if capture.any else None
+        a = self.attention(x, mask, heads or self.heads, eager=eager, trace=trace, capture=capture)
+        x = self.attn_norm(x + self.dropout(a))
+        keep = [] if capture.ffn_hidden else None
+        x = self.ffn_norm(x + self.dropout(self.ffn(x, ffn_dim, keep)))
+        if keep:
+            trace.ffn_hidden = keep[0]
+        return x, trace
+
+
+class MobileBlock(nn.Module):
+    """MobileBERT-style bottleneck block: attention and n_ffn FFNs at the inner width i = d/4."""
+
+    kind = "mobile"
+
+    def __init__(self, hidden_size: int, inner_size: int, ffn_dim: int, heads: int, sharing: str = "none",
+                 n_ffn: int = 2, eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.bottleneck_in = nn.Linear(hidden_size, inner_size)
+        self.bottleneck_norm = nn.LayerNorm(inner_size, eps=eps)
+        self.attention = Attention(inner_size, sharing, attn_dropout)
+        self.attn_norm = nn.LayerNorm(inner_size, eps=eps)
+        self.ffn = nn.ModuleList(FFN(inner_size, ffn_dim) for _ in range(n_ffn))
+        self.ffn_norms = nn.ModuleList(nn.LayerNorm(inner_size, eps=eps) for _ in range(n_ffn))
+        self.bottleneck_out = nn.Linear(inner_size, hidden_size)
+        self.out_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def sharing(self) -> str:
+        return self.attention.sharing
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.ffn[0].hidden
+
+    def ffns(self) -> list[FFN]:
+        return list(self.ffn)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *, heads: int | None = None,
+                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING):
+        """x: B×N×d -> (B×N×d, BlockTrace or None)."""
+        trace = BlockTrace() if capture.any else None
+        b = self.bottleneck_norm(self.bottleneck_in(x))  # B×N×i
+        a = self.attn_norm(b + self.dropout(self.attention(b, mask, heads or self.heads, eager=eager,
+                                                           trace=trace, capture=capture)))
+        keep = [] if capture.ffn_hidden else None
+        for ffn, norm in zip(self.ffn, self.ffn_norms):
+            a = norm(a + self.dropout(ffn(a, ffn_dim, keep)))  # B×N×i
+        x = self.out_norm(x + self.dropout(self.bottleneck_out(a)))  # B×N×d
+        if keep:
+            trace.ffn_hidden = torch.stack(keep)  # n_ffn×B×N×f
+        return x, trace
+
+
+Block = BertBlock | MobileBlock
+
+
+def make_block(kind: str, sharing: str, ffn_dim: int, heads: int, *, hidden_size: int, inner_size: int,
+               n_ffn: int = 2, eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0) -> Block:
+    """Build one candidate block."""
+    if kind == "bert":
+        return BertBlock(hidden_size, ffn_dim, heads, sharing, eps, dropout, attn_dropout)
+    if kind == "mobile":
+        return MobileBlock(hidden_size, inner_size, ffn_dim, heads, sharing, n_ffn, eps, dropout, attn_dropout)
+    raise ValueError(f"unknown block kind {kind!r}; expected 'bert' or 'mobile'")
+
+
+def block_state_for(block: Block, ffn_dim: int) -> dict[str, torch.Tensor]:
+    """The block's state dict with every FFN cut to its first `ffn_dim` hidden units (what a
+    standalone block of width `ffn_dim` loads). Tensors are copies."""
+    if ffn_dim > block.ffn_dim:
+        raise ValueError(f"block FFN has {block.ffn_dim} units, cannot extract {ffn_dim}")
+    out = {}
+    for name, t in block.state_dict().items():
+        if ".fc_in." in name or name.startswith("fc_in."):
+            t = t[:ffn_dim]
+        elif name.endswith("fc_out.weight"):
+            t = t[:, :ffn_dim]
+        out[name] = t.detach().clone()
+    return out
+
+
+def additive_mask(attention_mask: torch.Tensor | None, n: int, *, causal: bool, dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor | None:
+    """Turn a B×N 1/0 padding mask (and/or causality) into an additive mask.
+
+    Returns None (no masking) when there is neither padding nor causality; else B×1×1×N (padding)
+    or B×1×N×N (causal), with 0 where attention is allowed and the dtype's minimum elsewhere.
+    """
+    neg = torch.finfo(dtype).min
+    mask = None
+    if attention_mask is not None:
+        if attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be B×N (1 = token, 0 = padding), got shape {tuple(attention_mask.shape)}")
+        if not bool(attention_mask.all()):
+            keep = attention_mask[:, None, None, :].to(torch.bool)  # B×1×1×N
+            mask = torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill_(~keep, neg)
+    if causal:
+        future = torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)  # N×N, True above the diagonal
+        c = torch.zeros(n, n, dtype=dtype, device=device).masked_fill_(future, neg)[None, None]  # 1×1×N×N
+        mask = c if mask is None else (mask + c).clamp_(min=neg)
+    return mask
+
+
+def compute_dtype(reference: torch.Tensor) -> torch.dtype:
+    """The dtype activations will have inside the blocks (autocast's, when active)."""
+    dev = reference.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return reference.dtype

@@ -1,0 +1,319 @@
+"""Standalone elasticlm models as HuggingFace `transformers` classes.
+
+A standalone model is one architecture (one block per layer) built from `ElasticLMConfig`, which
+carries the architecture and the space's dimensions and round-trips through `config.json`.
+
+    ElasticLMModel                      embeddings + L blocks -> B×N×d   (counted parameters only)
+    ElasticLMForMaskedLM                + Linear(d, e) -> GELU -> LN(e) -> tied V×e decoder (+ bias)
+    ElasticLMForSequenceClassification  + [CLS] pooler (Linear(d, d), tanh) -> Linear(d, num_labels);
+                                          num_labels == 1 (or problem_type "regression") -> MSE
+    ElasticLMForQuestionAnswering       + Linear(d, 2) -> start / end logits
+    ElasticLMForCausalLM                causal mask, the MLM-style head tied to the embedding
+
+All are registered with the Auto classes (`model_type = "elasticlm"`), so `AutoModel*.from_pretrained`
+loads a saved folder once `elasticlm` is imported.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+)
+
+from elasticlm.models.blocks import NOTHING, Capture, Embeddings, init_weights, make_block
+from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
+from elasticlm.space import Architecture, SearchSpace
+
+
+class ElasticLMConfig(PreTrainedConfig):
+    """Configuration of a standalone elasticlm model: the space's dimensions plus one architecture."""
+
+    model_type = "elasticlm"
+
+    architecture: list | None = None
+    """Per layer {"kind", "sharing", "ffn_dim", "heads"} (see `elasticlm.space.LayerChoice`)."""
+    vocab_size: int = 30522
+    hidden_size: int = 528
+    embedding_size: int = 128
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    """H of the search space: the most heads a layer may have."""
+    mobile_ffns: int = 2
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    classifier_dropout: float | None = None
+    initializer_range: float = 0.02
+    attention_backend: str = "auto"
+    """"auto" (eager attention when training, SDPA for inference), "eager" or "sdpa"."""
+    is_decoder: bool = False
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        if self.architecture is None:  # a uniform BERT-like default, so ElasticLMConfig() works
+            space = self.search_space()
+            self.architecture = space.uniform("bert", "none", self.hidden_size, self.num_attention_heads).to_list()
+        else:
+            self.architecture = [dict(layer) for layer in self.architecture]
+            self.num_hidden_layers = len(self.architecture)
+        if self.attention_backend not in ("auto", "eager", "sdpa"):
+            raise ValueError(f"attention_backend must be auto, eager or sdpa, got {self.attention_backend!r}")
+        super().__post_init__(**kwargs)
+        self.search_space().validate(self.arch)
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, arch: Architecture, **kwargs) -> "ElasticLMConfig":
+        """Config for `arch` in `space` (validated); kwargs set the other fields (dropout, labels...)."""
+        space.validate(arch)
+        return cls(
+            architecture=arch.to_list(), vocab_size=space.vocab_size, hidden_size=space.hidden_size,
+            embedding_size=space.embedding_size, num_hidden_layers=space.num_layers,
+            num_attention_heads=space.num_heads, mobile_ffns=space.mobile_ffns,
+            max_position_embeddings=space.max_position_embeddings, type_vocab_size=space.type_vocab_size,
+            **kwargs,
+        )
+
+    def search_space(self) -> SearchSpace:
+        """The `SearchSpace` with this config's dimensions (used for validation and counting)."""
+        return SearchSpace(
+            hidden_size=self.hidden_size, num_layers=self.num_hidden_layers, num_heads=self.num_attention_heads,
+            embedding_size=self.embedding_size, vocab_size=self.vocab_size,
+            max_position_embeddings=self.max_position_embeddings, type_vocab_size=self.type_vocab_size,
+            mobile_ffns=self.mobile_ffns,
+        )
+
+    @property
+    def arch(self) -> Architecture:
+        return Architecture.from_list(self.architecture)
+
+
+class ElasticLMPreTrainedModel(PreTrainedModel):
+    config_class = ElasticLMConfig
+    base_model_prefix = "elasticlm"
+    _supports_sdpa = True
+    _no_split_modules = ["BertBlock", "MobileBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        init_weights(module, self.config.initializer_range)
+        if isinstance(module, LMHead):
+            nn.init.zeros_(module.bias)
+
+
+class ElasticLMModel(ElasticLMPreTrainedModel):
+    """Embeddings and the L blocks of the architecture. Its parameters are exactly what
+    `SearchSpace.count_params` counts."""
+
+    def __init__(self, config: ElasticLMConfig):
+        super().__init__(config)
+        space = config.search_space()
+        self.embeddings = Embeddings(config.vocab_size, config.embedding_size, config.hidden_size,
+                                     config.max_position_embeddings, config.type_vocab_size,
+                                     config.layer_norm_eps, config.hidden_dropout_prob, config.pad_token_id)
+        self.layers = nn.ModuleList(
+            make_block(l.kind, l.sharing, l.ffn_dim, l.heads, hidden_size=config.hidden_size,
+                       inner_size=space.inner_size, n_ffn=config.mobile_ffns, eps=config.layer_norm_eps,
+                       dropout=config.hidden_dropout_prob, attn_dropout=config.attention_probs_dropout_prob)
+            for l in config.arch
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def encode(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+               inputs_embeds=None, capture: Capture = NOTHING) -> EncoderOutput:
+        """The full-detail forward (see `Capture`), used by distillation and analysis."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        return run_encoder(self.embeddings, self.layers, input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                           causal=self.config.is_decoder, eager=use_eager(self.config.attention_backend, self),
+                           capture=capture)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+                **kwargs) -> BaseModelOutput | tuple:
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (output_hidden_states if output_hidden_states is not None
+                                else self.config.output_hidden_states)
+        out = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          Capture(attn_probs=bool(output_attentions), block_output=bool(output_hidden_states)))
+        result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
+                                 attentions=out.attentions)
+        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+
+
+class LMHead(nn.Module):
+    """d -> e transform, then the tied e -> V decoder (weight = token embedding table) plus a bias."""
+
+    def __init__(self, config: ElasticLMConfig):
+        super().__init__()
+        self.transform = nn.Linear(config.hidden_size, config.embedding_size)
+        self.norm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(F.gelu(self.transform(h)))) + self.bias  # B×N×V
+
+
+def _returned(output, return_dict, config):
+    return output if (return_dict if return_dict is not None else config.return_dict) else output.to_tuple()
+
+
+class _WithLMHead(ElasticLMPreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "elasticlm.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ElasticLMConfig):
+        super().__init__(config)
+        self.elasticlm = ElasticLMModel(config)
+        self.lm_head = LMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+
+class ElasticLMForMaskedLM(_WithLMHead):
+    def __init__(self, config: ElasticLMConfig):
+        if config.is_decoder:
+            raise ValueError("ElasticLMForMaskedLM needs is_decoder=False (use ElasticLMForCausalLM)")
+        super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True)
+        logits = self.lm_head(out.last_hidden_state)  # B×N×V
+        loss = None
+        if labels is not None:  # -100 = not a masked position
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
+
+class ElasticLMForCausalLM(_WithLMHead):
+    def __init__(self, config: ElasticLMConfig):
+        if not config.is_decoder:
+            config.is_decoder = True
+        super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True)
+        logits = self.lm_head(out.last_hidden_state)  # B×N×V
+        loss = None
+        if labels is not None:  # next-token prediction: position t predicts labels[t + 1]
+            shifted = labels[:, 1:].contiguous()
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), shifted.view(-1),
+                                   ignore_index=-100)
+        result = CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
+
+class ElasticLMForSequenceClassification(ElasticLMPreTrainedModel):
+    def __init__(self, config: ElasticLMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.elasticlm = ElasticLMModel(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True)
+        pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))  # B×d, the [CLS] position
+        logits = self.classifier(self.dropout(pooled))  # B×num_labels
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                self.config.problem_type = ("regression" if self.num_labels == 1 else
+                                            "single_label_classification" if labels.dtype in (torch.long, torch.int)
+                                            else "multi_label_classification")
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+            elif self.config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                          attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
+
+class ElasticLMForQuestionAnswering(ElasticLMPreTrainedModel):
+    def __init__(self, config: ElasticLMConfig):
+        super().__init__(config)
+        self.elasticlm = ElasticLMModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)  # B×N each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            n = start_logits.shape[1]  # positions outside the window are ignored
+            s, e = start_positions.clamp(0, n), end_positions.clamp(0, n)
+            loss = (F.cross_entropy(start_logits.float(), s, ignore_index=n)
+                    + F.cross_entropy(end_logits.float(), e, ignore_index=n)) / 2
+        result = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
+                                              end_logits=end_logits.contiguous(),
+                                              hidden_states=out.hidden_states, attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
+
+HEADS: dict[str, type[ElasticLMPreTrainedModel]] = {
+    "base": ElasticLMModel,
+    "mlm": ElasticLMForMaskedLM,
+    "classification": ElasticLMForSequenceClassification,
+    "qa": ElasticLMForQuestionAnswering,
+    "causal": ElasticLMForCausalLM,
+}
+
+AutoConfig.register("elasticlm", ElasticLMConfig, exist_ok=True)
+for _auto, _cls in ((AutoModel, ElasticLMModel), (AutoModelForMaskedLM, ElasticLMForMaskedLM),
+                    (AutoModelForSequenceClassification, ElasticLMForSequenceClassification),
+                    (AutoModelForQuestionAnswering, ElasticLMForQuestionAnswering),
+                    (AutoModelForCausalLM, ElasticLMForCausalLM)):
+    _auto.register(ElasticLMConfig, _cls, exist_ok=True)

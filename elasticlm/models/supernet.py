@@ -1,0 +1,168 @@
+"""The ELM supernet: every layer holds all its candidate blocks (6 by default), each with its own
+weights; a forward pass runs one block per layer, as an `Architecture` says.
+
+    SuperNet.forward(input_ids, arch, ...)  one path; only the sampled blocks run and get gradients
+    SuperNet.widths()                      current FFN width of every block {(layer, kind, sharing): f}
+    SuperNet.grow_ffn(layer, kind, sharing, new_width)   function-preserving FFN growth (SPEC §2)
+    SuperNet.extract(arch, head=...)       a standalone HF model with the path's weights
+
+An architecture run on the supernet may use an FFN width up to the block's current width (the first
+`ffn_dim` hidden units are used) and any valid head count (heads are a forward-time choice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from elasticlm.models.blocks import NOTHING, Block, Capture, Embeddings, block_state_for, init_weights, make_block
+from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
+from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel
+from elasticlm.space import Architecture, SearchSpace
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Everything that defines a supernet besides its weights."""
+
+    space: SearchSpace
+    """Dimensions and candidates of every layer."""
+    initial_ffn: int | None = None
+    """FFN width every block starts at; None = d/4 (dynamic growth). `fixed` ablation: d."""
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.0
+    """Dropout on block outputs (0 by default: it costs ~24% of a CPU training step, SPEC §10)."""
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    attention_backend: str = "auto"
+    """"auto" (eager when training, SDPA otherwise), "eager" or "sdpa"."""
+    pad_token_id: int | None = 0
+
+    @property
+    def start_ffn(self) -> int:
+        return self.space.ffn_step if self.initial_ffn is None else self.initial_ffn
+
+
+def block_key(kind: str, sharing: str) -> str:
+    """Name of a candidate inside a layer's ModuleDict, e.g. "bert_qv"."""
+    return f"{kind}_{sharing}"
+
+
+class SuperNet(nn.Module):
+    def __init__(self, config: SupernetConfig):
+        super().__init__()
+        space = config.space
+        if config.start_ffn not in space.ffn_grid:
+            raise ValueError(f"initial_ffn {config.start_ffn} is not on the FFN grid {space.ffn_grid}")
+        self.config, self.space = config, space
+        self.embeddings = Embeddings(space.vocab_size, space.embedding_size, space.hidden_size,
+                                     space.max_position_embeddings, space.type_vocab_size,
+                                     config.layer_norm_eps, config.hidden_dropout_prob, config.pad_token_id)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({
+                block_key(kind, sharing): make_block(
+                    kind, sharing, config.start_ffn, space.num_heads, hidden_size=space.hidden_size,
+                    inner_size=space.inner_size, n_ffn=space.mobile_ffns, eps=config.layer_norm_eps,
+                    dropout=config.hidden_dropout_prob, attn_dropout=config.attention_probs_dropout_prob)
+                for kind, sharing in space.candidates
+            })
+            for _ in range(space.num_layers)
+        )
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    # ----- paths --------------------------------------------------------------------------
+    def block(self, layer: int, kind: str, sharing: str) -> Block:
+        return self.layers[layer][block_key(kind, sharing)]
+
+    def blocks(self):
+        """Yield ((layer, kind, sharing), block) for all candidate blocks."""
+        for l, layer in enumerate(self.layers):
+            for kind, sharing in self.space.candidates:
+                yield (l, kind, sharing), layer[block_key(kind, sharing)]
+
+    def widths(self) -> dict[tuple[int, str, str], int]:
+        """Current FFN width of every block (what `SearchSpace.sample(widths=...)` takes)."""
+        return {key: block.ffn_dim for key, block in self.blocks()}
+
+    def path(self, arch: Architecture) -> list[Block]:
+        """The blocks `arch` runs through, after checking it fits this supernet."""
+        self.space.validate(arch)
+        out = []
+        for l, choice in enumerate(arch):
+            block = self.block(l, choice.kind, choice.sharing)
+            if choice.ffn_dim > block.ffn_dim:
+                raise ValueError(f"layer {l}: ffn_dim {choice.ffn_dim} exceeds the supernet block's current "
+                                 f"width {block.ffn_dim} ({choice.kind}/{choice.sharing})")
+            out.append(block)
+        return out
+
+    def path_parameters(self, arch: Architecture) -> list[nn.Parameter]:
+        """Parameters that a forward along `arch` uses (embeddings + the path's blocks)."""
+        params = list(self.embeddings.parameters())
+        for block in self.path(arch):
+            params += list(block.parameters())
+        return params
+
+    def forward(self, input_ids: torch.Tensor | None, arch: Architecture, attention_mask=None,
+                token_type_ids=None, position_ids=None, inputs_embeds=None, *, causal: bool = False,
+                capture: Capture = NOTHING) -> EncoderOutput:
+        """Run one path. input_ids: B×N -> EncoderOutput (last_hidden_state B×N×d, captures)."""
+        blocks = self.path(arch)
+        return run_encoder(self.embeddings, blocks, input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                           heads=[c.heads for c in arch], ffn_dims=[c.ffn_dim for c in arch], causal=causal,
+                           eager=use_eager(self.config.attention_backend, self), capture=capture)
+
+    # ----- growth -------------------------------------------------------------------------
+    @torch.no_grad()
+    def grow_ffn(self, layer: int, kind: str, sharing: str, new_width: int,
+                 generator: torch.Generator | None = None) -> list[tuple]:
+        """Widen one block's FFN(s) to `new_width` (on the grid, at most 2d) without changing its
+        output. Returns [(old_param, new_param, dim)] for `carry_optimizer_state`."""
+        block = self.block(layer, kind, sharing)
+        grid = self.space.ffn_grid
+        if new_width not in grid or new_width < block.ffn_dim:
+            raise ValueError(f"layer {layer} {kind}/{sharing}: cannot grow FFN {block.ffn_dim} -> {new_width} "
+                             f"(grid {grid[0]}..{grid[-1]} step {self.space.ffn_step})")
+        replaced = []
+        for ffn in block.ffns():
+            replaced += ffn.grow(new_width, self.config.initializer_range, generator)
+        return replaced
+
+    def mean_ffn_width(self) -> float:
+        w = self.widths()
+        return sum(w.values()) / len(w)
+
+    # ----- extraction ---------------------------------------------------------------------
+    def model_config(self, arch: Architecture, **kwargs) -> ElasticLMConfig:
+        """The standalone `ElasticLMConfig` for `arch` (kwargs: num_labels, dropout, ...)."""
+        defaults = dict(layer_norm_eps=self.config.layer_norm_eps, initializer_range=self.config.initializer_range,
+                        hidden_dropout_prob=self.config.hidden_dropout_prob,
+                        attention_probs_dropout_prob=self.config.attention_probs_dropout_prob,
+                        attention_backend=self.config.attention_backend, pad_token_id=self.config.pad_token_id)
+        defaults.update(kwargs)
+        return ElasticLMConfig.from_space(self.space, arch, **defaults)
+
+    def extract_state_dict(self, arch: Architecture) -> dict[str, torch.Tensor]:
+        """State dict of `ElasticLMModel` for `arch` (copies; FFNs cut to each layer's ffn_dim)."""
+        state = {f"embeddings.{k}": v.detach().clone() for k, v in self.embeddings.state_dict().items()}
+        for l, (block, choice) in enumerate(zip(self.path(arch), arch)):
+            for k, v in block_state_for(block, choice.ffn_dim).items():
+                state[f"layers.{l}.{k}"] = v
+        return state
+
+    def extract(self, arch: Architecture, head: str = "base", **config_kwargs) -> ElasticLMPreTrainedModel:
+        """A standalone HF model for `arch` with the supernet's weights on that path. Heads other than
+        "base" get freshly initialised task layers (the MLM/causal decoder is tied to the embedding)."""
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+        if head == "causal":
+            config_kwargs.setdefault("is_decoder", True)
+        model = HEADS[head](self.model_config(arch, **config_kwargs))
+        base = model if head == "base" else model.elasticlm
+        base.load_state_dict(self.extract_state_dict(arch), strict=True)
+        if head in ("mlm", "causal"):
+            model.tie_weights()
+        return model

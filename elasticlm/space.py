@@ -1,0 +1,377 @@
+"""The ELM search space as plain data (no torch needed).
+
+An architecture is, per layer, a `LayerChoice(kind, sharing, ffn_dim, heads)`:
+
+    kind     "bert"   post-LN BERT block, attention and FFN at width d
+             "mobile" MobileBERT-style bottleneck: d -> i = d/4 -> attention + n_ffn FFNs -> d
+    sharing  "none" | "qv" (the query projection also serves as value) | "kv" (key serves as value)
+    ffn_dim  FFN hidden width f, on the growth grid {d/4, 2d/4, ..., 2d}
+    heads    attention heads; must divide the attention width (d for bert, i for mobile)
+
+`SearchSpace` holds the dimensions every architecture shares (d, L, e, V, ...) and does the
+sampling, mutation, crossover, validation, size and analytic parameter counting (SPEC §1, §5).
+Architectures are frozen, hashable and round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+KINDS: tuple[str, ...] = ("bert", "mobile")
+SHARINGS: tuple[str, ...] = ("none", "qv", "kv")
+# The 6 candidate blocks of a layer, in the paper's order (Fig. 6: 0-2 bert, 3-5 mobile).
+CANDIDATES: tuple[tuple[str, str], ...] = tuple((k, s) for k in KINDS for s in SHARINGS)
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """One layer of an architecture."""
+
+    kind: str
+    """Block type: "bert" or "mobile"."""
+    sharing: str
+    """Attention weight sharing: "none", "qv" (V = Q) or "kv" (V = K)."""
+    ffn_dim: int
+    """FFN hidden width (each of a mobile block's stacked FFNs has this width)."""
+    heads: int
+    """Number of attention heads."""
+
+    @property
+    def candidate(self) -> tuple[str, str]:
+        """(kind, sharing): which of the layer's 6 supernet blocks this choice uses."""
+        return (self.kind, self.sharing)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A full architecture: one `LayerChoice` per layer. Hashable; JSON via `to_json`/`from_json`."""
+
+    layers: tuple[LayerChoice, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, i: int) -> LayerChoice:
+        return self.layers[i]
+
+    def to_list(self) -> list[dict]:
+        return [layer.to_dict() for layer in self.layers]
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps({"layers": self.to_list()}, **kwargs)
+
+    @classmethod
+    def from_list(cls, layers: Sequence[Mapping]) -> "Architecture":
+        out = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Mapping):
+                raise ValueError(f"layer {i}: expected an object with kind/sharing/ffn_dim/heads, got {layer!r}")
+            missing = [k for k in ("kind", "sharing", "ffn_dim", "heads") if k not in layer]
+            if missing:
+                raise ValueError(f"layer {i}: missing field(s) {', '.join(missing)}")
+            extra = sorted(set(layer) - {"kind", "sharing", "ffn_dim", "heads"})
+            if extra:
+                raise ValueError(f"layer {i}: unknown field(s) {', '.join(extra)}")
+            for name in ("ffn_dim", "heads"):
+                if isinstance(layer[name], bool) or not isinstance(layer[name], int):
+                    raise ValueError(f"layer {i}: {name} must be an integer, got {layer[name]!r}")
+            out.append(LayerChoice(str(layer["kind"]), str(layer["sharing"]), layer["ffn_dim"], layer["heads"]))
+        return cls(tuple(out))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Architecture":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"architecture is not valid JSON: {err}") from None
+        if isinstance(data, Mapping):
+            if "layers" not in data:
+                raise ValueError('architecture JSON needs a "layers" list')
+            data = data["layers"]
+        if not isinstance(data, list):
+            raise ValueError('architecture JSON must be {"layers": [...]} or a list of layers')
+        return cls.from_list(data)
+
+    def short(self) -> str:
+        """Compact one-line form, e.g. `B-/264/12 Mqv/132/4 ...`."""
+        tags = {"none": "-", "qv": "qv", "kv": "kv"}
+        return " ".join(f"{l.kind[0].upper()}{tags.get(l.sharing, l.sharing)}/{l.ffn_dim}/{l.heads}" for l in self.layers)
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Analytic parameter count of an architecture (no task head, no distillation projections)."""
+
+    embedding: int
+    encoder: int
+    per_layer: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return self.embedding + self.encoder
+
+    @property
+    def non_embedding(self) -> int:
+        return self.encoder
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Dimensions shared by every architecture of the space, and operations on architectures."""
+
+    hidden_size: int = 528
+    """d: the residual-stream width of every block."""
+    num_layers: int = 12
+    """L: number of layers."""
+    num_heads: int = 12
+    """H: heads every block starts with (and the most a layer may have)."""
+    embedding_size: int = 128
+    """e: factorized embedding width (token/position/segment tables are V x e, then Linear(e, d))."""
+    vocab_size: int = 30522
+    """V: vocabulary (the teacher's tokenizer; 30522 = bert-base-uncased WordPiece)."""
+    max_position_embeddings: int = 512
+    """N_max: rows of the position table."""
+    type_vocab_size: int = 2
+    """Rows of the segment table."""
+    mobile_ffns: int = 2
+    """n_ffn: stacked FFNs inside a mobile block."""
+    kinds: tuple[str, ...] = KINDS
+    """Block kinds offered in every layer."""
+    sharings: tuple[str, ...] = SHARINGS
+    """Sharing variants offered in every layer (("none",) is the no-weight-sharing ablation)."""
+    param_ceiling: int | None = None
+    """Search budget in parameters (total, embeddings included); None = unconstrained."""
+
+    def __post_init__(self):
+        d = self.hidden_size
+        if d <= 0 or d % 4:
+            raise ValueError(f"hidden_size must be a positive multiple of 4 (d/4 is the FFN step), got {d}")
+        if self.num_layers <= 0:
+            raise ValueError(f"num_layers must be positive, got {self.num_layers}")
+        for name, width in (("hidden_size", d), ("mobile inner size d/4", self.inner_size)):
+            if width % self.num_heads:
+                raise ValueError(f"num_heads {self.num_heads} must divide {name} {width}")
+        bad = [k for k in self.kinds if k not in KINDS] + [s for s in self.sharings if s not in SHARINGS]
+        if bad or not self.kinds or not self.sharings:
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS} and sharings of {SHARINGS}")
+
+    # ----- derived dimensions -------------------------------------------------------------
+    @property
+    def inner_size(self) -> int:
+        """i: MobileBERT bottleneck width, d/4 (132 for d=528)."""
+        return self.hidden_size // 4
+
+    @property
+    def ffn_step(self) -> int:
+        """Δ = d/4: the FFN growth step (and the smallest width)."""
+        return self.hidden_size // 4
+
+    @property
+    def ffn_grid(self) -> tuple[int, ...]:
+        """Allowed FFN widths: d/4, 2d/4, ..., 2d."""
+        step = self.ffn_step
+        return tuple(range(step, 2 * self.hidden_size + 1, step))
+
+    @property
+    def candidates(self) -> tuple[tuple[str, str], ...]:
+        """(kind, sharing) pairs offered in each layer."""
+        return tuple((k, s) for k in self.kinds for s in self.sharings)
+
+    def attention_width(self, kind: str) -> int:
+        """Width the attention works at: d for bert blocks, i = d/4 for mobile blocks."""
+        return self.hidden_size if kind == "bert" else self.inner_size
+
+    def valid_heads(self, kind: str) -> tuple[int, ...]:
+        """Head counts allowed for a block kind: 1..H that divide its attention width."""
+        width = self.attention_width(kind)
+        return tuple(h for h in range(1, self.num_heads + 1) if width % h == 0)
+
+    # ----- size ---------------------------------------------------------------------------
+    def size(self, *, with_ffn: bool = True) -> int:
+        """Number of architectures: (#candidates [x #FFN widths])^L, heads not counted (they are
+        chosen after search and do not change the parameter count)."""
+        per_layer = len(self.candidates) * (len(self.ffn_grid) if with_ffn else 1)
+        return per_layer**self.num_layers
+
+    # ----- validation ---------------------------------------------------------------------
+    def validate(self, arch: Architecture) -> Architecture:
+        """Raise `ValueError("layer i: field ...")` for the first problem found; return `arch`."""
+        if not isinstance(arch, Architecture):
+            raise ValueError(f"expected an Architecture, got {type(arch).__name__}")
+        if len(arch) != self.num_layers:
+            raise ValueError(f"architecture has {len(arch)} layers, the space has {self.num_layers}")
+        grid = self.ffn_grid
+        for i, layer in enumerate(arch.layers):
+            if layer.kind not in self.kinds:
+                raise ValueError(f"layer {i}: kind {layer.kind!r} is not one of {', '.join(self.kinds)}")
+            if layer.sharing not in self.sharings:
+                raise ValueError(f"layer {i}: sharing {layer.sharing!r} is not one of {', '.join(self.sharings)}")
+            f = layer.ffn_dim
+            if isinstance(f, bool) or not isinstance(f, int) or f not in grid:
+                if isinstance(f, int) and f > grid[-1]:
+                    raise ValueError(f"layer {i}: ffn_dim {f} is beyond the maximum {grid[-1]} (2d)")
+                raise ValueError(
+                    f"layer {i}: ffn_dim {f!r} is off the growth grid (multiples of {self.ffn_step} "
+                    f"from {grid[0]} to {grid[-1]})"
+                )
+            h = layer.heads
+            width = self.attention_width(layer.kind)
+            if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > self.num_heads or width % h:
+                raise ValueError(
+                    f"layer {i}: heads {h!r} must be between 1 and {self.num_heads} and divide the "
+                    f"{layer.kind} attention width {width} (valid: {', '.join(map(str, self.valid_heads(layer.kind)))})"
+                )
+        return arch
+
+    def arch_from_json(self, text: str) -> Architecture:
+        return self.validate(Architecture.from_json(text))
+
+    # ----- parameter counting -------------------------------------------------------------
+    def embedding_params(self) -> int:
+        """Token + position + segment tables (x e), LayerNorm(e), Linear(e, d)."""
+        e, d = self.embedding_size, self.hidden_size
+        tables = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * e
+        return tables + 2 * e + (e * d + d)
+
+    def layer_params(self, layer: LayerChoice) -> int:
+        """Parameters of one block (shared projections counted once)."""
+        d, f = self.hidden_size, layer.ffn_dim
+        n_proj = 4 if layer.sharing == "none" else 3  # Q, K, [V], O
+        if layer.kind == "bert":
+            attn = n_proj * (d * d + d) + 2 * d  # projections + LayerNorm
+            ffn = (d * f + f) + (f * d + d) + 2 * d  # in, out, LayerNorm
+            return attn + ffn
+        i = self.inner_size
+        bottleneck_in = (d * i + i) + 2 * i  # Linear(d, i) + LayerNorm(i)
+        attn = n_proj * (i * i + i) + 2 * i
+        ffns = self.mobile_ffns * ((i * f + f) + (f * i + i) + 2 * i)
+        bottleneck_out = (i * d + d) + 2 * d  # Linear(i, d) + LayerNorm(d)
+        return bottleneck_in + attn + ffns + bottleneck_out
+
+    def count_params(self, arch: Architecture) -> ParamCount:
+        """Analytic count; equals `sum(p.numel())` of the extracted model (tested)."""
+        per_layer = tuple(self.layer_params(layer) for layer in arch.layers)
+        return ParamCount(self.embedding_params(), sum(per_layer), per_layer)
+
+    def within_budget(self, arch: Architecture, ceiling: int | None = None) -> bool:
+        ceiling = self.param_ceiling if ceiling is None else ceiling
+        return ceiling is None or self.count_params(arch).total <= ceiling
+
+    # ----- sampling and variation ---------------------------------------------------------
+    def _layer_ffn(self, rng: random.Random, layer: int, cand: tuple[str, str],
+                   widths: Mapping[tuple[int, str, str], int] | None) -> int:
+        if widths is not None:
+            return widths[(layer, *cand)]
+        return rng.choice(self.ffn_grid)
+
+    def sample_layer(self, rng: random.Random, layer: int,
+                     widths: Mapping[tuple[int, str, str], int] | None = None) -> LayerChoice:
+        """Uniform over the layer's candidates. FFN width: `widths[(layer, kind, sharing)]` when given
+        (the supernet's current per-block widths), else uniform over the grid. Heads = H."""
+        cand = rng.choice(self.candidates)
+        return LayerChoice(cand[0], cand[1], self._layer_ffn(rng, layer, cand, widths), self.num_heads)
+
+    def sample(self, rng: random.Random, widths: Mapping[tuple[int, str, str], int] | None = None) -> Architecture:
+        """One architecture, each layer drawn uniformly (see `sample_layer`)."""
+        return Architecture(tuple(self.sample_layer(rng, l, widths) for l in range(self.num_layers)))
+
+    def sample_within(self, rng: random.Random, ceiling: int | None = None, *,
+                      widths: Mapping[tuple[int, str, str], int] | None = None,
+                      max_tries: int = 10_000) -> Architecture:
+        """Rejection-sample an architecture whose total parameter count is within `ceiling`."""
+        ceiling = self.param_ceiling if ceiling is None else ceiling
+        for _ in range(max_tries):
+            arch = self.sample(rng, widths)
+            if self.within_budget(arch, ceiling):
+                return arch
+        raise ValueError(f"no architecture within {ceiling:,} parameters found in {max_tries} samples; raise the ceiling")
+
+    def mutate(self, arch: Architecture, rng: random.Random, prob: float = 0.1,
+               widths: Mapping[tuple[int, str, str], int] | None = None) -> Architecture:
+        """Resample each layer independently with probability `prob`."""
+        return Architecture(tuple(
+            self.sample_layer(rng, l, widths) if rng.random() < prob else layer
+            for l, layer in enumerate(arch.layers)
+        ))
+
+    def crossover(self, a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
+        """Uniform per-layer crossover: each layer taken from `a` or `b` with probability 1/2."""
+        if len(a) != len(b):
+            raise ValueError(f"crossover needs equal depths, got {len(a)} and {len(b)}")
+        return Architecture(tuple(x if rng.random() < 0.5 else y for x, y in zip(a.layers, b.layers)))
+
+    def uniform(self, kind: str = "bert", sharing: str = "none", ffn_dim: int | None = None,
+                heads: int | None = None) -> Architecture:
+        """The same block in every layer (hand-designed baselines). ffn_dim defaults to d."""
+        layer = LayerChoice(kind, sharing, self.hidden_size if ffn_dim is None else ffn_dim,
+                            self.num_heads if heads is None else heads)
+        return self.validate(Architecture((layer,) * self.num_layers))
+
+    # ----- (de)serialisation --------------------------------------------------------------
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["kinds"], out["sharings"] = list(self.kinds), list(self.sharings)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SearchSpace":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown search-space field(s): {', '.join(unknown)}")
+        data = dict(data)
+        for key in ("kinds", "sharings"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named search space with its parameter ceiling and a line about what it is for."""
+
+    name: str
+    space: SearchSpace
+    about: str = field(default="", compare=False)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("small", SearchSpace(hidden_size=528, num_layers=12, param_ceiling=15_700_000),
+               "ELM-Small (paper): d=528, L=12, ceiling 15.7M"),
+        Preset("tiny", SearchSpace(hidden_size=528, num_layers=12, param_ceiling=10_000_000),
+               "ELM-Tiny (paper): d=528, L=12, ceiling 10M"),
+        Preset("micro", SearchSpace(hidden_size=192, num_layers=6, param_ceiling=5_000_000),
+               "ELM-Micro (paper): d=192, L=6, ceiling 5M"),
+        Preset("demo", SearchSpace(hidden_size=192, num_layers=4, max_position_embeddings=128,
+                                   param_ceiling=4_500_000),
+               "laptop demo: d=192, L=4, N_max=128, ceiling 4.5M; the whole pipeline in minutes on 2 cores"),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+
+
+def log10_size(space: SearchSpace, *, with_ffn: bool = True) -> float:
+    per_layer = len(space.candidates) * (len(space.ffn_grid) if with_ffn else 1)
+    return space.num_layers * math.log10(per_layer)
