@@ -291,14 +291,38 @@ class SearchSpace:
 
     def sample_within(self, rng: random.Random, ceiling: int | None = None, *,
                       widths: Mapping[tuple[int, str, str], int] | None = None,
-                      max_tries: int = 10_000) -> Architecture:
-        """Rejection-sample an architecture whose total parameter count is within `ceiling`."""
+                      max_tries: int = 200) -> Architecture:
+        """An architecture whose total parameter count is within `ceiling`.
+
+        First plain rejection sampling (`max_tries` draws: uniform over the feasible set); when the
+        ceiling is tight, layers are then drawn one at a time in a random order, each uniformly
+        among the choices that still leave room for the cheapest choice in every undrawn layer.
+        """
         ceiling = self.param_ceiling if ceiling is None else ceiling
         for _ in range(max_tries):
             arch = self.sample(rng, widths)
             if self.within_budget(arch, ceiling):
                 return arch
-        raise ValueError(f"no architecture within {ceiling:,} parameters found in {max_tries} samples; raise the ceiling")
+        options = [self._layer_options(l, widths) for l in range(self.num_layers)]
+        cheapest = [min(self.layer_params(c) for c in opts) for opts in options]
+        budget = ceiling - self.embedding_params()
+        if sum(cheapest) > budget:
+            raise ValueError(f"no architecture fits {ceiling:,} parameters (the smallest has "
+                             f"{self.embedding_params() + sum(cheapest):,}); raise the ceiling")
+        order = list(range(self.num_layers))
+        rng.shuffle(order)
+        chosen: dict[int, LayerChoice] = {}
+        reserve = sum(cheapest)
+        for l in order:
+            reserve -= cheapest[l]
+            fits = [c for c in options[l] if self.layer_params(c) <= budget - reserve]
+            chosen[l] = rng.choice(fits)
+            budget -= self.layer_params(chosen[l])
+        return Architecture(tuple(chosen[l] for l in range(self.num_layers)))
+
+    def _layer_options(self, layer: int, widths: Mapping[tuple[int, str, str], int] | None) -> list[LayerChoice]:
+        ffns = lambda cand: [widths[(layer, *cand)]] if widths is not None else self.ffn_grid  # noqa: E731
+        return [LayerChoice(k, s, f, self.num_heads) for k, s in self.candidates for f in ffns((k, s))]
 
     def mutate(self, arch: Architecture, rng: random.Random, prob: float = 0.1,
                widths: Mapping[tuple[int, str, str], int] | None = None) -> Architecture:
