@@ -354,3 +354,24 @@ def test_bad_model_inputs(supernet):
         ElasticLMConfig.from_space(SPACE, Architecture((LayerChoice("bert", "none", 24, 5),) + arch.layers[1:]))
     with pytest.raises(ValueError, match="unknown head"):
         supernet.extract(arch, head="ner")
+
+
+def test_changing_head_count(supernet, tmp_path):
+    arch = random_arch(supernet, random.Random(10))
+    model = supernet.extract(arch).eval()
+    ids, mask, types = batch()
+    kind = arch[1].kind
+    new = [h for h in SPACE.valid_heads(kind) if h != arch[1].heads][0]
+    n_params = sum(p.numel() for p in model.parameters())
+    model.set_heads(1, new)
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert model.config.arch[1].heads == new
+    changed = Architecture(arch.layers[:1] + (LayerChoice(kind, arch[1].sharing, arch[1].ffn_dim, new),) + arch.layers[2:])
+    with torch.no_grad():
+        out = model(ids, mask, types).last_hidden_state
+        assert (out - supernet(ids, changed, mask, types).last_hidden_state).abs().max() <= 1e-5
+        assert model.encode(ids, mask, types, capture=Capture(attn_probs=True)).attentions[1].shape[1] == new
+    model.save_pretrained(tmp_path)
+    assert AutoModel.from_pretrained(tmp_path).config.arch == changed
+    with pytest.raises(ValueError, match="layer 1: heads 7"):
+        model.set_heads(1, 7)

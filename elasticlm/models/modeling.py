@@ -140,6 +140,14 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
         )
         self.post_init()
 
+    def set_heads(self, layer: int, heads: int) -> None:
+        """Change one layer's head count (no parameter changes; validated against the space)."""
+        arch = [dict(c) for c in self.config.architecture]
+        arch[layer]["heads"] = heads
+        self.config.search_space().validate(Architecture.from_list(arch))
+        self.config.architecture = arch
+        self.layers[layer].heads = heads
+
     def get_input_embeddings(self):
         return self.embeddings.word_embeddings
 
