@@ -63,11 +63,13 @@ class BlockTrace:
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """BERT initialisation: N(0, std) weights, zero biases, unit LayerNorms."""
+    """BERT initialisation: N(0, std) weights, zero biases and padding row, unit LayerNorms."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)

@@ -1,0 +1,126 @@
+"""`elasticlm teacher ...`: fetch/convert teachers, show them, fine-tune task teachers.
+
+    elasticlm teacher fetch NAME              fetch (and convert) a teacher into the cache; print its
+                                              path and a summary
+    elasticlm teacher show NAME_OR_PATH       summary of a teacher (offline aliases, hub ids, folders),
+                                              plus the task and metrics of a fine-tuned task teacher
+    elasticlm teacher list                    the offline teachers and fine-tuned teachers in the cache
+    elasticlm teacher finetune --teacher T --task TASK [...]
+                                              fine-tune T with a task head on TASK, print progress,
+                                              the dev/test metrics and the saved path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(subparsers) -> None:
+    """Add the `teacher` command group to the CLI."""
+    p = subparsers.add_parser("teacher", help="fetch, inspect and fine-tune teachers",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+
+    f = sub.add_parser("fetch", help="fetch (and convert) a teacher into the cache")
+    f.add_argument("name", help="offline alias (all-minilm-l6-v2, all-mpnet-base-v2, "
+                                "smollm2-135m-instruct), hub id or local folder")
+    f.set_defaults(func=_fetch)
+
+    s = sub.add_parser("show", help="summarise a teacher")
+    s.add_argument("name", help="offline alias, hub id or local folder")
+    s.set_defaults(func=_show)
+
+    ls = sub.add_parser("list", help="list offline teachers and cached task teachers")
+    ls.set_defaults(func=_list)
+
+    # Defaults live in TeacherFinetuneConfig (not imported here, so the CLI starts without torch);
+    # an option left out stays None and the config's default applies.
+    ft = sub.add_parser("finetune", help="fine-tune a teacher with a task head and cache it")
+    ft.add_argument("--teacher", help="teacher to fine-tune: alias, hub id or folder (default all-minilm-l6-v2)")
+    ft.add_argument("--task", help="task name or dataset folder (default rt-polarity)")
+    ft.add_argument("--data-dir", help="folder with the task's files (GLUE TSV, SQuAD JSON)")
+    ft.add_argument("--epochs", type=float, help="training epochs (default 1)")
+    ft.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
+    ft.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
+    ft.add_argument("--batch-size", type=int, help="training batch size (default 32)")
+    ft.add_argument("--max-length", type=int, help="max tokens (default 64 single sentences, 128 pairs, 384 QA)")
+    ft.add_argument("--doc-stride", type=int, help="QA window overlap (default 128)")
+    ft.add_argument("--warmup-ratio", type=float, help="warm-up share of the steps (default 0.1)")
+    ft.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
+    ft.add_argument("--seed", type=int, help="seed (default 0)")
+    ft.add_argument("--max-train-examples", type=int, help="use only the first N training rows")
+    ft.add_argument("--max-eval-examples", type=int, help="score only the first N rows of each eval split")
+    ft.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
+    ft.add_argument("--quiet", action="store_true", help="no progress lines")
+    ft.set_defaults(func=_finetune)
+
+
+def _fetch(args) -> int:
+    from elasticlm.distill.teachers import ensure_teacher, load_teacher
+
+    t0 = time.time()
+    path = ensure_teacher(args.name)
+    teacher = load_teacher(str(path))
+    print(path)
+    print(teacher.summary())
+    print(f"ready in {time.time() - t0:.1f}s")
+    return 0
+
+
+def _show(args) -> int:
+    from elasticlm.distill.teachers import load_teacher
+
+    teacher = load_teacher(args.name)
+    print(teacher.summary())
+    metrics = teacher.path / "metrics.json"
+    if teacher.task_info:
+        print(f"task {teacher.task_info.get('task')} ({teacher.task_info.get('kind')}), "
+              f"fine-tuned from {teacher.task_info.get('base_teacher')}")
+    if metrics.exists():
+        m = json.loads(metrics.read_text())
+        for split in ("dev", "test"):
+            if split in m:
+                print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in m[split].items()))
+    return 0
+
+
+def _list(args) -> int:
+    from elasticlm.data.cache import cache_root
+    from elasticlm.distill.teachers import OFFLINE_TEACHERS
+
+    print("offline teachers:")
+    for alias, t in OFFLINE_TEACHERS.items():
+        print(f"  {alias:24s} {t.kind:8s} {t.summary} (hub id {t.hub_id})")
+    root = cache_root() / "teachers"
+    tuned = sorted(p for p in root.glob("*--*--*") if (p / "metrics.json").exists()) if root.exists() else []
+    if tuned:
+        print("fine-tuned task teachers:")
+        for p in tuned:
+            m = json.loads((p / "metrics.json").read_text())
+            split = "test" if "test" in m else "dev"
+            main = m.get("main_metric")
+            score = m.get(split, {}).get(main)
+            print(f"  {p}  {split} {main} {score:.4f}" if score is not None else f"  {p}")
+    return 0
+
+
+def _finetune(args) -> int:
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+
+    names = ("teacher", "task", "data_dir", "epochs", "max_steps", "lr", "batch_size", "max_length",
+             "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples",
+             "max_eval_examples")
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    cfg = TeacherFinetuneConfig(**given, bf16=not args.fp32)
+    result = finetune_teacher(cfg, progress=not args.quiet)
+    m = result.metrics
+    if result.cached:
+        print("cached (trained earlier with the same settings)")
+    for split in ("dev", "test"):
+        if split in m:
+            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in m[split].items()))
+    print(f"saved to {result.path}")
+    return 0

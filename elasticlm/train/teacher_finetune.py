@@ -1,0 +1,480 @@
+"""Task-teacher fine-tuning: put a classification, regression or QA head on a teacher, fine-tune it
+on a task, score it on the dev (and labelled test) split, and cache it.
+
+The result lives in ``cache_root()/teachers/<teacher>--<task>--<hash>/`` where ``<hash>`` is a short
+hash of the full configuration, so asking again for the same configuration returns the cached teacher
+without training (``cached=True``). The folder is written atomically (built in a temporary sibling and
+renamed), so an interrupted or failed run leaves nothing a later run would trust. It holds::
+
+    config.json, model.safetensors     the fine-tuned model (save_pretrained)
+    tokenizer files                    the teacher's tokenizer
+    metrics.json                       dev/test metrics, steps, timing
+    finetune_config.json               the TeacherFinetuneConfig used
+    elasticlm_teacher.json             what `load_teacher` needs to know: task, kind, labels, base
+
+`elasticlm.distill.teachers.load_teacher(path)` loads it as a `Teacher` with a task head.
+
+The loop is deliberately plain: AdamW (fused) with weight decay off for biases and norms, linear
+warm-up then linear decay, bf16 autocast on CPU (fp32 option), gradient clipping at 1.0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from elasticlm.data.cache import atomic_dir, cache_root
+from elasticlm.errors import ElasticLMError
+
+__all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finetune_dir"]
+
+
+@dataclass
+class TeacherFinetuneConfig:
+    """Settings for fine-tuning a task teacher. Every field enters the cache key."""
+
+    teacher: str = "all-minilm-l6-v2"
+    """Teacher to fine-tune: an offline alias, a hub id or a local folder (see `ensure_teacher`)."""
+    task: str = "rt-polarity"
+    """Task name (`elasticlm.data.tasks`) or a user dataset folder."""
+    data_dir: str | None = None
+    """Where the task's files are (GLUE TSV root, SQuAD JSON); None for the built-in/hub sources."""
+    epochs: float = 1.0
+    """Passes over the training split (fractional allowed); ignored when `max_steps` is set.
+    SPEC §9: BERT-base task teachers use 3 epochs at lr 3e-5."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides `epochs`)."""
+    lr: float = 5e-5
+    """Peak learning rate (AdamW)."""
+    batch_size: int = 32
+    """Training batch size (sequences, or QA features)."""
+    max_length: int | None = None
+    """Max tokens per input; None = 64 for single-sentence tasks, 128 for sentence pairs, 384 for QA."""
+    doc_stride: int = 128
+    """QA only: overlap between the windows of a long context."""
+    warmup_ratio: float = 0.1
+    """Fraction of the steps spent warming the learning rate up linearly from 0."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    seed: int = 0
+    """Seed for the head's initialisation and the data order."""
+    bf16: bool = True
+    """Train and evaluate under bf16 autocast (AMX on CPU); False = plain fp32."""
+    max_train_examples: int | None = None
+    """Use only the first N training rows (quick runs and tests)."""
+    max_eval_examples: int | None = None
+    """Score only the first N rows of each evaluation split (quick runs and tests)."""
+    eval_batch_size: int = 64
+    """Batch size for evaluation."""
+    attn_implementation: str = "auto"
+    """"eager", "sdpa" or "auto" (eager under bf16 on CPU, where SDPA's backward is ~2x slower, SPEC §10)."""
+
+    def resolved_max_length(self, spec) -> int:
+        """`max_length`, or its task-dependent default."""
+        if self.max_length is not None:
+            return int(self.max_length)
+        if spec.kind == "qa":
+            return 384
+        return 128 if len(spec.text_fields) > 1 else 64
+
+    def validate(self) -> None:
+        """Raise `ElasticLMError` naming the first bad field."""
+        checks = [
+            ("epochs", self.epochs > 0 or self.max_steps is not None, "must be > 0"),
+            ("max_steps", self.max_steps is None or self.max_steps > 0, "must be > 0"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("batch_size", self.batch_size > 0, "must be > 0"),
+            ("max_length", self.max_length is None or self.max_length >= 8, "must be >= 8"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("max_train_examples", self.max_train_examples is None or self.max_train_examples > 0,
+             "must be > 0"),
+            ("max_eval_examples", self.max_eval_examples is None or self.max_eval_examples > 0,
+             "must be > 0"),
+            ("attn_implementation", self.attn_implementation in ("auto", "eager", "sdpa"),
+             "must be auto, eager or sdpa"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ElasticLMError(f"teacher fine-tuning config: {name}={getattr(self, name)!r} {why}")
+
+
+@dataclass
+class FinetuneResult:
+    """Where the fine-tuned teacher is, its metrics (as in metrics.json) and whether it was cached."""
+
+    path: Path
+    metrics: dict[str, Any]
+    cached: bool
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache key
+# --------------------------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.\-]+", "_", text).strip("_.")[:60] or "x"
+
+
+def _canonical(cfg: TeacherFinetuneConfig) -> tuple[str, str]:
+    """(teacher, task) spelled one way: offline aliases for teacher hub ids, registry names for
+    tasks (`SST2` → `sst-2`), absolute paths for local folders."""
+    from elasticlm.data.tasks import canonical_name as task_name
+    from elasticlm.distill.teachers import canonical_name as teacher_name
+
+    teacher, task = str(cfg.teacher), str(cfg.task)
+    if Path(teacher).expanduser().exists():
+        teacher = str(Path(teacher).expanduser().resolve())
+    else:
+        teacher = teacher_name(teacher) or teacher
+    if Path(task).expanduser().is_dir():
+        task = str(Path(task).expanduser().resolve())
+    else:
+        task = task_name(task) or task
+    return teacher, task
+
+
+def _config_key(cfg: TeacherFinetuneConfig) -> dict[str, Any]:
+    """The configuration as hashed, with teacher/task/data_dir spelled canonically."""
+    key = asdict(cfg)
+    key["teacher"], key["task"] = _canonical(cfg)
+    if key["data_dir"] is not None and Path(key["data_dir"]).expanduser().exists():
+        key["data_dir"] = str(Path(key["data_dir"]).expanduser().resolve())
+    return key
+
+
+def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
+    """The cache folder of the task teacher that `cfg` produces."""
+    key = _config_key(cfg)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    teacher, task = (_slug(Path(v).name if Path(v).is_absolute() else v) for v in (key["teacher"], key["task"]))
+    return cache_root() / "teachers" / f"{teacher}--{task}--{digest}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------------------
+
+
+def _pad_batch(rows: list[dict[str, torch.Tensor]], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Stack rows into B×N tensors (+ labels / span positions).
+
+    N is the longest real length in the batch (from `attention_mask`, so rows that arrive padded, like
+    QA features, are trimmed too), rounded up to a multiple of `multiple` (fewer distinct shapes for
+    oneDNN to specialise on).
+    """
+    lengths = [int(torch.as_tensor(r["attention_mask"]).sum()) for r in rows]
+    n = max(lengths)
+    n = min(-(-n // multiple) * multiple, max(len(r["input_ids"]) for r in rows))
+    b = len(rows)
+    out = {"input_ids": torch.full((b, n), pad_id, dtype=torch.long),
+           "attention_mask": torch.zeros((b, n), dtype=torch.long),
+           "token_type_ids": torch.zeros((b, n), dtype=torch.long)}
+    for i, (r, k) in enumerate(zip(rows, lengths)):
+        out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])[:k]
+        out["attention_mask"][i, :k] = 1
+        if "token_type_ids" in r:
+            out["token_type_ids"][i, :k] = torch.as_tensor(r["token_type_ids"])[:k]
+    for name in ("labels", "start_positions", "end_positions"):
+        if name in rows[0]:
+            out[name] = torch.stack([torch.as_tensor(r[name]) for r in rows])
+    return out
+
+
+def _batches(ds, batch_size: int, pad_id: int, *, shuffle: bool, seed: int, epoch: int = 0):
+    """Yield padded batches of `ds` (a torch-formatted `datasets.Dataset`), reshuffled per epoch."""
+    order = list(range(len(ds)))
+    if shuffle:
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        chunk = ds[idx]  # dict of column -> list of tensors
+        rows = [{k: v[j] for k, v in chunk.items()} for j in range(len(idx))]
+        yield _pad_batch(rows, pad_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def _model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask (+ token_type_ids for models with segments, e.g. not MPNet)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if getattr(model.config, "type_vocab_size", 0) and "token_type_ids" in batch:
+        inputs["token_type_ids"] = batch["token_type_ids"]
+    return inputs
+
+
+def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy (classification), MSE (regression) or mean start/end cross-entropy (QA),
+    computed in fp32 from the head's outputs."""
+    if kind == "qa":
+        return 0.5 * (F.cross_entropy(out.start_logits.float(), batch["start_positions"])
+                      + F.cross_entropy(out.end_logits.float(), batch["end_positions"]))
+    logits = out.logits.float()
+    if kind == "regression":
+        return F.mse_loss(logits.squeeze(-1), batch["labels"].float())
+    return F.cross_entropy(logits, batch["labels"].long())
+
+
+def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def _linear_schedule(opt, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at `total`."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> FinetuneResult:
+    """Fine-tune `cfg.teacher` on `cfg.task` (or return the cached result) — see the module docstring.
+
+    Args:
+        cfg: the configuration; all of it enters the cache key.
+        progress: print a line every ~5% of the steps (loss, learning rate, throughput, ETA).
+        log: where progress lines go (default: stderr).
+    """
+    cfg.validate()
+    final = finetune_dir(cfg)
+    if (final / "metrics.json").exists():
+        return FinetuneResult(final, json.loads((final / "metrics.json").read_text()), cached=True)
+    say = (log or (lambda s: print(s, file=sys.stderr, flush=True))) if progress else (lambda s: None)
+
+    from elasticlm.data.tasks import load_task
+    from elasticlm.distill.teachers import _quiet_transformers, ensure_teacher, load_tokenizer
+
+    t_start = time.time()
+    teacher_path = ensure_teacher(cfg.teacher)
+    data = load_task(cfg.task, data_dir=cfg.data_dir)
+    spec = data.spec
+    if spec.kind not in ("classification", "regression", "qa"):
+        raise ElasticLMError(f"task {spec.name}: kind {spec.kind!r} cannot be fine-tuned here")
+    if "train" not in data.splits or len(data.splits["train"]) == 0:
+        raise ElasticLMError(f"task {spec.name}: no training split ({data.source})")
+    tokenizer = load_tokenizer(str(teacher_path))
+    max_length = cfg.resolved_max_length(spec)
+    if getattr(tokenizer, "model_max_length", 0) and 0 < tokenizer.model_max_length < max_length:
+        max_length = tokenizer.model_max_length
+
+    # ---- data ------------------------------------------------------------------------------------
+    def head(ds, n):
+        return ds.select(range(min(n, len(ds)))) if n is not None else ds
+
+    train_raw = head(data.splits["train"], cfg.max_train_examples)
+    eval_names = _eval_splits(data)
+    eval_raw = {name: head(data.splits[name], cfg.max_eval_examples) for name in eval_names}
+    if spec.kind == "qa":
+        from elasticlm.data import squad
+
+        qa_cols = ["input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"]
+        train_ds = squad.prepare_features(train_raw, tokenizer, max_length=max_length,
+                                          stride=cfg.doc_stride).with_format("torch", columns=qa_cols)
+        eval_ds = {n: squad.prepare_features(ds, tokenizer, max_length=max_length, stride=cfg.doc_stride)
+                   for n, ds in eval_raw.items()}
+    else:
+        from elasticlm.data.tasks import encode_task
+
+        train_ds = encode_task(train_raw, spec, tokenizer, max_length)
+        eval_ds = {n: encode_task(ds, spec, tokenizer, max_length) for n, ds in eval_raw.items()}
+
+    # ---- model -----------------------------------------------------------------------------------
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    attn = cfg.attn_implementation
+    if attn == "auto":
+        attn = "eager" if cfg.bf16 else "sdpa"
+    torch.manual_seed(cfg.seed)
+    with _quiet_transformers():
+        if spec.kind == "qa":
+            model = AutoModelForQuestionAnswering.from_pretrained(
+                teacher_path, attn_implementation=attn, dtype=torch.float32)
+        else:
+            labels = spec.label_names or ("score",)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                teacher_path, num_labels=spec.num_labels, attn_implementation=attn,
+                dtype=torch.float32,
+                problem_type="regression" if spec.kind == "regression" else "single_label_classification",
+                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    if model.config.pad_token_id is None:  # causal backbones need it to find the last token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = int(cfg.warmup_ratio * total)
+    opt = _optimizer(model, cfg.lr, cfg.weight_decay)
+    sched = _linear_schedule(opt, warmup, total)
+    say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
+        f"{'features' if spec.kind == 'qa' else 'examples'}, {total} steps of {cfg.batch_size}, "
+        f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.bf16 else 'fp32'}")
+
+    # ---- train -----------------------------------------------------------------------------------
+    model.train()
+    log_every = max(1, total // 20)
+    step, epoch, seen, run_loss, run_n = 0, 0, 0, 0.0, 0
+    t_train = time.time()
+    while step < total:
+        for batch in _batches(train_ds, cfg.batch_size, pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
+            with _autocast(cfg.bf16):
+                out = model(**_model_inputs(model, batch))
+            loss = _task_loss(spec.kind, out, batch)
+            if not torch.isfinite(loss):
+                raise ElasticLMError(f"teacher fine-tuning diverged at step {step + 1} (loss {loss.item()}); "
+                                     f"lower --lr (now {cfg.lr:g})")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            seen += batch["input_ids"].shape[0]
+            run_loss += loss.item()
+            run_n += 1
+            if step % log_every == 0 or step == total:
+                el = time.time() - t_train
+                say(f"step {step}/{total}  epoch {seen / len(train_ds):.2f}  loss {run_loss / run_n:.4f}  "
+                    f"lr {sched.get_last_lr()[0]:.2e}  {seen / el:.1f} ex/s  "
+                    f"eta {_fmt_time(el / step * (total - step))}")
+                run_loss, run_n = 0.0, 0
+            if step >= total:
+                break
+        epoch += 1
+    train_seconds = time.time() - t_train
+
+    # ---- evaluate --------------------------------------------------------------------------------
+    results: dict[str, Any] = {}
+    for name, ds in eval_ds.items():
+        if spec.kind == "qa":
+            results[name] = _evaluate_qa(model, ds, eval_raw[name], spec, cfg, pad_id)
+        else:
+            results[name] = _evaluate(model, ds, spec, cfg, pad_id)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in results[name].items())
+        say(f"{name}: {shown}")
+
+    metrics = {
+        "teacher": cfg.teacher,
+        "task": spec.name,
+        "kind": spec.kind,
+        "main_metric": spec.main_metric,
+        **results,
+        "steps": step,
+        "epochs": round(seen / len(train_ds), 3),
+        "train_examples": len(train_raw),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.time() - t_start, 1),
+    }
+    info = {
+        "task": spec.name,
+        "task_source": data.source,
+        "kind": spec.kind,
+        "task_head": spec.kind,
+        "label_names": list(spec.label_names) if spec.label_names else None,
+        "num_labels": spec.num_labels,
+        "metrics": list(spec.metrics),
+        "main_metric": spec.main_metric,
+        "base_teacher": cfg.teacher,
+        "base_teacher_path": str(teacher_path),
+        "max_length": max_length,
+    }
+
+    # ---- save (atomically) -----------------------------------------------------------------------
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (tmp / "elasticlm_teacher.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # written last
+    say(f"saved {final}")
+    return FinetuneResult(final, metrics, cached=False)
+
+
+def _eval_splits(data) -> list[str]:
+    """Labelled evaluation splits to score: dev, plus test when it is labelled (demo/user tasks)."""
+    names = [n for n in ("dev",) if n in data.splits and len(data.splits[n])]
+    if data.eval_split() == "test":
+        names.append("test")
+    return names
+
+
+@torch.no_grad()
+def _evaluate(model, ds, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[str, float]:
+    """Task metrics of a classification/regression model on an encoded split."""
+    from elasticlm.data.metrics import compute_metrics
+
+    was_training = model.training
+    model.eval()
+    preds, refs = [], []
+    for batch in _batches(ds, cfg.eval_batch_size, pad_id, shuffle=False, seed=0):
+        with _autocast(cfg.bf16):
+            logits = model(**_model_inputs(model, batch)).logits.float()
+        preds.append(logits.numpy())
+        refs.append(batch["labels"].numpy())
+    model.train(was_training)
+    return compute_metrics(spec, np.concatenate(preds), np.concatenate(refs))
+
+
+@torch.no_grad()
+def _evaluate_qa(model, features, examples, spec, cfg: TeacherFinetuneConfig,
+                 pad_id: int) -> dict[str, float]:
+    """Exact match / F1 of a QA model: span logits per feature → best answer per example → the
+    official SQuAD scores (0-100)."""
+    from elasticlm.data import squad
+
+    was_training = model.training
+    model.eval()
+    width = len(features[0]["input_ids"])  # features are padded to max_length
+    starts = np.full((len(features), width), -1e4, dtype=np.float32)  # n_features × max_length
+    ends = starts.copy()
+    feats = features.with_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
+    row = 0
+    for batch in _batches(feats, cfg.eval_batch_size, pad_id, shuffle=False, seed=0):
+        with _autocast(cfg.bf16):
+            out = model(**_model_inputs(model, batch))
+        b, n = out.start_logits.shape  # B×N, N ≤ width (trimmed padding)
+        starts[row:row + b, :n] = out.start_logits.float().numpy()
+        ends[row:row + b, :n] = out.end_logits.float().numpy()
+        row += b
+    model.train(was_training)
+    version_2 = spec.name.endswith("v2.0")
+    examples = list(examples)
+    predictions = squad.postprocess(examples, features, starts, ends, version_2=version_2)
+    return squad.squad_metrics(predictions, examples, version_2=version_2)
