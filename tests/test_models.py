@@ -336,6 +336,12 @@ def test_task_losses():
     labels[0, 3] = 5
     out = mlm(ids, mask, types, labels=labels)
     assert torch.isclose(out.loss, torch.nn.functional.cross_entropy(out.logits[0, 3:4], torch.tensor([5])))
+    from elasticlm.models import ElasticLMForCausalLM
+    clm = ElasticLMForCausalLM(ElasticLMConfig.from_space(space, arch))
+    out = clm(ids, labels=ids)
+    manual = sum(torch.nn.functional.cross_entropy(out.logits[b, t], ids[b, t + 1])
+                 for b in range(3) for t in range(19)) / (3 * 19)
+    assert torch.isclose(out.loss, manual, atol=1e-5)
     qa = ElasticLMForQuestionAnswering(ElasticLMConfig.from_space(space, arch))
     out = qa(ids, mask, types, start_positions=torch.tensor([1, 2, 3]), end_positions=torch.tensor([2, 2, 4]))
     assert out.loss.item() > 0 and out.start_logits.shape == (3, 20)

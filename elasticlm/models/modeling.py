@@ -196,7 +196,10 @@ def _returned(output, return_dict, config):
 
 
 class _WithLMHead(ElasticLMPreTrainedModel):
+    """Encoder + tied LM head; subclasses say how labels become a loss and which output class."""
+
     _tied_weights_keys = {"lm_head.decoder.weight": "elasticlm.embeddings.word_embeddings.weight"}
+    output_class = MaskedLMOutput
 
     def __init__(self, config: ElasticLMConfig):
         super().__init__(config)
@@ -210,45 +213,45 @@ class _WithLMHead(ElasticLMPreTrainedModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
+    def lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True)
+        logits = self.lm_head(out.last_hidden_state)  # B×N×V
+        loss = self.lm_loss(logits, labels) if labels is not None else None
+        result = self.output_class(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                   attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
 
 class ElasticLMForMaskedLM(_WithLMHead):
+    output_class = MaskedLMOutput
+
     def __init__(self, config: ElasticLMConfig):
         if config.is_decoder:
             raise ValueError("ElasticLMForMaskedLM needs is_decoder=False (use ElasticLMForCausalLM)")
         super().__init__(config)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state)  # B×N×V
-        loss = None
-        if labels is not None:  # -100 = not a masked position
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
-        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return _returned(result, return_dict, self.config)
+    def lm_loss(self, logits, labels):
+        """Cross-entropy at the masked positions (labels -100 elsewhere)."""
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
 
 
 class ElasticLMForCausalLM(_WithLMHead):
+    output_class = CausalLMOutput
+
     def __init__(self, config: ElasticLMConfig):
-        if not config.is_decoder:
-            config.is_decoder = True
+        config.is_decoder = True
         super().__init__(config)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state)  # B×N×V
-        loss = None
-        if labels is not None:  # next-token prediction: position t predicts labels[t + 1]
-            shifted = labels[:, 1:].contiguous()
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), shifted.view(-1),
-                                   ignore_index=-100)
-        result = CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return _returned(result, return_dict, self.config)
+    def lm_loss(self, logits, labels):
+        """Next-token prediction: position t predicts labels[t + 1] (-100 = ignored)."""
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                               labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
 class ElasticLMForSequenceClassification(ElasticLMPreTrainedModel):
