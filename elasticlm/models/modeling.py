@@ -154,6 +154,12 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    def _attention_backend(self) -> str:
+        """`attention_backend`, except that transformers' `attn_implementation="eager"` forces eager."""
+        if self.config.attention_backend == "auto" and getattr(self.config, "_attn_implementation", None) == "eager":
+            return "eager"
+        return self.config.attention_backend
+
     def encode(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                inputs_embeds=None, capture: Capture = NOTHING) -> EncoderOutput:
         """The full-detail forward (see `Capture`), used by distillation and analysis."""
@@ -161,7 +167,7 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         return run_encoder(self.embeddings, self.layers, input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
-                           causal=self.config.is_decoder, eager=use_eager(self.config.attention_backend, self),
+                           causal=self.config.is_decoder, eager=use_eager(self._attention_backend(), self),
                            capture=capture)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,

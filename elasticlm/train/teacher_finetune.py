@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
 
 from elasticlm.data.cache import atomic_dir, cache_root
 from elasticlm.errors import ElasticLMError
@@ -246,15 +247,6 @@ def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
-def _linear_schedule(opt, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at `total`."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
 def _autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
@@ -342,7 +334,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup_ratio * total)
     opt = _optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = _linear_schedule(opt, warmup, total)
+    sched = get_linear_schedule_with_warmup(opt, warmup, total)  # linear warm-up, then linear decay to 0
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
         f"{'features' if spec.kind == 'qa' else 'examples'}, {total} steps of {cfg.batch_size}, "
         f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.bf16 else 'fp32'}")
