@@ -381,3 +381,28 @@ def test_changing_head_count(supernet, tmp_path):
     assert AutoModel.from_pretrained(tmp_path).config.arch == changed
     with pytest.raises(ValueError, match="layer 1: heads 7"):
         model.set_heads(1, 7)
+
+
+def test_grown_supernet_state_loads_into_a_fresh_supernet(supernet, tmp_path):
+    from safetensors.torch import load_file, save_file
+    save_file(supernet.state_dict(), tmp_path / "supernet.safetensors")
+    fresh = SuperNet(SupernetConfig(SPACE)).eval()
+    fresh.load_state_dict(load_file(tmp_path / "supernet.safetensors"))
+    assert fresh.widths() == supernet.widths()
+    arch = random_arch(supernet, random.Random(12))
+    ids, mask, types = batch()
+    with torch.no_grad():
+        assert torch.equal(fresh(ids, arch, mask, types).last_hidden_state,
+                           supernet(ids, arch, mask, types).last_hidden_state)
+
+
+def test_bf16_autocast_subnet_matches_supernet(supernet):
+    ids, mask, types = batch()
+    rng = random.Random(13)
+    for _ in range(4):
+        arch = random_arch(supernet, rng)
+        model = supernet.extract(arch).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            a = supernet(ids, arch, mask, types).last_hidden_state
+            b = model(ids, mask, types).last_hidden_state
+        assert a.dtype == torch.bfloat16 and (a.float() - b.float()).abs().max() <= 1e-2

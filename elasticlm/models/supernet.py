@@ -131,6 +131,16 @@ class SuperNet(nn.Module):
             replaced += ffn.grow(new_width, self.config.initializer_range, generator)
         return replaced
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a supernet state saved after growth: every block is first widened to the FFN width
+        the saved tensors have, so a freshly built supernet accepts a grown checkpoint."""
+        for (l, kind, sharing), block in self.blocks():
+            key = f"layers.{l}.{block_key(kind, sharing)}." + ("ffn.fc_in.weight" if kind == "bert" else "ffn.0.fc_in.weight")
+            saved = state_dict.get(key)
+            if saved is not None and saved.shape[0] > block.ffn_dim:
+                self.grow_ffn(l, kind, sharing, int(saved.shape[0]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def mean_ffn_width(self) -> float:
         w = self.widths()
         return sum(w.values()) / len(w)
