@@ -119,6 +119,8 @@ def _finetune(args) -> int:
     m = result.metrics
     if result.cached:
         print("cached (trained earlier with the same settings)")
+    elif not args.quiet:  # the progress lines already ended with the metrics and the path
+        return 0
     for split in ("dev", "test"):
         if split in m:
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in m[split].items()))
