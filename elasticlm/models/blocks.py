@@ -22,7 +22,7 @@ f FFN hidden width, e embedding size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,6 @@ class BlockTrace:
     attn_probs: torch.Tensor | None = None  # B×H×N×N
     head_context: torch.Tensor | None = None  # B×H×N×hd
     ffn_hidden: torch.Tensor | None = None  # B×N×f, or n_ffn×B×N×f for mobile blocks
-    extra: dict = field(default_factory=dict)
 
 
 def init_weights(module: nn.Module, std: float) -> None:
@@ -300,7 +299,7 @@ def block_state_for(block: Block, ffn_dim: int) -> dict[str, torch.Tensor]:
         raise ValueError(f"block FFN has {block.ffn_dim} units, cannot extract {ffn_dim}")
     out = {}
     for name, t in block.state_dict().items():
-        if ".fc_in." in name or name.startswith("fc_in."):
+        if ".fc_in." in name:  # ffn.fc_in.* / ffn.<k>.fc_in.*: keep the first ffn_dim units
             t = t[:ffn_dim]
         elif name.endswith("fc_out.weight"):
             t = t[:, :ffn_dim]

@@ -180,7 +180,7 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
                           Capture(attn_probs=bool(output_attentions), block_output=bool(output_hidden_states)))
         result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
                                  attentions=out.attentions)
-        return result if (return_dict if return_dict is not None else self.config.return_dict) else result.to_tuple()
+        return _returned(result, return_dict, self.config)
 
 
 class LMHead(nn.Module):
