@@ -5,6 +5,12 @@ weights; a forward pass runs one block per layer, as an `Architecture` says.
     SuperNet.widths()                      current FFN width of every block {(layer, kind, sharing): f}
     SuperNet.grow_ffn(layer, kind, sharing, new_width)   function-preserving FFN growth (SPEC §2)
     SuperNet.extract(arch, head=...)       a standalone HF model with the path's weights
+    SuperNet.mlm_logits(h) / task_logits(task, h)   the supernet's own heads (they survive extraction)
+
+Heads: the supernet owns an MLM head (d -> e -> tied to the token embedding) for pretraining and one
+task head per task (`add_task_head`) for fine-tuning, with the same parameter names as the standalone
+classes, so `extract(arch, head="mlm")` / `extract(arch, head="classification", task=name)` carry the
+trained head weights into the standalone model.
 
 An architecture run on the supernet may use an FFN width up to the block's current width (the first
 `ffn_dim` hidden units are used) and any valid head count (heads are a forward-time choice).
@@ -15,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from elasticlm.errors import ElasticLMError
 from elasticlm.models.blocks import NOTHING, Block, Capture, Embeddings, block_state_for, init_weights, make_block
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel
@@ -45,6 +53,44 @@ class SupernetConfig:
         return self.space.ffn_step if self.initial_ffn is None else self.initial_ffn
 
 
+TASK_KINDS = ("classification", "regression", "qa")
+
+
+class MLMHead(nn.Module):
+    """Linear(d, e) -> GELU -> LN(e) -> the token embedding (passed in, tied) + bias: B×N×d -> B×N×V.
+    Same parameter names as the standalone `LMHead` (transform, norm, bias)."""
+
+    def __init__(self, hidden_size: int, embedding_size: int, vocab_size: int, eps: float):
+        super().__init__()
+        self.transform = nn.Linear(hidden_size, embedding_size)
+        self.norm = nn.LayerNorm(embedding_size, eps=eps)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(F.gelu(self.transform(h))), embedding) + self.bias  # B×N×V
+
+
+class TaskHead(nn.Module):
+    """A task's layers, named as in the standalone classes: [CLS] pooler (tanh) + classifier for
+    classification/regression (B×N×d -> B×C), `qa_outputs` for span extraction (B×N×d -> B×N×2)."""
+
+    def __init__(self, hidden_size: int, kind: str, num_labels: int):
+        super().__init__()
+        if kind not in TASK_KINDS:
+            raise ElasticLMError(f"task head kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
+        self.kind, self.num_labels = kind, num_labels
+        if kind == "qa":
+            self.qa_outputs = nn.Linear(hidden_size, 2)
+        else:
+            self.pooler = nn.Linear(hidden_size, hidden_size)
+            self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.kind == "qa":
+            return self.qa_outputs(h)  # B×N×2 (start, end)
+        return self.classifier(torch.tanh(self.pooler(h[:, 0])))  # B×C
+
+
 def block_key(kind: str, sharing: str) -> str:
     """Name of a candidate inside a layer's ModuleDict, e.g. "bert_qv"."""
     return f"{kind}_{sharing}"
@@ -70,7 +116,42 @@ class SuperNet(nn.Module):
             })
             for _ in range(space.num_layers)
         )
+        self.mlm_head = MLMHead(space.hidden_size, space.embedding_size, space.vocab_size, config.layer_norm_eps)
+        self.task_heads = nn.ModuleDict()
         self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    # ----- heads --------------------------------------------------------------------------
+    def add_task_head(self, task: str, kind: str, num_labels: int,
+                      generator: torch.Generator | None = None) -> TaskHead:
+        """Add (or return the existing, if it has the same shape) head for `task`."""
+        if task in self.task_heads:
+            head = self.task_heads[task]
+            if (head.kind, head.num_labels) != (kind, num_labels):
+                raise ElasticLMError(f"task head {task!r} exists as {head.kind} with {head.num_labels} outputs, "
+                                 f"not {kind} with {num_labels}")
+            return head
+        head = TaskHead(self.space.hidden_size, kind, num_labels).to(self.embeddings.project.weight.device)
+        with torch.no_grad():
+            for m in head.modules():
+                if isinstance(m, nn.Linear):
+                    m.weight.normal_(0.0, self.config.initializer_range, generator=generator)
+                    m.bias.zero_()
+        self.task_heads[task] = head
+        return head
+
+    def task_head_specs(self) -> dict[str, dict]:
+        """{task: {"kind", "num_labels"}} of every task head (to rebuild them before loading)."""
+        return {name: {"kind": h.kind, "num_labels": h.num_labels} for name, h in self.task_heads.items()}
+
+    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """B×N×d (or R×d) -> B×N×V through the MLM head tied to the token embedding."""
+        return self.mlm_head(h, self.embeddings.word_embeddings.weight)
+
+    def task_logits(self, task: str, h: torch.Tensor) -> torch.Tensor:
+        """B×N×d -> B×C (classification/regression) or B×N×2 (qa) through `task`'s head."""
+        if task not in self.task_heads:
+            raise ElasticLMError(f"the supernet has no head for task {task!r} (heads: {', '.join(self.task_heads) or 'none'})")
+        return self.task_heads[task](h)
 
     # ----- paths --------------------------------------------------------------------------
     def block(self, layer: int, kind: str, sharing: str) -> Block:
@@ -163,16 +244,41 @@ class SuperNet(nn.Module):
                 state[f"layers.{l}.{k}"] = v
         return state
 
-    def extract(self, arch: Architecture, head: str = "base", **config_kwargs) -> ElasticLMPreTrainedModel:
-        """A standalone HF model for `arch` with the supernet's weights on that path. Heads other than
-        "base" get freshly initialised task layers (the MLM/causal decoder is tied to the embedding)."""
+    def extract(self, arch: Architecture, head: str = "base", task: str | None = None,
+                **config_kwargs) -> ElasticLMPreTrainedModel:
+        """A standalone HF model for `arch` with the supernet's weights on that path.
+
+        "mlm" and "causal" carry the supernet's MLM head (decoder tied to the embedding);
+        "classification" / "qa" with `task` carry that task's head (and its label count); without
+        `task` they get freshly initialised task layers. Distillation projections never travel."""
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+        task_head = None
+        if task is not None:
+            if task not in self.task_heads:
+                raise ElasticLMError(f"the supernet has no head for task {task!r} "
+                                 f"(heads: {', '.join(self.task_heads) or 'none'})")
+            task_head = self.task_heads[task]
+            want = "qa" if task_head.kind == "qa" else "classification"
+            if head != want:
+                raise ElasticLMError(f"task {task!r} has a {task_head.kind} head: extract it with head={want!r}")
+            if want == "classification":
+                config_kwargs.setdefault("num_labels", task_head.num_labels)
+                if task_head.kind == "regression":
+                    config_kwargs.setdefault("problem_type", "regression")
         if head == "causal":
             config_kwargs.setdefault("is_decoder", True)
         model = HEADS[head](self.model_config(arch, **config_kwargs))
         base = model if head == "base" else model.elasticlm
         base.load_state_dict(self.extract_state_dict(arch), strict=True)
-        if head in ("mlm", "causal"):
-            model.tie_weights()
+        with torch.no_grad():
+            if head in ("mlm", "causal"):
+                model.tie_weights()
+                for name in ("transform", "norm"):
+                    getattr(model.lm_head, name).load_state_dict(getattr(self.mlm_head, name).state_dict())
+                model.lm_head.bias.copy_(self.mlm_head.bias)
+            elif task_head is not None:
+                names = ("qa_outputs",) if head == "qa" else ("pooler", "classifier")
+                for name in names:
+                    getattr(model, name).load_state_dict(getattr(task_head, name).state_dict())
         return model
