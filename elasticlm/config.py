@@ -1,0 +1,125 @@
+"""Configs are one tree of typed dataclasses; this turns them into plain dicts and back.
+
+    to_dict(cfg)                      nested dataclasses -> JSON/YAML-able dict
+    from_dict(Cls, data)              dict -> Cls, rejecting unknown keys and wrong types by name
+    override(cfg, ["train.lr=3e-4"])  `key=value` overrides of any field (values parsed as YAML)
+
+Errors are one line naming the key (`train.lr: expected float, got 'fast'`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from elasticlm.errors import ElasticLMError
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """Nested dataclasses -> plain dict (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _check(value, hint, key: str):
+    """`value` coerced to the annotation `hint` (ints are accepted for floats), or an error."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, key)
+            except ElasticLMError as err:
+                errors.append(str(err))
+        raise ElasticLMError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise ElasticLMError(f"{key}: expected a mapping of {hint.__name__} fields, got {value!r}")
+        return from_dict(hint, value, prefix=key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ElasticLMError(f"{key}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(hint) or (Any,)
+        items = [_check(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ElasticLMError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ElasticLMError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ElasticLMError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ElasticLMError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ElasticLMError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls, data: dict[str, Any], *, prefix: str = ""):
+    """Build dataclass `cls` from `data`; every key must be a field (named in the error if not)."""
+    if not isinstance(data, dict):
+        raise ElasticLMError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ElasticLMError(f"unknown config key {prefix}{unknown[0]}; known keys: {', '.join(fields)}")
+    kwargs = {name: _check(value, hints[name], prefix + name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def override(cfg, assignments: list[str]):
+    """A copy of `cfg` with `dotted.key=value` assignments applied (values parsed as YAML scalars)."""
+    import yaml
+
+    data = to_dict(cfg)
+    for item in assignments:
+        if "=" not in item:
+            raise ElasticLMError(f"override {item!r} must look like key=value (e.g. train.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads 3e-4 as a string
+                value = float(value) if any(c in value for c in "eE.") else value
+            except ValueError:
+                pass
+        node, parts = data, key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ElasticLMError(f"unknown config key {'.'.join(parts[:i + 1])}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ElasticLMError(f"unknown config key {key}; known keys here: {', '.join(node)}")
+        node[parts[-1]] = value
+    return from_dict(type(cfg), data)

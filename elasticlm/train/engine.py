@@ -1,0 +1,549 @@
+"""The one training engine: teacher fine-tuning, both supernet stages and retraining run through `fit`.
+
+    setup  -> an objective (what is trained, how a step's batch is built, what the losses are)
+    fit    -> one plain loop: batch -> losses -> backward (accumulated) -> all-reduce -> clip -> step,
+              with periodic work inline (growth, evaluation, checkpoint) where `itstime` says so
+    resume -> rebuild the objective, load the weights of the newest good `step-N/` checkpoint (the
+              supernet widens grown FFNs itself), build the optimizer, load its state, go on
+
+An objective is any object with
+    modules: dict[str, nn.Module]        trained and checkpointed (one safetensors file each)
+    batch(step, micro) -> dict           this rank's micro-batch `micro` of optimizer step `step`
+    losses(batch, step) -> dict          named scalar losses; "loss" is the one minimised
+Everything random in a step is derived from (seed, step), never from global RNG state, so a resumed
+run and every data-parallel rank see the same paths and masks as an uninterrupted one.
+
+Run folder written by `fit` (a stage adds its own files beside these):
+    metrics.jsonl        one JSON line per logged step (every named loss, lr, tokens/s)
+    tb/                  the same scalars as TensorBoard event files
+    checkpoints/step-N/  weights (*.safetensors), optimizer.pt, scheduler.pt, state.json
+    checkpoints/LAST     the name of the newest complete checkpoint
+
+Distributed: launched with `torchrun --nproc_per_node=K`, every rank runs the same loop on its shard
+of each global batch; gradients of the parameters that got one (the sampled path) are averaged with
+one all-reduce, so idle supernet blocks cost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from elasticlm.data.cache import atomic_dir, atomic_file
+from elasticlm.errors import ElasticLMError
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """How a stage is optimised (the paper's settings are the defaults where it states them)."""
+
+    lr: float = 1e-4
+    """Peak learning rate of AdamW."""
+    batch_size: int = 32
+    """Global batch (sequences) per optimizer step, summed over ranks and accumulation steps."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (per rank); the batch is split evenly between them."""
+    epochs: float = 1.0
+    """Passes over the training data (fractional allowed); ignored when `max_steps` is set."""
+    max_steps: int | None = None
+    """Optimizer steps to run (overrides `epochs`)."""
+    warmup_ratio: float = 0.1
+    """Share of the steps spent warming the learning rate up linearly from 0 (then linear decay to 0)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay, not applied to biases and LayerNorm weights."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this (None: no clipping)."""
+    bf16: bool = True
+    """bf16 autocast on CPU (the fast path on AMX / AVX512-BF16 machines); False = plain fp32."""
+    seed: int = 0
+    """Seeds data order, masks, sampled paths and new weights (each derived from (seed, step))."""
+    log_every: int = 10
+    """Write a metrics line every this many steps."""
+    checkpoint_every: int | None = None
+    """Save a `step-N/` checkpoint every this many steps (the last step is always saved)."""
+    keep_checkpoints: int = 2
+    """Checkpoints to keep (older ones are deleted once a newer one is complete)."""
+    progress: bool = True
+    """Show a progress bar (loss, tokens/s, ETA) on stderr."""
+
+    def validate(self, where: str = "training config") -> None:
+        checks = [
+            ("lr", self.lr > 0, "must be > 0"),
+            ("batch_size", self.batch_size > 0, "must be > 0"),
+            ("grad_accum", self.grad_accum > 0, "must be > 0"),
+            ("epochs", self.epochs > 0 or self.max_steps is not None, "must be > 0"),
+            ("max_steps", self.max_steps is None or self.max_steps > 0, "must be > 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "must be > 0"),
+            ("log_every", self.log_every > 0, "must be > 0"),
+            ("checkpoint_every", self.checkpoint_every is None or self.checkpoint_every > 0, "must be > 0"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ElasticLMError(f"{where}: {name}={getattr(self, name)!r} {why}")
+
+    def total_steps(self, n_items: int) -> int:
+        """Optimizer steps for `n_items` training examples/blocks."""
+        if self.max_steps:
+            return int(self.max_steps)
+        return max(1, math.ceil(self.epochs * n_items / self.batch_size))
+
+
+def itstime(step: int, every: int | None, total: int | None = None, *, last: bool = False) -> bool:
+    """True on every `every`-th step (and on the last step when `last`)."""
+    if last and total is not None and step == total:
+        return True
+    return bool(every) and step > 0 and step % every == 0
+
+
+def autocast(bf16: bool, device: str = "cpu"):
+    """bf16 autocast when asked, else nothing (fp32)."""
+    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: one batching/padding path, deterministic per step
+# --------------------------------------------------------------------------------------------------
+
+
+def pad_batch(rows: list[dict[str, Any]], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Stack rows into B×N tensors (+ labels / span positions).
+
+    N is the longest real length in the batch (from `attention_mask`, so rows that arrive padded, like
+    QA features, are trimmed too), rounded up to a multiple of `multiple` (fewer distinct shapes for
+    oneDNN to specialise on).
+    """
+    lengths = [int(torch.as_tensor(r["attention_mask"]).sum()) for r in rows]
+    n = max(lengths)
+    n = min(-(-n // multiple) * multiple, max(len(r["input_ids"]) for r in rows))
+    b = len(rows)
+    out = {"input_ids": torch.full((b, n), pad_id, dtype=torch.long),
+           "attention_mask": torch.zeros((b, n), dtype=torch.long),
+           "token_type_ids": torch.zeros((b, n), dtype=torch.long)}
+    for i, (r, k) in enumerate(zip(rows, lengths)):
+        out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])[:k]
+        out["attention_mask"][i, :k] = 1
+        if "token_type_ids" in r:
+            out["token_type_ids"][i, :k] = torch.as_tensor(r["token_type_ids"])[:k]
+    for name in ("labels", "start_positions", "end_positions"):
+        if name in rows[0]:
+            out[name] = torch.stack([torch.as_tensor(r[name]) for r in rows])
+    return out
+
+
+def rows_of(ds, idx: list[int]) -> list[dict[str, Any]]:
+    """Rows `idx` of a torch-formatted `datasets.Dataset` (or any indexable of dicts)."""
+    if hasattr(ds, "column_names"):
+        chunk = ds[idx]  # dict of column -> list
+        return [{k: v[j] for k, v in chunk.items()} for j in range(len(idx))]
+    return [ds[i] for i in idx]
+
+
+def eval_batches(ds, batch_size: int, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Padded batches of `ds` in order (evaluation)."""
+    for start in range(0, len(ds), batch_size):
+        yield pad_batch(rows_of(ds, list(range(start, min(start + batch_size, len(ds))))), pad_id)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """The order of `n` items in epoch `epoch` (a fresh seeded permutation per epoch)."""
+    order = list(range(n))
+    if shuffle:
+        random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+    return order
+
+
+def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, shuffle: bool = True) -> list[int]:
+    """Indices (into `n` items) of this rank's micro-batch `micro` of optimizer step `step` (0-based).
+
+    The global batch of step s is items [s·B, (s+1)·B) of the concatenated per-epoch permutations
+    (an epoch's tail joins the next epoch's head); it is cut into `grad_accum` micro-batches, and
+    each micro-batch into `world` equal shards, rank r taking shard r.
+    """
+    per_micro = cfg.batch_size // (cfg.grad_accum * dist.world)
+    if per_micro < 1 or cfg.batch_size % (cfg.grad_accum * dist.world):
+        raise ElasticLMError(f"batch_size {cfg.batch_size} must be a multiple of grad_accum × processes "
+                             f"({cfg.grad_accum} × {dist.world})")
+    start = step * cfg.batch_size + micro * per_micro * dist.world + dist.rank * per_micro
+    out, orders = [], {}
+    for pos in range(start, start + per_micro):
+        epoch, i = divmod(pos, n)
+        if epoch not in orders:
+            orders[epoch] = epoch_order(n, cfg.seed, epoch, shuffle)
+        out.append(orders[epoch][i])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizer and schedule
+# --------------------------------------------------------------------------------------------------
+
+
+def make_optimizer(named_params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (β = 0.9, 0.999; fused where supported) with no decay on biases and norms."""
+    decay, no_decay = [], []
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def make_scheduler(optimizer, total: int, warmup_ratio: float):
+    """Linear warm-up over `warmup_ratio` of the steps, then linear decay to 0 (transformers')."""
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed (torch.distributed; torchrun sets RANK / WORLD_SIZE)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    """This process's place in a data-parallel run (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def setup(cls) -> "Dist":
+        """Join the process group torchrun describes (gloo on CPU, nccl on GPU), or run alone."""
+        import torch.distributed as td
+
+        if td.is_available() and td.is_initialized():
+            return cls(td.get_rank(), td.get_world_size())
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        td.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(td.get_rank(), td.get_world_size())
+
+    def all_reduce_grads(self, params: list[nn.Parameter]) -> None:
+        """Average the gradients of `params` that have one over the ranks (one flat all-reduce).
+        Every rank trains the same path, so every rank has grads for the same parameters."""
+        if self.world == 1:
+            return
+        import torch.distributed as td
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1).float() for g in grads])
+        td.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def global_mean(self, mean: torch.Tensor, count: int | torch.Tensor) -> torch.Tensor:
+        """Rescale a rank-local mean over `count` items so that averaging gradients over the ranks
+        gives the mean over all ranks' items (exact when ranks hold different counts)."""
+        if self.world == 1:
+            return mean
+        import torch.distributed as td
+
+        total = torch.tensor(float(count))
+        td.all_reduce(total)
+        return mean * (float(count) * self.world / max(total.item(), 1.0))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def broadcast_object(self, obj):
+        if self.world == 1:
+            return obj
+        import torch.distributed as td
+
+        box = [obj]
+        td.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Logging
+# --------------------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard scalars. On resume, lines past the resumed step are dropped."""
+
+    def __init__(self, out: Path, *, resume_step: int = 0, enabled: bool = True, name: str = "metrics.jsonl"):
+        self.enabled = enabled
+        self.path = Path(out) / name
+        self._tb = None
+        if not enabled:
+            return
+        truncate_jsonl(self.path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(out) / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:  # tensorboard is optional at run time; metrics.jsonl always works
+            self._tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the lines of a JSONL log whose "step" is <= `step` (what a resumed run redoes)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(out: Path, step: int, modules: dict[str, nn.Module], optimizer, scheduler,
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """Write `checkpoints/step-N/` atomically, then point `checkpoints/LAST` at it."""
+    from safetensors.torch import save_file
+
+    root = Path(out) / "checkpoints"
+    final = root / f"step-{step}"
+    if final.exists():
+        shutil.rmtree(final)
+    with atomic_dir(final) as tmp:
+        for name, module in modules.items():
+            save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
+                      str(tmp / f"{name}.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")  # last
+    with atomic_file(root / "LAST") as tmp:
+        tmp.write_text(final.name + "\n")
+    done = sorted((p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()),
+                  key=lambda p: int(p.name[5:]))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _checkpoint_ok(folder: Path, names: list[str]) -> str | None:
+    """None when `folder` holds a complete checkpoint, else why not."""
+    from safetensors import safe_open
+
+    if not (folder / "state.json").is_file():
+        return "no state.json (incomplete)"
+    try:
+        json.loads((folder / "state.json").read_text())
+        for name in names:
+            with safe_open(str(folder / f"{name}.safetensors"), "pt") as f:
+                list(f.keys())
+        for name in ("optimizer.pt", "scheduler.pt"):
+            if not (folder / name).is_file() or (folder / name).stat().st_size == 0:
+                return f"{name} missing"
+    except Exception as err:  # noqa: BLE001 - any unreadable file means a corrupt checkpoint
+        return f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    return None
+
+
+def find_checkpoint(out: Path, names: list[str], say: Callable[[str], None] | None = None) -> Path | None:
+    """The newest complete checkpoint under `out/checkpoints` (LAST first, then newer-to-older);
+    a corrupt or partial one is reported and skipped."""
+    root = Path(out) / "checkpoints"
+    if not root.is_dir():
+        return None
+    candidates = sorted((p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()),
+                        key=lambda p: -int(p.name[5:]))
+    last = root / "LAST"
+    if last.is_file():
+        named = root / last.read_text().strip()
+        candidates = [named] + [c for c in candidates if c != named]
+    for folder in candidates:
+        why = _checkpoint_ok(folder, names)
+        if why is None:
+            return folder
+        if say:
+            say(f"checkpoint {folder} is refused: {why}; trying the previous one")
+    return None
+
+
+def load_checkpoint_weights(folder: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """Load each module's weights (a supernet widens grown FFNs itself); returns state.json."""
+    from safetensors.torch import load_file
+
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    return json.loads((folder / "state.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Periodic:
+    """Inline periodic work of a stage: `fn(state) -> dict | None`, run every `every` steps."""
+
+    every: int | None
+    fn: Callable[[dict[str, Any]], dict[str, Any] | None]
+    at_end: bool = False
+    """Also run after the last step."""
+
+
+def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None = None,
+        periodic: dict[str, Periodic] | None = None, extra_state: Callable[[], dict] | None = None,
+        restore_state: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
+        tokens_of: Callable[[dict], int] | None = None, resume: bool = True) -> dict[str, Any]:
+    """Train `objective` for `total` optimizer steps, resuming from the newest good checkpoint in
+    `out` when `resume`. Returns the `state` dict (step, optimizer, scheduler, last losses, ...).
+
+    `periodic` work (growth, evaluation) runs inline after the optimizer step, in the order given;
+    what it returns is logged. `extra_state()` adds to each checkpoint's state.json and
+    `restore_state(saved)` gets it back on resume.
+    """
+    cfg.validate()
+    dist = dist or Dist()
+    out = Path(out)
+    say = say or (lambda s: print(s, file=sys.stderr, flush=True))
+    talk = say if dist.main else (lambda s: None)
+    periodic = periodic or {}
+    modules = objective.modules
+
+    # ---- resume: weights first (the supernet widens grown FFNs), then the optimizer ------------
+    step, saved = 0, {}
+    ckpt = find_checkpoint(out, list(modules), talk) if resume else None
+    if ckpt is not None:
+        saved = load_checkpoint_weights(ckpt, modules)
+        step = int(saved["step"])
+        if restore_state:
+            restore_state(saved)
+        talk(f"resuming from {ckpt} (step {step}/{total})")
+    named = [(f"{m}.{n}", p) for m, module in modules.items() for n, p in module.named_parameters()]
+    params = [p for _, p in named]
+    optimizer = make_optimizer(named, cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)
+    if ckpt is not None:
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+    state: dict[str, Any] = {"step": step, "optimizer": optimizer, "scheduler": scheduler, "dist": dist,
+                             "tokens": int(saved.get("tokens", 0)), "total": total}
+    log = MetricsLog(out, resume_step=step, enabled=dist.main)
+    tokens_of = tokens_of or (lambda b: int(b["attention_mask"].sum()) if "attention_mask" in b else 0)
+
+    bar = None
+    if cfg.progress and dist.main and step < total:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=out.name, unit="step", dynamic_ncols=True, file=sys.stderr)
+    for module in modules.values():
+        module.train()
+    t0, tokens0, running, n_running = time.time(), state["tokens"], {}, 0
+    last_good = ckpt
+    try:
+        while step < total:
+            step_losses: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):
+                batch = objective.batch(step, micro)
+                with autocast(cfg.bf16):
+                    losses = objective.losses(batch, step)
+                loss = losses["loss"]
+                if not torch.isfinite(loss.detach()).item():
+                    kept = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
+                    raise ElasticLMError(f"loss is {loss.item()} at step {step + 1} ({out}); {kept}; "
+                                         f"lower the learning rate (now {cfg.lr:g}) or use fp32")
+                (loss / cfg.grad_accum).backward()
+                for k, v in losses.items():
+                    step_losses[k] = step_losses.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+                state["tokens"] += tokens_of(batch) * dist.world
+            dist.all_reduce_grads(params)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["step"] = step
+            for k, v in step_losses.items():
+                running[k] = running.get(k, 0.0) + v
+            n_running += 1
+            record: dict[str, Any] = {}
+            for name, work in periodic.items():
+                if itstime(step, work.every, total, last=work.at_end):
+                    got = work.fn(state)
+                    if got:
+                        record.update(got)
+            elapsed = time.time() - t0
+            tok_s = (state["tokens"] - tokens0) / max(elapsed, 1e-9)
+            if itstime(step, cfg.log_every, total, last=True) or record:
+                avg = {k: v / n_running for k, v in running.items()}
+                log.write({"step": step, **{k: round(v, 6) for k, v in avg.items()},
+                           "lr": scheduler.get_last_lr()[0], "tokens": state["tokens"],
+                           "tokens_per_s": round(tok_s, 1), "elapsed_s": round(elapsed, 2),
+                           **{k: v for k, v in record.items() if isinstance(v, (int, float, str))}})
+                state["losses"] = avg
+                running, n_running = {}, 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{avg.get('loss', float('nan')):.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if itstime(step, cfg.checkpoint_every, total, last=True):
+                if dist.main:
+                    extra = extra_state() if extra_state else {}
+                    last_good = save_checkpoint(out, step, modules, optimizer, scheduler,
+                                                {"tokens": state["tokens"], **extra}, cfg.keep_checkpoints)
+                dist.barrier()
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    state["seconds"] = time.time() - t0
+    return state

@@ -1,0 +1,150 @@
+"""The training engine's parts: deterministic per-step data, sharding, checkpoints, logs, configs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+from elasticlm.config import from_dict, override, to_dict
+from elasticlm.errors import ElasticLMError
+from elasticlm.train.engine import (Dist, TrainConfig, find_checkpoint, fit, itstime, load_checkpoint_weights,
+                                    pad_batch, save_checkpoint, step_rows, truncate_jsonl)
+
+
+def test_step_rows_cover_each_epoch_and_shard_like_one_process():
+    cfg = TrainConfig(batch_size=8, seed=3)
+    n = 20
+    one = [step_rows(n, cfg, s, 0, Dist()) for s in range(5)]  # 40 rows = 2 epochs
+    flat = [i for rows in one for i in rows]
+    assert sorted(flat[:20]) == list(range(20)) and sorted(flat[20:]) == list(range(20))
+    assert flat[:20] != list(range(20))  # shuffled
+    two = [[step_rows(n, cfg, s, 0, Dist(r, 2)) for r in range(2)] for s in range(5)]
+    assert [a + b for a, b in two] == one
+    acc = TrainConfig(batch_size=8, grad_accum=2, seed=3)
+    assert [step_rows(n, acc, s, 0, Dist()) + step_rows(n, acc, s, 1, Dist()) for s in range(5)] == one
+    assert step_rows(n, cfg, 2, 0, Dist()) == one[2]  # a step's rows do not depend on history
+    with pytest.raises(ElasticLMError, match="multiple of grad_accum"):
+        step_rows(n, TrainConfig(batch_size=6, grad_accum=4), 0, 0, Dist())
+
+
+def test_pad_batch_trims_to_the_longest_real_row():
+    rows = [{"input_ids": [2, 5, 6, 3, 0, 0], "attention_mask": [1, 1, 1, 1, 0, 0], "labels": 1},
+            {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1], "labels": 0}]
+    b = pad_batch(rows, pad_id=0, multiple=1)
+    assert b["input_ids"].tolist() == [[2, 5, 6, 3], [2, 7, 3, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]] and b["labels"].tolist() == [1, 0]
+
+
+def test_itstime():
+    assert [s for s in range(1, 11) if itstime(s, 4)] == [4, 8]
+    assert [s for s in range(1, 11) if itstime(s, 4, 10, last=True)] == [4, 8, 10]
+    assert not any(itstime(s, None) for s in range(1, 5))
+
+
+class Line:
+    """A toy objective: fit y = 3x - 1 on 64 points."""
+
+    def __init__(self, cfg: TrainConfig):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.model = nn.Linear(1, 1)
+        self.modules = {"model": self.model}
+        self.x = torch.linspace(-1, 1, 64)[:, None]
+        self.cfg = cfg
+
+    def batch(self, step, micro):
+        rows = step_rows(64, self.cfg, step, micro, Dist())
+        return {"x": self.x[rows], "attention_mask": torch.ones(len(rows), 1)}
+
+    def losses(self, batch, step):
+        loss = ((self.model(batch["x"]).float() - (3 * batch["x"] - 1)) ** 2).mean()
+        return {"loss": loss, "mse": loss}
+
+
+def test_fit_learns_logs_checkpoints_and_resumes(tmp_path):
+    cfg = TrainConfig(lr=0.5, batch_size=16, max_steps=40, warmup_ratio=0.0, bf16=False, progress=False,
+                      checkpoint_every=10, log_every=5, keep_checkpoints=2)
+    a = Line(cfg)
+    state = fit(a, cfg, tmp_path / "a", total=40, say=lambda s: None)
+    assert state["step"] == 40 and state["losses"]["mse"] < 0.05
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(5, 41, 5)) and lines[-1]["lr"] == 0.0
+    ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step-*"))
+    assert ckpts == ["step-30", "step-40"]  # keep_checkpoints=2
+    # resume from step 20 of a run that was stopped there: same final weights
+    b = Line(cfg)
+    short = TrainConfig(**{**cfg.__dict__, "max_steps": 40})
+    fit(b, short, tmp_path / "b", total=40, say=lambda s: None)
+    c = Line(cfg)
+    for p in (tmp_path / "b" / "checkpoints").glob("step-40"):
+        import shutil
+
+        shutil.rmtree(p)
+    (tmp_path / "b" / "checkpoints" / "LAST").write_text("step-40\n")  # points at a missing folder
+    said = []
+    fit(c, cfg, tmp_path / "b", total=40, say=said.append)
+    assert any("resuming from" in s and "step-30" in s for s in said)
+    torch.testing.assert_close(c.model.weight, a.model.weight, atol=1e-6, rtol=0)
+    lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(5, 41, 5))  # no duplicated lines after resume
+
+
+def test_checkpoint_round_trip_and_refusal(tmp_path):
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path, 7, {"m": model}, opt, sched, {"hello": 1})
+    other = nn.Linear(3, 2)
+    folder = find_checkpoint(tmp_path, ["m"])
+    state = load_checkpoint_weights(folder, {"m": other})
+    assert state == {"hello": 1, "step": 7}
+    torch.testing.assert_close(other.weight, model.weight)
+    (folder / "state.json").unlink()  # partial: refused
+    said = []
+    assert find_checkpoint(tmp_path, ["m"], said.append) is None and "incomplete" in said[0]
+
+
+def test_truncate_jsonl(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (2, 4, 6, 8)))
+    truncate_jsonl(path, 5)
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [2, 4]
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-4
+    """lr"""
+    steps: int | None = None
+    """steps"""
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    """name"""
+    tasks: list[str] = field(default_factory=lambda: ["a"])
+    """tasks"""
+    inner: Inner = field(default_factory=Inner)
+    """inner"""
+
+
+def test_config_tree_round_trip_overrides_and_errors():
+    cfg = Outer()
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    cfg2 = override(cfg, ["inner.lr=3e-4", "inner.steps=5", "tasks=[b, c]"])
+    assert cfg2.inner.lr == 3e-4 and cfg2.inner.steps == 5 and cfg2.tasks == ["b", "c"]
+    with pytest.raises(ElasticLMError, match="unknown config key inner.lrr"):
+        override(cfg, ["inner.lrr=1"])
+    with pytest.raises(ElasticLMError, match="inner.lr: expected a number"):
+        from_dict(Outer, {"inner": {"lr": "fast"}})
+    with pytest.raises(ElasticLMError, match="unknown config key bogus"):
+        from_dict(Outer, {"bogus": 1})
+    with pytest.raises(ElasticLMError, match="inner.steps: expected an integer"):
+        override(cfg, ["inner.steps=1.5"])
