@@ -282,6 +282,15 @@ class Dist:
         td.all_reduce(total)
         return mean * (float(count) * self.world / max(total.item(), 1.0))
 
+    def main_first(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on rank 0 first (e.g. building a cache entry), then on the others (reading it)."""
+        if self.main:
+            result = fn()
+        self.barrier()
+        if not self.main:
+            result = fn()
+        return result
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as td
@@ -468,7 +477,6 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
             restore_state(saved)
         talk(f"resuming from {ckpt} (step {step}/{total})")
     named = [(f"{m}.{n}", p) for m, module in modules.items() for n, p in module.named_parameters()]
-    params = [p for _, p in named]
     optimizer = make_optimizer(named, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)
     if ckpt is not None:
@@ -504,6 +512,7 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
                 for k, v in losses.items():
                     step_losses[k] = step_losses.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
                 state["tokens"] += tokens_of(batch) * dist.world
+            params = [p for module in modules.values() for p in module.parameters()]  # growth replaces some
             dist.all_reduce_grads(params)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.max_grad_norm)

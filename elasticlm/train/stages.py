@@ -1,0 +1,369 @@
+"""The two supernet stages as one call each: `pretrain(cfg, out)` and `finetune(cfg, supernet, out)`.
+
+Each writes its output folder (see the README): supernet.safetensors, config.json, metrics.jsonl,
+tb/, checkpoints/ and, for pretraining, growth.jsonl; `result.json` is written last and marks the
+stage done (a rerun into a finished folder returns it without training). Rerunning into an
+unfinished folder resumes from its newest good checkpoint; a folder made with another config is
+refused, so nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from elasticlm.config import to_dict
+from elasticlm.data.cache import atomic_file
+from elasticlm.errors import ElasticLMError
+from elasticlm.models import carry_optimizer_state
+from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time, truncate_jsonl
+from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PretrainConfig, TaskData, TaskDistill,
+                                      build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
+                                      save_supernet, widths_to_json)
+
+Say = Callable[[str], None]
+
+
+def _say(s: str) -> None:
+    print(s, file=sys.stderr, flush=True)
+
+
+def _check_out(out: Path, stage: str, config: dict[str, Any]) -> dict | None:
+    """Read-only: `out` is free (None), finished (its result), or an unfinished run of this same
+    config (None, resumed); anything else is refused before a file is touched."""
+    marker, result = out / "run_config.json", out / "result.json"
+    mine = {"stage": stage, "config": config}
+    if marker.exists():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            diff = _first_difference(theirs, mine)
+            raise ElasticLMError(f"{out} holds a {theirs.get('stage')} run made with another config ({diff}); "
+                                 f"use another --out, or delete the folder to start over")
+        if result.exists():
+            return json.loads(result.read_text())
+    elif out.exists() and any(out.iterdir()):
+        raise ElasticLMError(f"{out} is not empty and holds no elasticlm {stage} run; choose another --out")
+    return None
+
+
+def _claim(out: Path, stage: str, config: dict[str, Any], dist: Dist) -> None:
+    """Mark `out` as this run's (after every input was checked)."""
+    if dist.main and not (out / "run_config.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / "run_config.json") as tmp:
+            tmp.write_text(json.dumps({"stage": stage, "config": config}, indent=2) + "\n")
+    dist.barrier()
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
+
+
+# --------------------------------------------------------------------------------------------------
+# Growth (inline periodic work of stage 1)
+# --------------------------------------------------------------------------------------------------
+
+
+class Growth:
+    """One PCA-guided growth round per call; appends a line to growth.jsonl."""
+
+    def __init__(self, net, probe: list[dict], cfg: PretrainConfig, out: Path, dist: Dist):
+        from elasticlm.analysis.pca import default_k
+
+        self.net, self.probe, self.cfg, self.out, self.dist = net, probe, cfg, out, dist
+        self.k = cfg.growth.k or default_k(len(net.widths()))
+        self.rounds, self.done = 0, False
+
+    def state(self) -> dict:
+        return {"growth_rounds": self.rounds, "growth_done": self.done}
+
+    def restore(self, saved: dict) -> None:
+        self.rounds, self.done = int(saved.get("growth_rounds", 0)), bool(saved.get("growth_done", False))
+
+    def __call__(self, state: dict) -> dict | None:
+        from elasticlm.analysis.pca import probe_scores, select_growth
+
+        if self.done:
+            return None
+        net, space, g = self.net, self.net.space, self.cfg.growth
+        t0 = time.time()
+        before = net.widths()
+        keys = None
+        if self.dist.main:
+            scores = probe_scores(net, self.probe, tau=g.tau, mode=g.score)
+            keys = select_growth(scores, before, k=self.k, max_width=space.ffn_grid[-1],
+                                 target_mean=float(space.hidden_size))
+        scores, keys = self.dist.broadcast_object((scores if self.dist.main else None, keys))
+        if not keys:
+            self.done = True
+            record = {"step": state["step"], "round": self.rounds, "stopped": True,
+                      "mean_width": net.mean_ffn_width()}
+        else:
+            self.rounds += 1
+            gen = torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, "grow", self.rounds))
+            for key in keys:
+                replaced = net.grow_ffn(*key, before[key] + space.ffn_step, generator=gen)
+                carry_optimizer_state(state["optimizer"], replaced)
+            after = net.widths()
+            record = {"step": state["step"], "round": self.rounds, "grown": [list(k) for k in keys],
+                      "mean_width": net.mean_ffn_width(), "seconds": round(time.time() - t0, 2),
+                      "blocks": [{"block": list(k), "score": round(scores[k], 5), "before": before[k],
+                                  "after": after[k]} for k in before]}
+        if self.dist.main:
+            with open(self.out / "growth.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return {"growth_round": self.rounds, "mean_ffn_width": round(net.mean_ffn_width(), 2)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 1
+# --------------------------------------------------------------------------------------------------
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
+    """Stage 1 (see the module docstring). Returns result.json's contents."""
+    from elasticlm.data.corpus import MLMCollator, packed_blocks
+    from elasticlm.distill.losses import HiddenProjection
+    from elasticlm.distill.teachers import check_vocab, load_teacher
+
+    cfg.train.validate("train")
+    cfg.distill.validate()
+    cfg.growth.validate()
+    out, dist = Path(out), Dist.setup()
+    space = resolve_space(cfg.preset, cfg.space)
+    if cfg.max_length > space.max_position_embeddings:
+        raise ElasticLMError(f"max_length {cfg.max_length} exceeds the {cfg.preset} preset's "
+                             f"{space.max_position_embeddings} positions")
+    done = _check_out(out, "pretrain", to_dict(cfg))
+    if done is not None:
+        say(f"{out}: pretraining already complete")
+        return done
+    talk = say if dist.main else (lambda s: None)
+    teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32")
+    if teacher.kind != "encoder":
+        raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs an encoder")
+    check_vocab(teacher, space.vocab_size)
+    blocks = dist.main_first(lambda: packed_blocks(cfg.corpus, teacher.tokenizer, cfg.max_length,
+                                                   tokenizer_id=str(cfg.teacher), progress=dist.main))
+    train = blocks.train
+    if cfg.max_blocks:
+        train = train._view(train.start, min(train.stop, train.start + cfg.max_blocks))
+    net = build_supernet(space, fixed=cfg.growth.mode == "fixed", seed=cfg.train.seed)
+    check_range(space, net.widths(), cfg.paths)
+    proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
+                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    _claim(out, "pretrain", to_dict(cfg), dist)
+    collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
+    objective = MLMDistill(net, proj, teacher, train, collator, cfg, dist)
+    total = cfg.train.total_steps(len(train))
+    probe_rows = [blocks.heldout[i % len(blocks.heldout)] for i in range(cfg.growth.probe_blocks)]
+    probe = [{k: torch.stack([r[k] for r in probe_rows[s:s + 16]]) for k in ("input_ids", "attention_mask",
+                                                                              "token_type_ids")}
+             for s in range(0, len(probe_rows), 16)]
+    periodic = {}
+    growth = None
+    if cfg.growth.mode == "dynamic":
+        growth = Growth(net, probe, cfg, out, dist)
+        every = cfg.growth.every or max(1, math.ceil(len(train) / cfg.train.batch_size))
+        periodic["growth"] = Periodic(every, growth)
+    talk(f"pretraining the {cfg.preset} supernet ({len(net.widths())} blocks, {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M "
+         f"parameters now) on {cfg.corpus}: {len(train):,} blocks of {cfg.max_length}, {total} steps of "
+         f"{cfg.train.batch_size}, teacher {cfg.teacher} ({teacher.num_layers} layers), "
+         f"{'bf16' if cfg.train.bf16 else 'fp32'}, {dist.world} process(es)")
+    # a resumed run redoes the growth rounds logged after its checkpoint
+    _resume_logs(out, dist)
+    state = fit(objective, cfg.train, out, total=total, dist=dist, periodic=periodic, say=say,
+                extra_state=growth.state if growth else None, restore_state=growth.restore if growth else None)
+    mlm = evaluate_mlm(net, blocks.heldout, collator, seed=cfg.train.seed, paths=3, bf16=cfg.train.bf16)
+    result = {"stage": "pretrain", "steps": state["step"], "tokens": state["tokens"],
+              "seconds": round(state["seconds"], 1), "growth_rounds": growth.rounds if growth else 0,
+              "mean_ffn_width": net.mean_ffn_width(), "heldout": mlm}
+    if dist.main:
+        save_supernet(net, out, {"stage": "pretrain", "teacher": cfg.teacher, "corpus": cfg.corpus,
+                                 "config": to_dict(cfg)})
+        with atomic_file(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    talk(f"pretrained in {fmt_time(state['seconds'])}: {state['tokens']:,} tokens, "
+         f"{result['growth_rounds']} growth rounds, mean FFN width {net.mean_ffn_width():.0f} (d={space.hidden_size}); "
+         f"held-out masked-token accuracy over {len(mlm['paths'])} random paths: "
+         + ", ".join(f"{p['accuracy']:.3f}" for p in mlm["paths"]))
+    dist.barrier()
+    return result
+
+
+def _resume_logs(out: Path, dist: Dist) -> None:
+    """Drop growth.jsonl lines past the checkpoint a resumed run restarts from."""
+    from elasticlm.train.engine import find_checkpoint
+
+    ckpt = find_checkpoint(out, ["supernet", "projection"])
+    if dist.main and (out / "growth.jsonl").exists():
+        step = json.loads((ckpt / "state.json").read_text())["step"] if ckpt else 0
+        truncate_jsonl(out / "growth.jsonl", step)
+
+
+@torch.no_grad()
+def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, bf16: bool = True,
+                 max_blocks: int = 64) -> dict[str, Any]:
+    """Masked-token accuracy and loss of `paths` random paths on held-out blocks (fixed masks)."""
+    was = net.training
+    net.eval()
+    n = min(len(heldout), max_blocks)
+    batch = collator_factory(torch.Generator().manual_seed(seed))([heldout[i] for i in range(n)])
+    res = []
+    for p in range(paths):
+        arch = net.space.sample(random.Random(f"{seed}:eval:{p}"), net.widths())
+        with autocast(bf16):
+            h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"]).last_hidden_state
+            picked = batch["labels"] != -100
+            logits = net.mlm_logits(h[picked]).float()
+        labels = batch["labels"][picked]
+        res.append({"arch": arch.short(), "params": net.space.count_params(arch).total,
+                    "accuracy": float((logits.argmax(-1) == labels).float().mean()),
+                    "loss": float(torch.nn.functional.cross_entropy(logits, labels))})
+    net.train(was)
+    return {"blocks": n, "paths": res}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 2
+# --------------------------------------------------------------------------------------------------
+
+
+def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
+    """Stage 2 (see the module docstring). Returns result.json's contents."""
+    from elasticlm.distill.losses import HiddenProjection
+    from elasticlm.distill.teachers import check_vocab, load_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+
+    cfg.train.validate("train")
+    cfg.distill.validate()
+    if not cfg.tasks:
+        raise ElasticLMError("finetune: give at least one task")
+    out, dist = Path(out), Dist.setup()
+    if Path(supernet_dir).resolve() == out.resolve():
+        raise ElasticLMError("finetune: --out must differ from --supernet (the pretrained supernet is kept)")
+    net, sconfig = load_supernet(supernet_dir)
+    run_config = {**to_dict(cfg), "supernet": str(Path(supernet_dir).resolve())}
+    done = _check_out(out, "finetune", run_config)
+    if done is not None:
+        say(f"{out}: fine-tuning already complete")
+        return done
+    talk = say if dist.main else (lambda s: None)
+    from elasticlm.data.tasks import encode_task, load_task, search_split
+
+    tasks, evals = [], {}
+    gen = torch.Generator().manual_seed(cfg.train.seed + 3)
+    for name in cfg.tasks:
+        data = load_task(name, data_dir=cfg.data_dir)
+        spec = data.spec
+        if spec.kind not in ("classification", "regression"):
+            raise ElasticLMError(f"task {spec.name}: supernet fine-tuning supports classification and regression "
+                                 f"tasks, not {spec.kind}")
+        tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
+                                     bf16=cfg.train.bf16)
+        tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
+        teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32")
+        check_vocab(teacher, net.space.vocab_size)
+        max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
+        max_length = min(max_length, net.space.max_position_embeddings)
+        fit_part, held = search_split(data.splits["train"])
+        if cfg.max_train_examples:
+            fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
+        enc = lambda ds: encode_task(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
+        pad_id = teacher.tokenizer.pad_token_id or 0
+        tasks.append(TaskData(spec.name, spec, enc(fit_part), teacher, pad_id))
+        splits = {"heldout": held}
+        if "dev" in data.splits and len(data.splits["dev"]):
+            splits["dev"] = data.splits["dev"]
+        cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
+        evals[spec.name] = {k: enc(cut(v)) for k, v in splits.items()}
+        net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
+        talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%), {len(held):,} held out for search; "
+             f"teacher {tres.path.name} ({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
+    check_range(net.space, net.widths(), cfg.paths)
+    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
+                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    _claim(out, "finetune", run_config, dist)
+    objective = TaskDistill(net, proj, tasks, cfg, dist)
+    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
+                                              for t in tasks))
+    talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
+         f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
+    state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
+    scores = {t.name: evaluate_paths(net, t, evals[t.name], seed=cfg.train.seed, paths=cfg.eval_paths,
+                                     bf16=cfg.train.bf16) for t in tasks}
+    result = {"stage": "finetune", "steps": state["step"], "tokens": state["tokens"],
+              "seconds": round(state["seconds"], 1), "tasks": scores}
+    if dist.main:
+        save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
+                                 "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
+                                 "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
+        with atomic_file(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    for name, s in scores.items():
+        for split, summary in s["summary"].items():
+            talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
+                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f}); "
+                 f"majority class {summary['majority']:.4f}")
+    talk(f"fine-tuned in {fmt_time(state['seconds'])}")
+    dist.barrier()
+    return result
+
+
+@torch.no_grad()
+def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
+    """The task metric of `paths` random paths (inherited weights, the supernet's task head) on each
+    split, plus the majority-class rate of that split."""
+    from elasticlm.data.metrics import compute_metrics
+
+    was = net.training
+    net.eval()
+    spec = task.spec
+    archs = [sample_path(net.space, net.widths(), seed, -1 - p, _no_range()) for p in range(paths)]
+    out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
+                                                 for a in archs], "summary": {}}
+    for split, ds in splits.items():
+        refs = np.asarray(ds["labels"])
+        vals = []
+        for arch, rec in zip(archs, out["paths"]):
+            preds = []
+            for batch in eval_batches(ds, 128, task.pad_id):
+                with autocast(bf16):
+                    h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"]).last_hidden_state
+                    preds.append(net.task_logits(task.name, h).float().numpy())
+            metrics = compute_metrics(spec, np.concatenate(preds), refs)
+            rec[split] = metrics
+            vals.append(metrics[spec.main_metric])
+        majority = _majority(spec, refs)
+        out["summary"][split] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals)),
+                                 "majority": majority}
+    net.train(was)
+    return out
+
+
+def _majority(spec, refs: np.ndarray) -> float:
+    """The main metric of always predicting the most frequent training class (accuracy = its share)."""
+    if spec.kind != "classification":
+        return float("nan")
+    counts = np.bincount(refs.astype(int), minlength=spec.num_labels)
+    return float(counts.max() / max(1, counts.sum()))
+
+
+def _no_range():
+    from elasticlm.train.supernet import PathRange
+
+    return PathRange()

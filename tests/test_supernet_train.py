@@ -1,0 +1,290 @@
+"""Supernet training end to end on tiny sizes (fp32, a random tiny BERT teacher, a generated corpus):
+files and growth, resume after SIGKILL equals an uninterrupted run, a NaN stops cleanly, two gloo
+processes equal one, fine-tuning with heads that survive extraction, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from elasticlm.errors import ElasticLMError
+from elasticlm.train.engine import TrainConfig
+from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig, load_supernet
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "film", "was", "is", "a", "very",
+         "plot", "and", "acting", "story", "city", "of", "in", "bob", "alice", ".", ","]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("teacher")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 20))) for _ in range(300)))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ELASTICLM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+SPACE = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embedding_size": 16, "vocab_size": len(VOCAB),
+         "max_position_embeddings": 32, "param_ceiling": None}
+
+
+def pre_cfg(teacher: Path, corpus: Path, **train) -> PretrainConfig:
+    t = dict(lr=2e-3, batch_size=8, max_steps=12, checkpoint_every=3, bf16=False, progress=False, log_every=2,
+             keep_checkpoints=5)
+    t.update(train)
+    return PretrainConfig(preset="demo", space=dict(SPACE), corpus=str(corpus), teacher=str(teacher),
+                          max_length=16, train=TrainConfig(**t), growth=GrowthConfig(every=4, probe_blocks=8, k=3))
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "supernet.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def pretrained(teacher_dir, corpus, tmp_path_factory) -> Path:
+    from elasticlm.train.stages import pretrain
+
+    out = tmp_path_factory.mktemp("runs") / "pre"
+    os.environ["ELASTICLM_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    pretrain(pre_cfg(teacher_dir, corpus), out, say=lambda s: None)
+    return out
+
+
+def test_pretrain_writes_its_folder_and_grows(pretrained, teacher_dir, corpus):
+    from elasticlm.train.stages import pretrain
+
+    for name in ("supernet.safetensors", "config.json", "growth.jsonl", "metrics.jsonl", "result.json",
+                 "checkpoints/LAST"):
+        assert (pretrained / name).exists(), name
+    assert list((pretrained / "tb").iterdir())
+    rounds = [json.loads(line) for line in (pretrained / "growth.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rounds] == [4, 8, 12]
+    first = rounds[0]
+    grown = [b for b in first["blocks"] if b["after"] > b["before"]]
+    assert len(grown) == 3 and all(b["after"] == b["before"] + 8 for b in grown)
+    top = sorted(first["blocks"], key=lambda b: -b["score"])[:3]  # the top K by score were grown
+    assert {tuple(b["block"]) for b in top} == {tuple(b["block"]) for b in grown}
+    config = json.loads((pretrained / "config.json").read_text())
+    net, _ = load_supernet(pretrained)
+    assert max(config["widths"].values()) > 8 and net.mean_ffn_width() == config["mean_ffn_width"]
+    lines = [json.loads(line) for line in (pretrained / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "mlm", "attn", "hidden", "lr", "tokens_per_s"} <= set(lines[-1])
+    # a finished folder is not trained again
+    again = pretrain(pre_cfg(teacher_dir, corpus), pretrained, say=lambda s: None)
+    assert again == json.loads((pretrained / "result.json").read_text())
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import elasticlm.train.engine as engine
+from test_supernet_train import pre_cfg
+from pathlib import Path
+real = engine.save_checkpoint
+def save_then_die(out, step, *a, **k):
+    folder = real(out, step, *a, **k)
+    if step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return folder
+engine.save_checkpoint = save_then_die
+from elasticlm.train.stages import pretrain
+pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r})), Path({out!r}), say=lambda s: None)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [3, 6])  # before / after the first growth round (step 4)
+def test_killed_run_resumes_to_the_same_weights(pretrained, teacher_dir, corpus, tmp_path, kill_at):
+    from elasticlm.train.stages import pretrain
+
+    out = tmp_path / "killed"
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_at=kill_at, teacher=str(teacher_dir),
+                                corpus=str(corpus), out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (out / "checkpoints" / f"step-{kill_at}").is_dir() and not (out / "result.json").exists()
+    pretrain(pre_cfg(teacher_dir, corpus), out, say=lambda s: None)
+    a, b = weights(pretrained), weights(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    assert (out / "growth.jsonl").read_text() .count("\n") == 3  # rounds redone after the kill are not duplicated
+
+
+def test_corrupt_checkpoint_is_refused_and_the_previous_used(teacher_dir, corpus, tmp_path, pretrained):
+    import elasticlm.train.engine as engine
+    from elasticlm.train.stages import pretrain
+
+    out = tmp_path / "corrupt"
+    cfg = pre_cfg(teacher_dir, corpus)
+    real = engine.save_checkpoint
+
+    def stop_at_6(o, step, *a, **k):
+        folder = real(o, step, *a, **k)
+        if step == 6:
+            raise KeyboardInterrupt
+        return folder
+
+    engine.save_checkpoint = stop_at_6
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(cfg, out, say=lambda s: None)
+    finally:
+        engine.save_checkpoint = real
+    (out / "checkpoints" / "step-6" / "supernet.safetensors").write_bytes(b"garbage")  # corrupt the newest
+    said = []
+    pretrain(cfg, out, say=said.append)
+    assert any("step-6 is refused" in s for s in said) and any("resuming from" in s and "step-3" in s for s in said)
+    a, b = weights(pretrained), weights(out)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_checkpoint(teacher_dir, corpus, tmp_path, monkeypatch):
+    from elasticlm.train import supernet as sn
+    from elasticlm.train.stages import pretrain
+
+    real = sn.MLMDistill.losses
+
+    def poisoned(self, batch, step):
+        out = real(self, batch, step)
+        if step >= 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(sn.MLMDistill, "losses", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(ElasticLMError, match="loss is nan at step 5.*step-3 is kept") as err:
+        pretrain(pre_cfg(teacher_dir, corpus), out, say=lambda s: None)
+    assert "\n" not in str(err.value)
+    assert (out / "checkpoints" / "LAST").read_text().strip() == "step-3"
+    assert not (out / "supernet.safetensors").exists()
+
+
+DIST_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+import torch
+from safetensors.torch import save_file
+import elasticlm.train.stages as stages
+from test_supernet_train import pre_cfg
+from pathlib import Path
+real = stages.fit
+def fit_and_dump(objective, *a, **k):
+    state = real(objective, *a, **k)
+    net = objective.modules["supernet"]
+    save_file({{k: v.contiguous() for k, v in net.state_dict().items()}},
+              str(Path({out!r}) / f"rank{{state['dist'].rank}}.safetensors"))
+    return state
+stages.fit = fit_and_dump
+stages.pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r})), Path({out!r}), say=lambda s: None)
+"""
+
+
+def test_two_gloo_processes_equal_one(pretrained, teacher_dir, corpus, tmp_path):
+    out = tmp_path / "ddp"
+    script = tmp_path / "ddp.py"
+    script.write_text(DIST_SCRIPT.format(tests=str(Path(__file__).parent), teacher=str(teacher_dir),
+                                         corpus=str(corpus), out=str(out)))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29517", str(script)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1, one = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors")), weights(pretrained)
+    assert r0.keys() == one.keys()
+    for k in r0:
+        torch.testing.assert_close(r0[k], r1[k], atol=0, rtol=0)  # identical on both ranks
+        if k.endswith("attention.key.bias") and "_kv." not in k:
+            # softmax ignores a key bias: its exact gradient is 0, so what it gets is rounding noise
+            # that Adam scales up to ~lr per step (only kv blocks use the key projection as value)
+            continue
+        torch.testing.assert_close(r0[k], one[k], atol=1e-5, rtol=0)  # equal to one process, across growth
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory) -> Path:
+    import csv
+
+    folder = tmp_path_factory.mktemp("sentiment")
+    rng = random.Random(0)
+    for split, n in (("train", 120), ("dev", 30), ("test", 30)):
+        with open(folder / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "label"])
+            for _ in range(n):
+                label = rng.randint(0, 1)
+                word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
+                w.writerow([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
+    return folder
+
+
+def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, sentiment, tmp_path):
+    from elasticlm.train.stages import finetune
+
+    cfg = FinetuneConfig(tasks=[str(sentiment)], teacher=str(teacher_dir), teacher_epochs=3.0, eval_paths=2,
+                         train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, bf16=False, progress=False,
+                                           checkpoint_every=10))
+    out = tmp_path / "ft"
+    result = finetune(cfg, pretrained, out, say=lambda s: None)
+    task = next(iter(result["tasks"]))
+    summary = result["tasks"][task]["summary"]
+    assert set(summary) == {"heldout", "dev"} and 0 <= summary["dev"]["mean"] <= 1
+    net, config = load_supernet(out)
+    assert config["task_heads"] == {task: {"kind": "classification", "num_labels": 2}}
+    arch = net.space.sample(random.Random(0), net.widths())
+    ids = torch.randint(5, len(VOCAB), (2, 9))
+    with torch.no_grad():
+        h = net.eval()(ids, arch).last_hidden_state
+        model = net.extract(arch, head="classification", task=task).eval()
+        torch.testing.assert_close(model(ids).logits, net.task_logits(task, h), atol=1e-5, rtol=1e-5)
+    fresh = type(model)(model.config)  # no distillation projection travels into the standalone model
+    assert model.state_dict().keys() == fresh.state_dict().keys()
+
+
+def test_bad_input_is_one_line_and_overwrites_nothing(pretrained, teacher_dir, corpus, tmp_path):
+    from elasticlm.train.stages import pretrain
+
+    before = (pretrained / "supernet.safetensors").read_bytes()
+    with pytest.raises(ElasticLMError, match="another config.*train.lr"):
+        pretrain(pre_cfg(teacher_dir, corpus, lr=1e-2), pretrained, say=lambda s: None)
+    assert (pretrained / "supernet.safetensors").read_bytes() == before
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    with pytest.raises(ElasticLMError):
+        pretrain(pre_cfg(teacher_dir, empty), tmp_path / "e", say=lambda s: None)
+    cfg = pre_cfg(teacher_dir, corpus)
+    cfg.space["vocab_size"] = 30522
+    with pytest.raises(ElasticLMError, match="vocab"):
+        pretrain(cfg, tmp_path / "v", say=lambda s: None)
+    cfg = pre_cfg(teacher_dir, corpus)
+    cfg.paths = PathRange(max_params=1000)
+    with pytest.raises(ElasticLMError, match="parameter range"):
+        pretrain(cfg, tmp_path / "r", say=lambda s: None)
