@@ -69,7 +69,7 @@ def _zero(s: torch.Tensor) -> torch.Tensor:
     return s.float().sum() * 0.0  # no real rows: 0, still part of the student's graph
 
 
-def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
     """1 − ρ(s_row, t_row) along the last dimension: ...×D -> ... (float32).
 
     A constant row has no direction: ρ is taken as 0 against it (distance 1), and identical rows
@@ -119,7 +119,7 @@ def hidden_loss(s_proj: torch.Tensor, t: torch.Tensor, attention_mask: torch.Ten
 
 
 def attention_loss(s_probs: torch.Tensor, t_probs: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                   kind: str = "relational", eps: float = 1e-8) -> torch.Tensor:
+                   kind: str = "relational", eps: float = 1e-30) -> torch.Tensor:
     """Attention distillation. s_probs: B×Hs×N×N, t_probs: B×Ht×N×N (rows = queries, columns = keys).
 
     Only real query rows count, and each row is compared over the real keys only (padded key columns
@@ -141,12 +141,16 @@ def attention_loss(s_probs: torch.Tensor, t_probs: torch.Tensor, attention_mask:
     if kind == "classic":
         entries = keys * queries[..., None]  # B×H×N×N: real query × real key
         return ((s - t) ** 2 * entries).sum() / entries.sum()
-    n_keys = real.sum(-1).clamp(min=1)[:, None, None, None]  # B×1×1×1
-    s_c = (s - (s * keys).sum(-1, keepdim=True) / n_keys) * keys  # centred over the real keys, 0 elsewhere
-    t_c = (t - (t * keys).sum(-1, keepdim=True) / n_keys) * keys
-    num = (s_c * t_c).sum(-1)
-    den = torch.sqrt((s_c * s_c).sum(-1) * (t_c * t_c).sum(-1) + eps)
-    dist = 1.0 - num / den  # B×H×N
+    # Pearson over the real keys: centre each row on its real keys' mean, zero the padded keys
+    padded = not bool((real == 1).all())
+    n = real.sum(-1).clamp(min=1)[:, None, None, None] if padded else float(N)  # B×1×1×1
+    s_c = s - (s * keys if padded else s).sum(-1, keepdim=True) / n
+    t_c = t - (t * keys if padded else t).sum(-1, keepdim=True) / n
+    if padded:
+        s_c, t_c = s_c * keys, t_c * keys
+    cov = torch.linalg.vecdot(s_c, t_c)  # B×H×N
+    den = torch.sqrt(torch.linalg.vecdot(s_c, s_c) * torch.linalg.vecdot(t_c, t_c) + eps)
+    dist = 1.0 - cov / den  # B×H×N
     return (dist * queries).sum() / n_rows
 
 
