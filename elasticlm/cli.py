@@ -1,8 +1,9 @@
 """`elasticlm` command line: a thin dispatcher.
 
-Each command group lives next to the code it drives and exposes `register(subparsers)`, which adds
+Each command group is a module of `elasticlm.commands` exposing `register(subparsers)`, which adds
 its sub-parser(s) and sets `func` (a callable taking the parsed args and returning an exit code).
-User errors (`ElasticLMError` / `ValueError`) become one line on stderr and exit status 2.
+User errors (`ElasticLMError`, a missing file) become one line on stderr and exit status 2; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import argparse
 import importlib
 import sys
 
+from elasticlm.errors import ElasticLMError
+
 # (module, ...) whose `register(subparsers)` adds a command group. Imported lazily so that
 # `elasticlm space` does not pay for importing torch/transformers.
 COMMAND_MODULES = (
-    "elasticlm.space_cli",
-    "elasticlm.data.commands",
-    "elasticlm.distill.commands",
+    "elasticlm.commands.space",
+    "elasticlm.commands.data",
+    "elasticlm.commands.teacher",
+    "elasticlm.commands.supernet",
 )
 
 
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # ElasticLMError is a ValueError
+    except (ElasticLMError, FileNotFoundError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"elasticlm: error: {msg}", file=sys.stderr)
         return 2

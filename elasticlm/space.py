@@ -22,6 +22,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from elasticlm.errors import ElasticLMError
+
 KINDS: tuple[str, ...] = ("bert", "mobile")
 SHARINGS: tuple[str, ...] = ("none", "qv", "kv")
 # The 6 candidate blocks of a layer, in the paper's order (Fig. 6: 0-2 bert, 3-5 mobile).
@@ -79,16 +81,16 @@ class Architecture:
         out = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Mapping):
-                raise ValueError(f"layer {i}: expected an object with kind/sharing/ffn_dim/heads, got {layer!r}")
+                raise ElasticLMError(f"layer {i}: expected an object with kind/sharing/ffn_dim/heads, got {layer!r}")
             missing = [k for k in ("kind", "sharing", "ffn_dim", "heads") if k not in layer]
             if missing:
-                raise ValueError(f"layer {i}: missing field(s) {', '.join(missing)}")
+                raise ElasticLMError(f"layer {i}: missing field(s) {', '.join(missing)}")
             extra = sorted(set(layer) - {"kind", "sharing", "ffn_dim", "heads"})
             if extra:
-                raise ValueError(f"layer {i}: unknown field(s) {', '.join(extra)}")
+                raise ElasticLMError(f"layer {i}: unknown field(s) {', '.join(extra)}")
             for name in ("ffn_dim", "heads"):
                 if isinstance(layer[name], bool) or not isinstance(layer[name], int):
-                    raise ValueError(f"layer {i}: {name} must be an integer, got {layer[name]!r}")
+                    raise ElasticLMError(f"layer {i}: {name} must be an integer, got {layer[name]!r}")
             out.append(LayerChoice(str(layer["kind"]), str(layer["sharing"]), layer["ffn_dim"], layer["heads"]))
         return cls(tuple(out))
 
@@ -97,13 +99,13 @@ class Architecture:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"architecture is not valid JSON: {err}") from None
+            raise ElasticLMError(f"architecture is not valid JSON: {err}") from None
         if isinstance(data, Mapping):
             if "layers" not in data:
-                raise ValueError('architecture JSON needs a "layers" list')
+                raise ElasticLMError('architecture JSON needs a "layers" list')
             data = data["layers"]
         if not isinstance(data, list):
-            raise ValueError('architecture JSON must be {"layers": [...]} or a list of layers')
+            raise ElasticLMError('architecture JSON must be {"layers": [...]} or a list of layers')
         return cls.from_list(data)
 
     def short(self) -> str:
@@ -159,15 +161,15 @@ class SearchSpace:
     def __post_init__(self):
         d = self.hidden_size
         if d <= 0 or d % 4:
-            raise ValueError(f"hidden_size must be a positive multiple of 4 (d/4 is the FFN step), got {d}")
+            raise ElasticLMError(f"hidden_size must be a positive multiple of 4 (d/4 is the FFN step), got {d}")
         if self.num_layers <= 0:
-            raise ValueError(f"num_layers must be positive, got {self.num_layers}")
+            raise ElasticLMError(f"num_layers must be positive, got {self.num_layers}")
         for name, width in (("hidden_size", d), ("mobile inner size d/4", self.inner_size)):
             if width % self.num_heads:
-                raise ValueError(f"num_heads {self.num_heads} must divide {name} {width}")
+                raise ElasticLMError(f"num_heads {self.num_heads} must divide {name} {width}")
         bad = [k for k in self.kinds if k not in KINDS] + [s for s in self.sharings if s not in SHARINGS]
         if bad or not self.kinds or not self.sharings:
-            raise ValueError(f"kinds must be a non-empty subset of {KINDS} and sharings of {SHARINGS}")
+            raise ElasticLMError(f"kinds must be a non-empty subset of {KINDS} and sharings of {SHARINGS}")
 
     # ----- derived dimensions -------------------------------------------------------------
     @property
@@ -211,27 +213,27 @@ class SearchSpace:
     def validate(self, arch: Architecture) -> Architecture:
         """Raise `ValueError("layer i: field ...")` for the first problem found; return `arch`."""
         if not isinstance(arch, Architecture):
-            raise ValueError(f"expected an Architecture, got {type(arch).__name__}")
+            raise ElasticLMError(f"expected an Architecture, got {type(arch).__name__}")
         if len(arch) != self.num_layers:
-            raise ValueError(f"architecture has {len(arch)} layers, the space has {self.num_layers}")
+            raise ElasticLMError(f"architecture has {len(arch)} layers, the space has {self.num_layers}")
         grid = self.ffn_grid
         for i, layer in enumerate(arch.layers):
             if layer.kind not in self.kinds:
-                raise ValueError(f"layer {i}: kind {layer.kind!r} is not one of {', '.join(self.kinds)}")
+                raise ElasticLMError(f"layer {i}: kind {layer.kind!r} is not one of {', '.join(self.kinds)}")
             if layer.sharing not in self.sharings:
-                raise ValueError(f"layer {i}: sharing {layer.sharing!r} is not one of {', '.join(self.sharings)}")
+                raise ElasticLMError(f"layer {i}: sharing {layer.sharing!r} is not one of {', '.join(self.sharings)}")
             f = layer.ffn_dim
             if isinstance(f, bool) or not isinstance(f, int) or f not in grid:
                 if isinstance(f, int) and f > grid[-1]:
-                    raise ValueError(f"layer {i}: ffn_dim {f} is beyond the maximum {grid[-1]} (2d)")
-                raise ValueError(
+                    raise ElasticLMError(f"layer {i}: ffn_dim {f} is beyond the maximum {grid[-1]} (2d)")
+                raise ElasticLMError(
                     f"layer {i}: ffn_dim {f!r} is off the growth grid (multiples of {self.ffn_step} "
                     f"from {grid[0]} to {grid[-1]})"
                 )
             h = layer.heads
             width = self.attention_width(layer.kind)
             if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > self.num_heads or width % h:
-                raise ValueError(
+                raise ElasticLMError(
                     f"layer {i}: heads {h!r} must be between 1 and {self.num_heads} and divide the "
                     f"{layer.kind} attention width {width} (valid: {', '.join(map(str, self.valid_heads(layer.kind)))})"
                 )
@@ -307,7 +309,7 @@ class SearchSpace:
         cheapest = [min(self.layer_params(c) for c in opts) for opts in options]
         budget = ceiling - self.embedding_params()
         if sum(cheapest) > budget:
-            raise ValueError(f"no architecture fits {ceiling:,} parameters (the smallest has "
+            raise ElasticLMError(f"no architecture fits {ceiling:,} parameters (the smallest has "
                              f"{self.embedding_params() + sum(cheapest):,}); raise the ceiling")
         order = list(range(self.num_layers))
         rng.shuffle(order)
@@ -335,7 +337,7 @@ class SearchSpace:
     def crossover(self, a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
         """Uniform per-layer crossover: each layer taken from `a` or `b` with probability 1/2."""
         if len(a) != len(b):
-            raise ValueError(f"crossover needs equal depths, got {len(a)} and {len(b)}")
+            raise ElasticLMError(f"crossover needs equal depths, got {len(a)} and {len(b)}")
         return Architecture(tuple(x if rng.random() < 0.5 else y for x, y in zip(a.layers, b.layers)))
 
     def uniform(self, kind: str = "bert", sharing: str = "none", ffn_dim: int | None = None,
@@ -356,7 +358,7 @@ class SearchSpace:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown search-space field(s): {', '.join(unknown)}")
+            raise ElasticLMError(f"unknown search-space field(s): {', '.join(unknown)}")
         data = dict(data)
         for key in ("kinds", "sharings"):
             if key in data:
@@ -393,7 +395,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise ElasticLMError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
 def log10_size(space: SearchSpace, *, with_ffn: bool = True) -> float:

@@ -246,3 +246,17 @@ def test_cache_key_spellings(tmp_cache):
     a = finetune_dir(TeacherFinetuneConfig(teacher="all-minilm-l6-v2", task="sst-2"))
     b = finetune_dir(TeacherFinetuneConfig(teacher="sentence-transformers/all-MiniLM-L6-v2", task="SST2"))
     assert a == b and a.name.startswith("all-minilm-l6-v2--sst-2--")
+
+
+def test_editing_the_data_folder_changes_the_cache_key(tiny_teacher, sentiment_task, tmp_path, tmp_cache):
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(sentiment_task, folder)
+    before = finetune_dir(_cfg(tiny_teacher, folder))
+    assert finetune_dir(_cfg(tiny_teacher, folder)) == before  # stable
+    rows = list(csv.reader(open(folder / "train.csv")))
+    flipped = [rows[0]] + [[text, str(1 - int(label))] for text, label in rows[1:]]
+    with open(folder / "train.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(flipped)
+    assert finetune_dir(_cfg(tiny_teacher, folder)) != before

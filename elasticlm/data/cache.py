@@ -17,6 +17,8 @@ Offline mode (`ELASTICLM_OFFLINE=1`): nothing is downloaded; a missing entry rai
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +32,28 @@ from pathlib import Path
 from elasticlm.errors import ElasticLMError
 
 FETCH_HINT = "elasticlm data fetch demo"
+
+
+def file_fingerprint(paths) -> list[list]:
+    """[resolved path, size, mtime_ns] of each file: changes whenever a file is edited."""
+    return [[str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in paths]
+
+
+def fingerprint(source: str | os.PathLike) -> object:
+    """What identifies a local file or folder's content in a cache key (`file_fingerprint` of every
+    file in it, hidden files left out); any other string (a hub id, a built-in name) is itself."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return file_fingerprint([path])
+    if path.is_dir():
+        return file_fingerprint(sorted(p for p in path.rglob("*") if p.is_file()
+                                       and not any(part.startswith(".") for part in p.relative_to(path).parts)))
+    return str(source)
+
+
+def cache_key(obj: object, length: int = 16) -> str:
+    """A short stable hash of a JSON-able object (keys sorted): the name of a cache entry."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def cache_root() -> Path:

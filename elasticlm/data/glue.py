@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from elasticlm.data.cache import offline
-from elasticlm.data.tasks import TaskData, TaskSpec, rows_to_dataset
+from elasticlm.data.spec import TaskData, TaskSpec, rows_to_dataset
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
 

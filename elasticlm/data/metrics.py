@@ -26,7 +26,7 @@ from sklearn import metrics as skm
 from elasticlm.errors import ElasticLMError
 
 if TYPE_CHECKING:
-    from elasticlm.data.tasks import TaskSpec
+    from elasticlm.data.spec import TaskSpec
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda p, r: float(skm.accuracy_score(r, p)),

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from elasticlm.data.tasks import TaskData, TaskSpec
+from elasticlm.data.spec import TaskData, TaskSpec
 from elasticlm.data.textfile import read_text
 from elasticlm.errors import ElasticLMError
 

@@ -28,102 +28,16 @@ during search. It is deterministic: the same training file always splits the sam
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from elasticlm.data.spec import (DEMO_TASKS, GLUE_TASKS, PAIR, SINGLE, SQUAD_TASKS, TaskData, TaskSpec,  # noqa: F401
+                                  rows_to_dataset)
 from elasticlm.errors import ElasticLMError
 
 if TYPE_CHECKING:
     import datasets
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a task is: its kind, input columns, labels and metrics."""
-
-    name: str
-    kind: str  # "classification" | "regression" | "qa"
-    text_fields: tuple[str, ...]  # column names of the inputs: ("text_a",) or ("text_a", "text_b")
-    label_names: tuple[str, ...] | None  # class names, index = label id; None for regression / qa
-    metrics: tuple[str, ...]  # names from elasticlm.data.metrics.METRICS (qa: "exact_match", "f1")
-    main_metric: str
-    description: str = ""
-
-    @property
-    def num_labels(self) -> int:
-        """Output units of the task head: classes, 1 for regression, 2 (start/end) for QA."""
-        if self.kind == "regression":
-            return 1
-        if self.kind == "qa":
-            return 2
-        assert self.label_names is not None
-        return len(self.label_names)
-
-
-@dataclass
-class TaskData:
-    """A loaded task: its spec, its splits and where they came from."""
-
-    spec: TaskSpec
-    splits: dict[str, "datasets.Dataset"]
-    source: str
-
-    def eval_split(self) -> str:
-        """The split to report: `test` when it is labelled (demo and user tasks), else `dev`."""
-        test = self.splits.get("test")
-        if test is not None and len(test) and self.spec.kind != "qa" and any(v != -1 for v in test["label"]):
-            return "test"
-        return "dev" if "dev" in self.splits else next(iter(self.splits))
-
-
-PAIR = ("text_a", "text_b")
-SINGLE = ("text_a",)
-
-GLUE_TASKS: dict[str, TaskSpec] = {
-    s.name: s
-    for s in [
-        TaskSpec("cola", "classification", SINGLE, ("unacceptable", "acceptable"), ("mcc",), "mcc",
-                 "grammatical acceptability"),
-        TaskSpec("sst-2", "classification", SINGLE, ("negative", "positive"), ("accuracy",), "accuracy",
-                 "movie review sentiment"),
-        TaskSpec("mrpc", "classification", PAIR, ("not_equivalent", "equivalent"), ("f1", "accuracy"), "f1",
-                 "paraphrase"),
-        TaskSpec("sts-b", "regression", PAIR, None, ("pearson", "spearman"), "pearson",
-                 "semantic similarity, 0-5"),
-        TaskSpec("qqp", "classification", PAIR, ("not_duplicate", "duplicate"), ("f1", "accuracy"), "f1",
-                 "duplicate questions"),
-        TaskSpec("mnli", "classification", PAIR, ("entailment", "neutral", "contradiction"), ("accuracy",),
-                 "accuracy", "natural language inference (dev = matched)"),
-        TaskSpec("qnli", "classification", PAIR, ("entailment", "not_entailment"), ("accuracy",), "accuracy",
-                 "question answering NLI"),
-        TaskSpec("rte", "classification", PAIR, ("entailment", "not_entailment"), ("accuracy",), "accuracy",
-                 "textual entailment"),
-    ]
-}
-
-SQUAD_TASKS: dict[str, TaskSpec] = {
-    s.name: s
-    for s in [
-        TaskSpec("squad-v1.1", "qa", ("question", "context"), None, ("exact_match", "f1"), "f1",
-                 "extractive QA"),
-        TaskSpec("squad-v2.0", "qa", ("question", "context"), None, ("exact_match", "f1"), "f1",
-                 "extractive QA with unanswerable questions"),
-    ]
-}
-
-DEMO_TASKS: dict[str, TaskSpec] = {
-    s.name: s
-    for s in [
-        TaskSpec("rt-polarity", "classification", SINGLE, ("negative", "positive"), ("accuracy", "f1"),
-                 "accuracy", "Rotten Tomatoes sentence sentiment (VADER ratings, sign)"),
-        TaskSpec("rt-rating", "regression", SINGLE, None, ("pearson", "spearman"), "pearson",
-                 "Rotten Tomatoes sentence sentiment rating in [-4, 4]"),
-        TaskSpec("bbc-topic", "classification", SINGLE,
-                 ("business", "entertainment", "politics", "sport", "tech"), ("accuracy", "macro_f1"),
-                 "accuracy", "BBC News article topic"),
-    ]
-}
 
 ALL_TASKS: dict[str, TaskSpec] = {**GLUE_TASKS, **SQUAD_TASKS, **DEMO_TASKS}
 # extra spellings -> canonical name (MNLI-m/-mm name the two MNLI dev sets in result tables)
@@ -199,17 +113,6 @@ def load_task(name_or_path: str, *, data_dir: str | None = None) -> TaskData:
     if any(sep in str(name_or_path) for sep in ("/", "\\")) or str(name_or_path).startswith("."):
         raise ElasticLMError(f"{path}: dataset folder not found")
     raise _unknown_task(str(name_or_path))
-
-
-def rows_to_dataset(rows: list[dict[str, Any]], spec: TaskSpec) -> "datasets.Dataset":
-    """Rows of {text_a[, text_b], label} as a `datasets.Dataset` with typed columns (label int64
-    for classification, float32 for regression), so empty splits keep their schema too."""
-    import datasets
-
-    features = {field: datasets.Value("string") for field in spec.text_fields}
-    features["label"] = datasets.Value("float32" if spec.kind == "regression" else "int64")
-    columns = {name: [row[name] for row in rows] for name in features}
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def search_split(train: "datasets.Dataset") -> tuple["datasets.Dataset", "datasets.Dataset"]:

@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from elasticlm.data.tasks import TaskData, TaskSpec, rows_to_dataset
+from elasticlm.data.spec import TaskData, TaskSpec, rows_to_dataset
 from elasticlm.data.textfile import read_lines, read_text
 from elasticlm.errors import ElasticLMError
 

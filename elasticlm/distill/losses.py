@@ -69,7 +69,7 @@ def _zero(s: torch.Tensor) -> torch.Tensor:
     return s.float().sum() * 0.0  # no real rows: 0, still part of the student's graph
 
 
-def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
+def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """1 − ρ(s_row, t_row) along the last dimension: ...×D -> ... (float32).
 
     A constant row has no direction: ρ is taken as 0 against it (distance 1), and identical rows
@@ -119,7 +119,7 @@ def hidden_loss(s_proj: torch.Tensor, t: torch.Tensor, attention_mask: torch.Ten
 
 
 def attention_loss(s_probs: torch.Tensor, t_probs: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                   kind: str = "relational", eps: float = 1e-30) -> torch.Tensor:
+                   kind: str = "relational", eps: float = 1e-12) -> torch.Tensor:
     """Attention distillation. s_probs: B×Hs×N×N, t_probs: B×Ht×N×N (rows = queries, columns = keys).
 
     Only real query rows count, and each row is compared over the real keys only (padded key columns

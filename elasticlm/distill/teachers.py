@@ -54,6 +54,7 @@ __all__ = [
     "ensure_teacher",
     "load_teacher",
     "load_tokenizer",
+    "quiet_transformers",
     "teacher_layer",
 ]
 
@@ -155,7 +156,7 @@ def _build_smollm2(pkgs: list[Path]) -> Path:
         raise ElasticLMError(f"{src_dir / _SMOLLM2_GGUF} is missing; delete {pkgs[0]} and run "
                              f"`elasticlm teacher fetch smollm2-135m-instruct` again")
     t0 = time.time()
-    with atomic_dir(final) as tmp, _quiet_transformers():
+    with atomic_dir(final) as tmp, quiet_transformers():
         tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=_SMOLLM2_GGUF)
         quant = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=_SMOLLM2_GGUF,
                                                      dtype=torch.float32)
@@ -257,7 +258,7 @@ def _from_hub(repo_id: str) -> Path:
     if snapshot_download is not None and re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", repo_id):
         patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "tokenizer*", "*.py"]
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 folder = Path(snapshot_download(repo_id, allow_patterns=patterns,
                                                 local_files_only=True))
             if (folder / "config.json").exists():
@@ -282,7 +283,7 @@ def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     path = ensure_teacher(name_or_path)
-    with _quiet_transformers():
+    with quiet_transformers():
         tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:  # causal tokenizers: pad with EOS (masked out anyway)
         tok.pad_token = tok.eos_token or tok.unk_token
@@ -389,7 +390,7 @@ class Teacher:
         if getattr(self.model.config, "_attn_implementation", None) == want:
             return
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 self.model.set_attn_implementation(want)
         except (ValueError, AttributeError, ImportError, NotImplementedError):
             pass
@@ -447,7 +448,7 @@ class Teacher:
 
 
 @contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Silence transformers' load reports ("newly initialized weights", progress bars)."""
     from transformers.utils import logging as hf_logging
 
@@ -504,7 +505,7 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
 
     dtype = _parse_dtype(dtype)
     path = ensure_teacher(name_or_path)
-    with _quiet_transformers():
+    with quiet_transformers():
         config = AutoConfig.from_pretrained(path)
     if kind == "auto":
         kind = _detect_kind(config)
@@ -522,7 +523,7 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
     archs = " ".join(getattr(config, "architectures", None) or [])
     load = dict(attn_implementation="eager", dtype=torch.float32)
     has_lm_head = False
-    with _quiet_transformers():
+    with quiet_transformers():
         if task_head == "qa":
             model = AutoModelForQuestionAnswering.from_pretrained(path, **load)
         elif task_head is not None:

@@ -28,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SHARINGS = ("none", "qv", "kv")
+from elasticlm.errors import ElasticLMError
+from elasticlm.space import SHARINGS
+
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Embeddings(nn.Module):
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # B×N×e
         n = x.shape[1]
         if n > self.position_embeddings.num_embeddings:
-            raise ValueError(f"sequence length {n} exceeds max_position_embeddings "
+            raise ElasticLMError(f"sequence length {n} exceeds max_position_embeddings "
                              f"{self.position_embeddings.num_embeddings}; truncate the input")
         if position_ids is None:
             x = x + self.position_embeddings.weight[:n]  # broadcast over B
@@ -115,7 +117,7 @@ class Attention(nn.Module):
     def __init__(self, width: int, sharing: str = "none", dropout: float = 0.0):
         super().__init__()
         if sharing not in SHARINGS:
-            raise ValueError(f"sharing must be one of {SHARINGS}, got {sharing!r}")
+            raise ElasticLMError(f"sharing must be one of {SHARINGS}, got {sharing!r}")
         self.width, self.sharing, self.dropout_p = width, sharing, dropout
         self.query = nn.Linear(width, width)
         self.key = nn.Linear(width, width)
@@ -178,7 +180,7 @@ class FFN(nn.Module):
         optimizer's state can be carried over (`elasticlm.models.growth.carry_optimizer_state`)."""
         old = self.hidden
         if new_hidden < old:
-            raise ValueError(f"FFN can only grow: {old} -> {new_hidden}")
+            raise ElasticLMError(f"FFN can only grow: {old} -> {new_hidden}")
         if new_hidden == old:
             return []
         add = new_hidden - old
@@ -289,14 +291,14 @@ def make_block(kind: str, sharing: str, ffn_dim: int, heads: int, *, hidden_size
         return BertBlock(hidden_size, ffn_dim, heads, sharing, eps, dropout, attn_dropout)
     if kind == "mobile":
         return MobileBlock(hidden_size, inner_size, ffn_dim, heads, sharing, n_ffn, eps, dropout, attn_dropout)
-    raise ValueError(f"unknown block kind {kind!r}; expected 'bert' or 'mobile'")
+    raise ElasticLMError(f"unknown block kind {kind!r}; expected 'bert' or 'mobile'")
 
 
 def block_state_for(block: Block, ffn_dim: int) -> dict[str, torch.Tensor]:
     """The block's state dict with every FFN cut to its first `ffn_dim` hidden units (what a
     standalone block of width `ffn_dim` loads). Tensors are copies."""
     if ffn_dim > block.ffn_dim:
-        raise ValueError(f"block FFN has {block.ffn_dim} units, cannot extract {ffn_dim}")
+        raise ElasticLMError(f"block FFN has {block.ffn_dim} units, cannot extract {ffn_dim}")
     out = {}
     for name, t in block.state_dict().items():
         if ".fc_in." in name:  # ffn.fc_in.* / ffn.<k>.fc_in.*: keep the first ffn_dim units
@@ -318,7 +320,7 @@ def additive_mask(attention_mask: torch.Tensor | None, n: int, *, causal: bool, 
     mask = None
     if attention_mask is not None:
         if attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be B×N (1 = token, 0 = padding), got shape {tuple(attention_mask.shape)}")
+            raise ElasticLMError(f"attention_mask must be B×N (1 = token, 0 = padding), got shape {tuple(attention_mask.shape)}")
         if not bool(attention_mask.all()):
             keep = attention_mask[:, None, None, :].to(torch.bool)  # B×1×1×N
             mask = torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill_(~keep, neg)

@@ -37,6 +37,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
+from elasticlm.errors import ElasticLMError
 from elasticlm.models.blocks import NOTHING, Capture, Embeddings, init_weights, make_block
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.space import Architecture, SearchSpace
@@ -79,7 +80,7 @@ class ElasticLMConfig(PreTrainedConfig):
             self.architecture = [dict(layer) for layer in self.architecture]
             self.num_hidden_layers = len(self.architecture)
         if self.attention_backend not in ("auto", "eager", "sdpa"):
-            raise ValueError(f"attention_backend must be auto, eager or sdpa, got {self.attention_backend!r}")
+            raise ElasticLMError(f"attention_backend must be auto, eager or sdpa, got {self.attention_backend!r}")
         super().__post_init__(**kwargs)
         self.search_space().validate(self.arch)
 
@@ -164,7 +165,7 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
                inputs_embeds=None, capture: Capture = NOTHING) -> EncoderOutput:
         """The full-detail forward (see `Capture`), used by distillation and analysis."""
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+            raise ElasticLMError("pass exactly one of input_ids or inputs_embeds")
         return run_encoder(self.embeddings, self.layers, input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
                            causal=self.config.is_decoder, eager=use_eager(self._attention_backend(), self),
@@ -239,7 +240,7 @@ class ElasticLMForMaskedLM(_WithLMHead):
 
     def __init__(self, config: ElasticLMConfig):
         if config.is_decoder:
-            raise ValueError("ElasticLMForMaskedLM needs is_decoder=False (use ElasticLMForCausalLM)")
+            raise ElasticLMError("ElasticLMForMaskedLM needs is_decoder=False (use ElasticLMForCausalLM)")
         super().__init__(config)
 
     def lm_loss(self, logits, labels):

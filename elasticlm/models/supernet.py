@@ -101,7 +101,7 @@ class SuperNet(nn.Module):
         super().__init__()
         space = config.space
         if config.start_ffn not in space.ffn_grid:
-            raise ValueError(f"initial_ffn {config.start_ffn} is not on the FFN grid {space.ffn_grid}")
+            raise ElasticLMError(f"initial_ffn {config.start_ffn} is not on the FFN grid {space.ffn_grid}")
         self.config, self.space = config, space
         self.embeddings = Embeddings(space.vocab_size, space.embedding_size, space.hidden_size,
                                      space.max_position_embeddings, space.type_vocab_size,
@@ -174,7 +174,7 @@ class SuperNet(nn.Module):
         for l, choice in enumerate(arch):
             block = self.block(l, choice.kind, choice.sharing)
             if choice.ffn_dim > block.ffn_dim:
-                raise ValueError(f"layer {l}: ffn_dim {choice.ffn_dim} exceeds the supernet block's current "
+                raise ElasticLMError(f"layer {l}: ffn_dim {choice.ffn_dim} exceeds the supernet block's current "
                                  f"width {block.ffn_dim} ({choice.kind}/{choice.sharing})")
             out.append(block)
         return out
@@ -205,7 +205,7 @@ class SuperNet(nn.Module):
         block = self.block(layer, kind, sharing)
         grid = self.space.ffn_grid
         if new_width not in grid or new_width < block.ffn_dim:
-            raise ValueError(f"layer {layer} {kind}/{sharing}: cannot grow FFN {block.ffn_dim} -> {new_width} "
+            raise ElasticLMError(f"layer {layer} {kind}/{sharing}: cannot grow FFN {block.ffn_dim} -> {new_width} "
                              f"(grid {grid[0]}..{grid[-1]} step {self.space.ffn_step})")
         replaced = []
         for ffn in block.ffns():
@@ -252,7 +252,7 @@ class SuperNet(nn.Module):
         "classification" / "qa" with `task` carry that task's head (and its label count); without
         `task` they get freshly initialised task layers. Distillation projections never travel."""
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+            raise ElasticLMError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
         task_head = None
         if task is not None:
             if task not in self.task_heads:

@@ -20,7 +20,6 @@ warm-up then linear decay, bf16 autocast on CPU (fp32 option), gradient clipping
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
-from elasticlm.data.cache import atomic_dir, cache_root
+from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
 
 __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finetune_dir"]
@@ -150,18 +149,23 @@ def _canonical(cfg: TeacherFinetuneConfig) -> tuple[str, str]:
 
 
 def _config_key(cfg: TeacherFinetuneConfig) -> dict[str, Any]:
-    """The configuration as hashed, with teacher/task/data_dir spelled canonically."""
+    """The configuration as hashed, with teacher/task/data_dir spelled canonically, plus the content
+    fingerprint (size and mtime of each file) of a local task folder or data_dir: editing the data
+    gives a new key, never the stale teacher."""
     key = asdict(cfg)
     key["teacher"], key["task"] = _canonical(cfg)
     if key["data_dir"] is not None and Path(key["data_dir"]).expanduser().exists():
         key["data_dir"] = str(Path(key["data_dir"]).expanduser().resolve())
+        key["data_dir_content"] = fingerprint(key["data_dir"])
+    if Path(key["task"]).is_absolute():
+        key["task_content"] = fingerprint(key["task"])
     return key
 
 
 def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
     """The cache folder of the task teacher that `cfg` produces."""
     key = _config_key(cfg)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    digest = cache_key(key, 10)
     teacher, task = (_slug(Path(v).name if Path(v).is_absolute() else v) for v in (key["teacher"], key["task"]))
     return cache_root() / "teachers" / f"{teacher}--{task}--{digest}"
 
@@ -272,7 +276,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     say = (log or (lambda s: print(s, file=sys.stderr, flush=True))) if progress else (lambda s: None)
 
     from elasticlm.data.tasks import load_task
-    from elasticlm.distill.teachers import _quiet_transformers, ensure_teacher, load_tokenizer
+    from elasticlm.distill.teachers import quiet_transformers, ensure_teacher, load_tokenizer
 
     t_start = time.time()
     teacher_path = ensure_teacher(cfg.teacher)
@@ -315,7 +319,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     if attn == "auto":
         attn = "eager" if cfg.bf16 else "sdpa"
     torch.manual_seed(cfg.seed)
-    with _quiet_transformers():
+    with quiet_transformers():
         if spec.kind == "qa":
             model = AutoModelForQuestionAnswering.from_pretrained(
                 teacher_path, attn_implementation=attn, dtype=torch.float32)

@@ -11,6 +11,7 @@ import json
 import random
 from pathlib import Path
 
+from elasticlm.errors import ElasticLMError
 from elasticlm.space import PRESETS, Architecture, get_preset, log10_size
 
 
@@ -36,16 +37,16 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     space = preset.space
     if args.sample < 0:
-        raise ValueError(f"--sample must be >= 0, got {args.sample}")
+        raise ElasticLMError(f"--sample must be >= 0, got {args.sample}")
     if args.arch is not None:
         try:
-            text = args.arch.read_text(encoding="utf-8")
+            text = args.arch.read_text(encoding="utf-8-sig")  # a BOM is fine
         except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read architecture file {args.arch}: {err}") from None
+            raise ElasticLMError(f"cannot read architecture file {args.arch}: {err}") from None
         try:
             archs = [space.arch_from_json(text)]
         except ValueError as err:
-            raise ValueError(f"{args.arch}: {err}") from None
+            raise ElasticLMError(f"{args.arch}: {err}") from None
     else:
         rng = random.Random(args.seed)
         archs = [space.sample_within(rng) if args.within else space.sample(rng) for _ in range(args.sample)]
