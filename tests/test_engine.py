@@ -66,7 +66,7 @@ class Line:
 
 
 def test_fit_learns_logs_checkpoints_and_resumes(tmp_path):
-    cfg = TrainConfig(lr=0.5, batch_size=16, max_steps=40, warmup_ratio=0.0, bf16=False, progress=False,
+    cfg = TrainConfig(lr=0.5, batch_size=16, max_steps=40, warmup_ratio=0.0, precision="fp32", progress=False,
                       checkpoint_every=10, log_every=5, keep_checkpoints=2)
     a = Line(cfg)
     state = fit(a, cfg, tmp_path / "a", total=40, say=lambda s: None)

@@ -57,7 +57,7 @@ SPACE = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embedding_size": 1
 
 
 def pre_cfg(teacher: Path, corpus: Path, **train) -> PretrainConfig:
-    t = dict(lr=2e-3, batch_size=8, max_steps=12, checkpoint_every=3, bf16=False, progress=False, log_every=2,
+    t = dict(lr=2e-3, batch_size=8, max_steps=12, checkpoint_every=3, precision="fp32", progress=False, log_every=2,
              keep_checkpoints=5)
     t.update(train)
     return PretrainConfig(preset="demo", space=dict(SPACE), corpus=str(corpus), teacher=str(teacher),
@@ -250,7 +250,7 @@ def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, 
     from elasticlm.train.stages import finetune
 
     cfg = FinetuneConfig(tasks=[str(sentiment)], teacher=str(teacher_dir), teacher_epochs=3.0, eval_paths=2,
-                         train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, bf16=False, progress=False,
+                         train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, precision="fp32", progress=False,
                                            checkpoint_every=10))
     out = tmp_path / "ft"
     result = finetune(cfg, pretrained, out, say=lambda s: None)
