@@ -507,13 +507,13 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
     if ckpt is not None:
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    state: dict[str, Any] = {"step": step, "optimizer": optimizer, "scheduler": scheduler, "dist": dist,
+    state: dict[str, Any] = {"step": step, "start_step": step, "optimizer": optimizer, "scheduler": scheduler, "dist": dist,
                              "tokens": int(saved.get("tokens", 0)), "total": total}
     log = MetricsLog(out, resume_step=step, enabled=dist.main)
     tokens_of = tokens_of or (lambda b: int(b["attention_mask"].sum()) if "attention_mask" in b else 0)
 
-    bar = None
-    if cfg.progress and dist.main and step < total:
+    bar, lines = None, cfg.progress and dist.main and not sys.stderr.isatty()  # a bar on a terminal, else lines
+    if cfg.progress and dist.main and step < total and not lines:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=step, desc=out.name, unit="step", dynamic_ncols=True, file=sys.stderr)
@@ -567,6 +567,10 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
                 running, n_running = {}, 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{avg.get('loss', float('nan')):.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                elif lines:
+                    eta = elapsed / max(step - state.get("start_step", 0), 1) * (total - step)
+                    say(f"step {step}/{total}  loss {avg.get('loss', float('nan')):.4f}  "
+                        f"lr {scheduler.get_last_lr()[0]:.2e}  {tok_s:,.0f} tok/s  eta {fmt_time(eta)}")
             if bar is not None:
                 bar.update(1)
             if itstime(step, cfg.checkpoint_every, total, last=True):

@@ -12,10 +12,10 @@ def pretrain_config(preset: str) -> PretrainConfig:
     """Stage-1 defaults for `preset` (paper: batch 256, lr 1e-4, 10 epochs, growth once per epoch)."""
     get_preset(preset)  # a one-line error for an unknown preset
     if preset == "demo":
-        # ~1.6M tokens: 400 steps of 32 × 128, a growth round every 80 steps (5 rounds)
-        return PretrainConfig(preset=preset, train=TrainConfig(lr=5e-4, batch_size=32, max_steps=400,
-                                                               checkpoint_every=100, log_every=10),
-                              growth=GrowthConfig(every=80))
+        # ~1M tokens: 240 steps of 32 × 128, a growth round every 50 steps (4 rounds)
+        return PretrainConfig(preset=preset, train=TrainConfig(lr=5e-4, batch_size=32, max_steps=240,
+                                                               checkpoint_every=60, log_every=10),
+                              growth=GrowthConfig(every=50))
     return PretrainConfig(preset=preset, train=TrainConfig(lr=1e-4, batch_size=256, epochs=10.0,
                                                            checkpoint_every=1000, log_every=50))
 

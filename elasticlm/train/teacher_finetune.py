@@ -14,16 +14,19 @@ renamed), so an interrupted or failed run leaves nothing a later run would trust
 
 `elasticlm.distill.teachers.load_teacher(path)` loads it as a `Teacher` with a task head.
 
-The loop is deliberately plain: AdamW (fused) with weight decay off for biases and norms, linear
-warm-up then linear decay, bf16 autocast on CPU (fp32 option), gradient clipping at 1.0.
+Training runs on the one training engine (`elasticlm.train.engine.fit`): fused AdamW with weight
+decay off for biases and norms, linear warm-up then linear decay, bf16 autocast (fp32 option),
+gradient clipping at 1.0. Its checkpoints go to ``cache_root()/work/teachers/<name>/`` (outside
+``teachers/``), so a killed fine-tune resumes where it stopped; the folder is removed once the
+teacher is saved.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import get_linear_schedule_with_warmup
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
+from elasticlm.train.engine import Dist, TrainConfig, autocast, eval_batches, fit, pad_batch, rows_of, step_rows
 
 __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finetune_dir"]
 
@@ -171,49 +174,7 @@ def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# Batching
-# --------------------------------------------------------------------------------------------------
-
-
-def _pad_batch(rows: list[dict[str, torch.Tensor]], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
-    """Stack rows into B×N tensors (+ labels / span positions).
-
-    N is the longest real length in the batch (from `attention_mask`, so rows that arrive padded, like
-    QA features, are trimmed too), rounded up to a multiple of `multiple` (fewer distinct shapes for
-    oneDNN to specialise on).
-    """
-    lengths = [int(torch.as_tensor(r["attention_mask"]).sum()) for r in rows]
-    n = max(lengths)
-    n = min(-(-n // multiple) * multiple, max(len(r["input_ids"]) for r in rows))
-    b = len(rows)
-    out = {"input_ids": torch.full((b, n), pad_id, dtype=torch.long),
-           "attention_mask": torch.zeros((b, n), dtype=torch.long),
-           "token_type_ids": torch.zeros((b, n), dtype=torch.long)}
-    for i, (r, k) in enumerate(zip(rows, lengths)):
-        out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])[:k]
-        out["attention_mask"][i, :k] = 1
-        if "token_type_ids" in r:
-            out["token_type_ids"][i, :k] = torch.as_tensor(r["token_type_ids"])[:k]
-    for name in ("labels", "start_positions", "end_positions"):
-        if name in rows[0]:
-            out[name] = torch.stack([torch.as_tensor(r[name]) for r in rows])
-    return out
-
-
-def _batches(ds, batch_size: int, pad_id: int, *, shuffle: bool, seed: int, epoch: int = 0):
-    """Yield padded batches of `ds` (a torch-formatted `datasets.Dataset`), reshuffled per epoch."""
-    order = list(range(len(ds)))
-    if shuffle:
-        random.Random(seed * 100_003 + epoch).shuffle(order)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        chunk = ds[idx]  # dict of column -> list of tensors
-        rows = [{k: v[j] for k, v in chunk.items()} for j in range(len(idx))]
-        yield _pad_batch(rows, pad_id)
-
-
-# --------------------------------------------------------------------------------------------------
-# The loop
+# The objective (the loop itself is the training engine's `fit`)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -237,27 +198,20 @@ def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(logits, batch["labels"].long())
 
 
-def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
-    except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+class TaskObjective:
+    """Supervised task loss on a teacher with a task head, for `elasticlm.train.engine.fit`."""
 
+    def __init__(self, model, train_ds, kind: str, pad_id: int, train: TrainConfig):
+        self.model, self.train_ds, self.kind, self.pad_id, self.train = model, train_ds, kind, pad_id, train
+        self.modules = {"model": model}
 
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+    def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        return pad_batch(rows_of(self.train_ds, step_rows(len(self.train_ds), self.train, step, micro, Dist())),
+                         self.pad_id)
 
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        out = self.model(**_model_inputs(self.model, batch))
+        return {"loss": _task_loss(self.kind, out, batch)}
 
 
 def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
@@ -318,8 +272,8 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "eager" if cfg.bf16 else "sdpa"
-    torch.manual_seed(cfg.seed)
-    with quiet_transformers():
+    with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
+        torch.manual_seed(cfg.seed)
         if spec.kind == "qa":
             model = AutoModelForQuestionAnswering.from_pretrained(
                 teacher_path, attn_implementation=attn, dtype=torch.float32)
@@ -334,47 +288,24 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         model.config.pad_token_id = tokenizer.pad_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    warmup = int(cfg.warmup_ratio * total)
-    opt = _optimizer(model, cfg.lr, cfg.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, warmup, total)  # linear warm-up, then linear decay to 0
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
         f"{'features' if spec.kind == 'qa' else 'examples'}, {total} steps of {cfg.batch_size}, "
         f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.bf16 else 'fp32'}")
 
-    # ---- train -----------------------------------------------------------------------------------
-    model.train()
-    log_every = max(1, total // 20)
-    step, epoch, seen, run_loss, run_n = 0, 0, 0, 0.0, 0
-    t_train = time.time()
-    while step < total:
-        for batch in _batches(train_ds, cfg.batch_size, pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
-            with _autocast(cfg.bf16):
-                out = model(**_model_inputs(model, batch))
-            loss = _task_loss(spec.kind, out, batch)
-            if not torch.isfinite(loss):
-                raise ElasticLMError(f"teacher fine-tuning diverged at step {step + 1} (loss {loss.item()}); "
-                                     f"lower --lr (now {cfg.lr:g})")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            seen += batch["input_ids"].shape[0]
-            run_loss += loss.item()
-            run_n += 1
-            if step % log_every == 0 or step == total:
-                el = time.time() - t_train
-                say(f"step {step}/{total}  epoch {seen / len(train_ds):.2f}  loss {run_loss / run_n:.4f}  "
-                    f"lr {sched.get_last_lr()[0]:.2e}  {seen / el:.1f} ex/s  "
-                    f"eta {_fmt_time(el / step * (total - step))}")
-                run_loss, run_n = 0.0, 0
-            if step >= total:
-                break
-        epoch += 1
-    train_seconds = time.time() - t_train
+    # ---- train (on the engine; a killed run resumes from its work folder) ------------------------
+    train = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=total, warmup_ratio=cfg.warmup_ratio,
+                        weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.bf16 else "fp32",
+                        seed=cfg.seed, log_every=max(1, total // 20), checkpoint_every=max(50, total // 4),
+                        keep_checkpoints=1, progress=progress)
+    work = cache_root() / "work" / "teachers" / final.name
+    try:
+        state = fit(TaskObjective(model, train_ds, spec.kind, pad_id, train), train, work, total=total, say=say)
+    except ElasticLMError as err:
+        raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.lr:g})") from None
+    model.eval()
+    step, train_seconds = state["step"], state["seconds"]
+    seen = step * cfg.batch_size
 
     # ---- evaluate --------------------------------------------------------------------------------
     results: dict[str, Any] = {}
@@ -419,6 +350,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         (tmp / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         (tmp / "elasticlm_teacher.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # written last
+    shutil.rmtree(work, ignore_errors=True)
     say(f"saved {final}")
     return FinetuneResult(final, metrics, cached=False)
 
@@ -439,8 +371,8 @@ def _evaluate(model, ds, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[
     was_training = model.training
     model.eval()
     preds, refs = [], []
-    for batch in _batches(ds, cfg.eval_batch_size, pad_id, shuffle=False, seed=0):
-        with _autocast(cfg.bf16):
+    for batch in eval_batches(ds, cfg.eval_batch_size, pad_id):
+        with autocast(cfg.bf16):
             logits = model(**_model_inputs(model, batch)).logits.float()
         preds.append(logits.numpy())
         refs.append(batch["labels"].numpy())
@@ -462,8 +394,8 @@ def _evaluate_qa(model, features, examples, spec, cfg: TeacherFinetuneConfig,
     ends = starts.copy()
     feats = features.with_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
     row = 0
-    for batch in _batches(feats, cfg.eval_batch_size, pad_id, shuffle=False, seed=0):
-        with _autocast(cfg.bf16):
+    for batch in eval_batches(feats, cfg.eval_batch_size, pad_id):
+        with autocast(cfg.bf16):
             out = model(**_model_inputs(model, batch))
         b, n = out.start_logits.shape  # B×N, N ≤ width (trimmed padding)
         starts[row:row + b, :n] = out.start_logits.float().numpy()
