@@ -16,6 +16,7 @@ Architectures are frozen, hashable and round-trip through JSON.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -291,36 +292,46 @@ class SearchSpace:
         """One architecture, each layer drawn uniformly (see `sample_layer`)."""
         return Architecture(tuple(self.sample_layer(rng, l, widths) for l in range(self.num_layers)))
 
-    def sample_within(self, rng: random.Random, ceiling: int | None = None, *,
+    def sample_within(self, rng: random.Random, ceiling: int | None = None, *, floor: int | None = None,
                       widths: Mapping[tuple[int, str, str], int] | None = None,
-                      max_tries: int = 200) -> Architecture:
-        """An architecture whose total parameter count is within `ceiling`.
+                      max_tries: int = 1000) -> Architecture:
+        """An architecture drawn uniformly from those whose total parameter count lies in
+        [`floor`, `ceiling`] (ceiling default: the space's), however tight the range.
 
-        First plain rejection sampling (`max_tries` draws: uniform over the feasible set); when the
-        ceiling is tight, layers are then drawn one at a time in a random order, each uniformly
-        among the choices that still leave room for the cheapest choice in every undrawn layer.
+        Exact and uniform: layers' counts are rounded down to a grid, the architectures of each
+        rounded total are counted by dynamic programming over layers, layers are drawn in proportion
+        to the completions they leave (uniform over a slight superset of the range), and a draw
+        outside the exact range is redrawn (so the result is uniform over the range itself).
         """
         ceiling = self.param_ceiling if ceiling is None else ceiling
+        if ceiling is None and floor is None:
+            return self.sample(rng, widths)
+        key = tuple(sorted(widths.items())) if widths is not None else None
+        table = _range_table(self, ceiling, floor, key)
+        if table is None:
+            lo, hi = self.param_range(widths)
+            raise ElasticLMError(f"no architecture has between {floor or 0:,} and {ceiling:,} parameters "
+                                 f"(this space spans {lo:,} to {hi:,}); widen the range" if ceiling is not None else
+                                 f"no architecture has at least {floor:,} parameters (the largest has {hi:,})")
+        options, quanta, counts = table
         for _ in range(max_tries):
-            arch = self.sample(rng, widths)
-            if self.within_budget(arch, ceiling):
+            s, chosen = 0, []
+            for l, (opts, qs) in enumerate(zip(options, quanta)):
+                weights = [counts[l + 1][s + q] if s + q < len(counts[l + 1]) else 0.0 for q in qs]
+                i = rng.choices(range(len(opts)), weights=weights)[0]
+                chosen.append(opts[i])
+                s += qs[i]
+            arch = Architecture(tuple(chosen))
+            total = self.count_params(arch).total
+            if (ceiling is None or total <= ceiling) and (floor is None or total >= floor):
                 return arch
-        options = [self._layer_options(l, widths) for l in range(self.num_layers)]
-        cheapest = [min(self.layer_params(c) for c in opts) for opts in options]
-        budget = ceiling - self.embedding_params()
-        if sum(cheapest) > budget:
-            raise ElasticLMError(f"no architecture fits {ceiling:,} parameters (the smallest has "
-                             f"{self.embedding_params() + sum(cheapest):,}); raise the ceiling")
-        order = list(range(self.num_layers))
-        rng.shuffle(order)
-        chosen: dict[int, LayerChoice] = {}
-        reserve = sum(cheapest)
-        for l in order:
-            reserve -= cheapest[l]
-            fits = [c for c in options[l] if self.layer_params(c) <= budget - reserve]
-            chosen[l] = rng.choice(fits)
-            budget -= self.layer_params(chosen[l])
-        return Architecture(tuple(chosen[l] for l in range(self.num_layers)))
+        raise ElasticLMError(f"no architecture in [{floor}, {ceiling}] found in {max_tries} draws; widen the range")
+
+    def param_range(self, widths: Mapping[tuple[int, str, str], int] | None = None) -> tuple[int, int]:
+        """Smallest and largest total parameter count of an architecture (at `widths` if given)."""
+        per = [[self.layer_params(c) for c in self._layer_options(l, widths)] for l in range(self.num_layers)]
+        emb = self.embedding_params()
+        return emb + sum(min(p) for p in per), emb + sum(max(p) for p in per)
 
     def _layer_options(self, layer: int, widths: Mapping[tuple[int, str, str], int] | None) -> list[LayerChoice]:
         ffns = lambda cand: [widths[(layer, *cand)]] if widths is not None else self.ffn_grid  # noqa: E731
@@ -364,6 +375,44 @@ class SearchSpace:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+_GRID = 2048  # rounded-total buckets of the counting table (finer: fewer redraws, more work)
+
+
+@functools.lru_cache(maxsize=64)
+def _range_table(space: SearchSpace, ceiling: int | None, floor: int | None, widths_key):
+    """(options per layer, their rounded counts, completion counts) for `sample_within`, or None
+    when no architecture can fit. counts[l][s] = architectures of layers l.. whose rounded total,
+    added to a partial rounded sum s, lands in the superset range."""
+    import numpy as np
+
+    widths = dict(widths_key) if widths_key is not None else None
+    options = [space._layer_options(l, widths) for l in range(space.num_layers)]
+    params = [[space.layer_params(c) for c in opts] for opts in options]
+    emb, L = space.embedding_params(), space.num_layers
+    top = sum(max(p) for p in params)
+    unit = max(1, -(-top // _GRID))
+    quanta = [[p // unit for p in ps] for ps in params]
+    hi = top if ceiling is None else ceiling - emb  # exact block budget
+    lo = 0 if floor is None else floor - emb
+    if hi < sum(min(p) for p in params) or lo > top:
+        return None
+    q_hi = hi // unit  # rounded-down totals of feasible architectures are <= q_hi ...
+    q_lo = max(0, -(-(lo - L * (unit - 1)) // unit))  # ... and >= q_lo
+    counts = [None] * (L + 1)
+    last = np.zeros(q_hi + 1)
+    last[q_lo:] = 1.0
+    counts[L] = last
+    for l in range(L - 1, -1, -1):
+        row = np.zeros(q_hi + 1)
+        for q in quanta[l]:
+            if q <= q_hi:
+                row[: q_hi + 1 - q] += counts[l + 1][q:]
+        counts[l] = row
+    if counts[0][0] <= 0:
+        return None
+    return options, quanta, [c.tolist() for c in counts]
 
 
 @dataclass(frozen=True)

@@ -406,3 +406,27 @@ def test_bf16_autocast_subnet_matches_supernet(supernet):
             a = supernet(ids, arch, mask, types).last_hidden_state
             b = model(ids, mask, types).last_hidden_state
         assert a.dtype == torch.bfloat16 and (a.float() - b.float()).abs().max() <= 1e-2
+
+
+def test_trace_with_an_unpadded_example_keeps_padding(supernet):
+    """The mask path must not depend on the mask's values: a graph traced with an all-ones mask
+    still masks padding (it used to lose the mask input and ignore padding)."""
+    arch = random_arch(supernet, random.Random(3))
+    model = supernet.extract(arch, attention_backend="eager").eval()
+    ids, mask, types = batch()
+    ones = torch.ones_like(mask)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask):
+            return self.m(ids, attention_mask=mask).last_hidden_state
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Wrap(model), (ids, ones), check_trace=False)
+        expected = model(ids, attention_mask=mask).last_hidden_state
+        got = traced(ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)

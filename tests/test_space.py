@@ -5,6 +5,8 @@ import random
 
 import pytest
 
+from elasticlm.errors import ElasticLMError
+
 from elasticlm.cli import main
 from elasticlm.space import (
     CANDIDATES,
@@ -164,3 +166,53 @@ def test_cli_bad_architecture_is_one_line_error(tmp_path, capsys):
     assert "layer 1: sharing 'vv'" in err and str(path) in err
     assert main(["space", "--preset", "nope"]) == 2
     assert "known presets" in capsys.readouterr().err
+
+
+def test_sample_within_is_uniform_over_the_range_exactly():
+    """On a space small enough to enumerate: every architecture in the range is drawn about equally
+    often, and none outside it."""
+    import itertools
+    from collections import Counter
+
+    space = SearchSpace(hidden_size=48, num_layers=2, num_heads=12, embedding_size=16, vocab_size=97,
+                        max_position_embeddings=64)
+    opts = space._layer_options(0, None)
+    totals = {Architecture((a, b)): space.count_params(Architecture((a, b))).total
+              for a, b in itertools.product(opts, space._layer_options(1, None))}
+    lo, hi = sorted(totals.values())[len(totals) // 3], sorted(totals.values())[len(totals) // 2]
+    inside = {a for a, t in totals.items() if lo <= t <= hi}
+    rng = random.Random(0)
+    n = 60 * len(inside)
+    seen = Counter(space.sample_within(rng, hi, floor=lo) for _ in range(n))
+    assert set(seen) == inside
+    assert max(seen.values()) < 60 + 6 * 60 ** 0.5 and min(seen.values()) > 60 - 6 * 60 ** 0.5
+
+
+def test_sample_within_matches_rejection_sampling_where_rejection_works():
+    space = get_preset("tiny").space
+    rng = random.Random(1)
+    plain = [space.sample(rng) for _ in range(20000)]
+    totals = sorted(space.count_params(a).total for a in plain)
+    ceiling = totals[len(totals) // 20]  # 5% of uniform draws fit: rejection is still feasible
+    rejected = [a for a in plain if space.count_params(a).total <= ceiling][:800]
+    ours = [space.sample_within(rng, ceiling) for _ in range(800)]
+    assert all(space.count_params(a).total <= ceiling for a in ours)
+
+    def stats(archs):
+        layers = [c for a in archs for c in a]
+        return (sum(c.kind == "bert" for c in layers) / len(layers), sum(c.ffn_dim for c in layers) / len(layers))
+
+    (b1, f1), (b2, f2) = stats(rejected), stats(ours)
+    assert abs(b1 - b2) < 0.03 and abs(f1 - f2) / f1 < 0.05, (b1, b2, f1, f2)
+
+
+def test_sample_within_floor_and_impossible_ranges():
+    space = get_preset("micro").space
+    rng = random.Random(0)
+    lo, hi = space.param_range()
+    arch = space.sample_within(rng, hi, floor=hi - (hi - lo) // 10)
+    assert space.count_params(arch).total >= hi - (hi - lo) // 10
+    with pytest.raises(ElasticLMError, match="no architecture"):
+        space.sample_within(rng, lo - 1)
+    with pytest.raises(ElasticLMError, match="no architecture"):
+        space.sample_within(rng, None, floor=hi + 1)

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     ft.add_argument("--seed", type=int, help="seed (default 0)")
     ft.add_argument("--max-train-examples", type=int, help="use only the first N training rows")
     ft.add_argument("--max-eval-examples", type=int, help="score only the first N rows of each eval split")
-    ft.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
+    ft.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 where this machine runs it faster)")
     ft.add_argument("--quiet", action="store_true", help="no progress lines")
     ft.set_defaults(func=_finetune)
 
@@ -114,7 +114,7 @@ def _finetune(args) -> int:
              "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples",
              "max_eval_examples")
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    cfg = TeacherFinetuneConfig(**given, bf16=not args.fp32)
+    cfg = TeacherFinetuneConfig(**given, bf16=False if args.fp32 else None)
     result = finetune_teacher(cfg, progress=not args.quiet)
     m = result.metrics
     if result.cached:

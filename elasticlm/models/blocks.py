@@ -313,21 +313,22 @@ def additive_mask(attention_mask: torch.Tensor | None, n: int, *, causal: bool, 
                   device: torch.device) -> torch.Tensor | None:
     """Turn a B×N 1/0 padding mask (and/or causality) into an additive mask.
 
-    Returns None (no masking) when there is neither padding nor causality; else B×1×1×N (padding)
-    or B×1×N×N (causal), with 0 where attention is allowed and the dtype's minimum elsewhere.
+    Returns None when there is neither a mask nor causality; else B×1×1×N (padding) or B×1×N×N
+    (causal), with 0 where attention is allowed and the dtype's minimum elsewhere. The result never
+    depends on the mask's values in Python (no `.all()` shortcut), so a traced, exported or compiled
+    graph keeps its padding input and never syncs on it.
     """
     neg = torch.finfo(dtype).min
     mask = None
     if attention_mask is not None:
         if attention_mask.dim() != 2:
             raise ElasticLMError(f"attention_mask must be B×N (1 = token, 0 = padding), got shape {tuple(attention_mask.shape)}")
-        if not bool(attention_mask.all()):
-            keep = attention_mask[:, None, None, :].to(torch.bool)  # B×1×1×N
-            mask = torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill_(~keep, neg)
+        keep = attention_mask[:, None, None, :].to(torch.bool)  # B×1×1×N
+        mask = torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill(~keep, neg)
     if causal:
-        future = torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)  # N×N, True above the diagonal
-        c = torch.zeros(n, n, dtype=dtype, device=device).masked_fill_(future, neg)[None, None]  # 1×1×N×N
-        mask = c if mask is None else (mask + c).clamp_(min=neg)
+        future = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)  # N×N, True above the diagonal
+        c = torch.zeros(n, n, dtype=dtype, device=device).masked_fill(future, neg)[None, None]  # 1×1×N×N
+        mask = c if mask is None else (mask + c).clamp(min=neg)
     return mask
 
 

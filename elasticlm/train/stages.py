@@ -273,7 +273,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
             raise ElasticLMError(f"task {spec.name}: supernet fine-tuning supports classification and regression "
                                  f"tasks, not {spec.kind}")
         tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
-                                     bf16=cfg.train.bf16)
+                                     bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
         teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32")
         check_vocab(teacher, net.space.vocab_size)

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import Dist, TrainConfig, autocast, eval_batches, fit, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import Dist, TrainConfig, autocast, bf16_is_faster, eval_batches, fit, pad_batch, rows_of, step_rows
 
 __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finetune_dir"]
 
@@ -74,8 +74,8 @@ class TeacherFinetuneConfig:
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     seed: int = 0
     """Seed for the head's initialisation and the data order."""
-    bf16: bool = True
-    """Train and evaluate under bf16 autocast (AMX on CPU); False = plain fp32."""
+    bf16: bool | None = None
+    """bf16 autocast (True), plain fp32 (False), or None: bf16 where this machine runs it faster."""
     max_train_examples: int | None = None
     """Use only the first N training rows (quick runs and tests)."""
     max_eval_examples: int | None = None
@@ -84,6 +84,11 @@ class TeacherFinetuneConfig:
     """Batch size for evaluation."""
     attn_implementation: str = "auto"
     """"eager", "sdpa" or "auto" (eager under bf16 on CPU, where SDPA's backward is ~2x slower, SPEC §10)."""
+
+    @property
+    def use_bf16(self) -> bool:
+        """`bf16` resolved on this machine."""
+        return self.bf16 if self.bf16 is not None else bf16_is_faster()
 
     def resolved_max_length(self, spec) -> int:
         """`max_length`, or its task-dependent default."""
@@ -271,7 +276,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
 
     attn = cfg.attn_implementation
     if attn == "auto":
-        attn = "eager" if cfg.bf16 else "sdpa"
+        attn = "eager" if cfg.use_bf16 else "sdpa"
     with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
         torch.manual_seed(cfg.seed)
         if spec.kind == "qa":
@@ -291,11 +296,11 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
         f"{'features' if spec.kind == 'qa' else 'examples'}, {total} steps of {cfg.batch_size}, "
-        f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.bf16 else 'fp32'}")
+        f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
 
     # ---- train (on the engine; a killed run resumes from its work folder) ------------------------
     train = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=total, warmup_ratio=cfg.warmup_ratio,
-                        weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.bf16 else "fp32",
+                        weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.use_bf16 else "fp32",
                         seed=cfg.seed, log_every=max(1, total // 20), checkpoint_every=max(50, total // 4),
                         keep_checkpoints=1, progress=progress)
     work = cache_root() / "work" / "teachers" / final.name
@@ -372,7 +377,7 @@ def _evaluate(model, ds, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[
     model.eval()
     preds, refs = [], []
     for batch in eval_batches(ds, cfg.eval_batch_size, pad_id):
-        with autocast(cfg.bf16):
+        with autocast(cfg.use_bf16):
             logits = model(**_model_inputs(model, batch)).logits.float()
         preds.append(logits.numpy())
         refs.append(batch["labels"].numpy())
@@ -395,7 +400,7 @@ def _evaluate_qa(model, features, examples, spec, cfg: TeacherFinetuneConfig,
     feats = features.with_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
     row = 0
     for batch in eval_batches(feats, cfg.eval_batch_size, pad_id):
-        with autocast(cfg.bf16):
+        with autocast(cfg.use_bf16):
             out = model(**_model_inputs(model, batch))
         b, n = out.start_logits.shape  # B×N, N ≤ width (trimmed padding)
         starts[row:row + b, :n] = out.start_logits.float().numpy()
