@@ -92,7 +92,11 @@ class Architecture:
             for name in ("ffn_dim", "heads"):
                 if isinstance(layer[name], bool) or not isinstance(layer[name], int):
                     raise ElasticLMError(f"layer {i}: {name} must be an integer, got {layer[name]!r}")
-            out.append(LayerChoice(str(layer["kind"]), str(layer["sharing"]), layer["ffn_dim"], layer["heads"]))
+            for name, allowed in (("kind", KINDS), ("sharing", SHARINGS)):
+                if not isinstance(layer[name], str):
+                    raise ElasticLMError(f"layer {i}: {name} must be a string ({' or '.join(map(repr, allowed))}), "
+                                         f"got {json.dumps(layer[name])} ({type(layer[name]).__name__})")
+            out.append(LayerChoice(layer["kind"], layer["sharing"], layer["ffn_dim"], layer["heads"]))
         return cls(tuple(out))
 
     @classmethod

@@ -430,3 +430,39 @@ def test_trace_with_an_unpadded_example_keeps_padding(supernet):
         got = traced(ids, mask)
     real = mask.bool()
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_gradient_checkpointing_gives_the_same_gradients(supernet, head):
+    arch = random_arch(supernet, random.Random(5))
+    ids, mask, types = batch()
+    grads = []
+    model = supernet.extract(arch, head=head, num_labels=3, hidden_dropout_prob=0.0,
+                             attention_probs_dropout_prob=0.0).train()
+    for ckpt in (False, True):
+        model.zero_grad(set_to_none=True)
+        if ckpt:
+            model.gradient_checkpointing_enable()
+            assert model.is_gradient_checkpointing
+        head_output(model, head, ids, mask, types).float().pow(2).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["mlm", "causal"])
+def test_resize_token_embeddings_resizes_the_lm_bias(supernet, head):
+    model = supernet.extract(random_arch(supernet, random.Random(6)), head=head).eval()
+    model.resize_token_embeddings(SPACE.vocab_size + 5)
+    ids = torch.randint(0, SPACE.vocab_size + 5, (2, 7))
+    assert model(ids).logits.shape == (2, 7, SPACE.vocab_size + 5)
+    assert model.lm_head.bias.shape == (SPACE.vocab_size + 5,)
+
+
+def test_num_parameters_agrees_with_the_space_count(supernet):
+    arch = random_arch(supernet, random.Random(7))
+    model = supernet.extract(arch)
+    count = SPACE.count_params(arch)
+    assert model.num_parameters() == count.total
+    assert model.num_parameters(exclude_embeddings=True) == count.non_embedding

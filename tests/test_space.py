@@ -216,3 +216,10 @@ def test_sample_within_floor_and_impossible_ranges():
         space.sample_within(rng, lo - 1)
     with pytest.raises(ElasticLMError, match="no architecture"):
         space.sample_within(rng, None, floor=hi + 1)
+
+
+def test_wrong_types_in_architecture_json_say_so():
+    for layer, msg in (({"kind": 1, "sharing": "none", "ffn_dim": 48, "heads": 12}, "kind must be a string.*got 1 \\(int\\)"),
+                       ({"kind": "bert", "sharing": None, "ffn_dim": 48, "heads": 12}, "sharing must be a string.*got null")):
+        with pytest.raises(ElasticLMError, match=msg):
+            Architecture.from_list([layer])

@@ -43,15 +43,21 @@ def run_encoder(
     causal: bool = False,
     eager: bool = False,
     capture: Capture = NOTHING,
+    checkpoint=None,
 ) -> EncoderOutput:
-    """Embed, then run `blocks` in order; `heads[l]` / `ffn_dims[l]` override block l's own."""
+    """Embed, then run `blocks` in order; `heads[l]` / `ffn_dims[l]` override block l's own.
+    `checkpoint(fn, x)` (e.g. transformers' gradient-checkpointing function) recomputes each block
+    in the backward pass instead of keeping its activations (only when nothing is captured)."""
     x = embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # B×N×d
     mask = additive_mask(attention_mask, x.shape[1], causal=causal, dtype=compute_dtype(x), device=x.device)
     outs = [x] if capture.block_output else None
     attns, ctxs, ffns = ([] if flag else None for flag in (capture.attn_probs, capture.head_context, capture.ffn_hidden))
     for l, block in enumerate(blocks):
-        x, trace = block(x, mask, heads=heads[l] if heads else None, ffn_dim=ffn_dims[l] if ffn_dims else None,
-                         eager=eager, capture=capture)
+        h, f = heads[l] if heads else None, ffn_dims[l] if ffn_dims else None
+        if checkpoint is not None and not capture.any:
+            x, trace = checkpoint(lambda x, b=block, h=h, f=f: b(x, mask, heads=h, ffn_dim=f, eager=eager)[0], x), None
+        else:
+            x, trace = block(x, mask, heads=h, ffn_dim=f, eager=eager, capture=capture)
         if trace is not None:
             for store, value in ((attns, trace.attn_probs), (ctxs, trace.head_context), (ffns, trace.ffn_hidden)):
                 if store is not None:

@@ -115,6 +115,16 @@ class ElasticLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "elasticlm"
     _supports_sdpa = True
     _no_split_modules = ["BertBlock", "MobileBlock"]
+    supports_gradient_checkpointing = True
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count; `exclude_embeddings` leaves out the whole factorized embedding (tables,
+        LayerNorm(e) and Linear(e, d)), as `elasticlm space` counts "non-emb"."""
+        params = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
+        if exclude_embeddings:
+            for p in self.base_model.embeddings.parameters():
+                params.pop(id(p), None)
+        return sum(p.numel() for p in params.values())
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -139,6 +149,7 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
                        dropout=config.hidden_dropout_prob, attn_dropout=config.attention_probs_dropout_prob)
             for l in config.arch
         )
+        self.gradient_checkpointing = False  # transformers' gradient_checkpointing_enable() turns it on
         self.post_init()
 
     def set_heads(self, layer: int, heads: int) -> None:
@@ -169,7 +180,9 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
         return run_encoder(self.embeddings, self.layers, input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
                            causal=self.config.is_decoder, eager=use_eager(self._attention_backend(), self),
-                           capture=capture)
+                           capture=capture,
+                           checkpoint=self._gradient_checkpointing_func
+                           if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else None)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
@@ -219,6 +232,17 @@ class _WithLMHead(ElasticLMPreTrainedModel):
 
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """transformers' resize, plus the decoder bias (new tokens start at 0)."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        n = embeddings.weight.shape[0]
+        old = self.lm_head.bias
+        if old.shape[0] != n:
+            bias = old.new_zeros(n)
+            bias[: min(n, old.shape[0])] = old.detach()[: min(n, old.shape[0])]
+            self.lm_head.bias = nn.Parameter(bias, requires_grad=old.requires_grad)
+        return embeddings
 
     def lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
