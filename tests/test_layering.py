@@ -83,3 +83,20 @@ def test_cli_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, ca
         cli.main([])
     args.func = lambda a: (_ for _ in ()).throw(ElasticLMError("fix this"))
     assert cli.main([]) == 2
+
+
+def test_every_command_help_renders():
+    """`--help` of every command and sub-command formats (argparse %-expands help strings)."""
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    parsers = list(walk(cli.build_parser()))
+    assert len(parsers) > len(cli.COMMAND_MODULES)
+    for parser in parsers:
+        assert parser.format_help()

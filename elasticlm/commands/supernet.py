@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     _common(pre)
     pre.set_defaults(func=_pretrain)
 
-    ft = sub.add_parser("finetune", help="stage 2: fine-tune the supernet on tasks' first 90% with task teachers",
+    ft = sub.add_parser("finetune", help="stage 2: fine-tune the supernet on tasks' first 90%% with task teachers",
                         epilog=FINETUNE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     ft.add_argument("--preset", default="demo", help="training defaults (the space comes from --supernet)")
     ft.add_argument("--supernet", required=True, help="a pretrained supernet folder (elasticlm supernet pretrain --out)")
