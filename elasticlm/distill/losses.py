@@ -1,27 +1,41 @@
 """Distillation losses as plain functions (no trainer state).
 
-Relational losses (the default) compare the *shape* of each row rather than its values: for a
-teacher row t and a student row s (a logit vector, one token's hidden state, one query's attention
-over the keys) the loss is 1 − ρ(t, s), ρ the Pearson correlation, averaged over the real rows. A
-student row that is a positive scale and shift of the teacher's costs nothing, so a small block is
-free to keep its own scale while matching the teacher's relations.
+Relational losses (the default) compare the *shape* of each row rather than its values. For a teacher
+row t and a student row s (a logit vector, one token's hidden state, one query's attention over the
+keys) the loss is 1 − ρ(t, s), ρ the Pearson correlation along the row, averaged over the real rows.
+A student row that is a positive scale and shift of the teacher's costs nothing, so a small block is
+free to keep its own scale and offset while it learns the teacher's relations.
 
     logit_loss      logit rows (vocabulary at masked positions for MLM; classes for a task);
                     one output (regression) -> MSE whatever the kind
     hidden_loss     per token, the student's block output projected by a learned Linear(d, d_t)
-    attention_loss  attention-probability rows over the real keys, real query rows only;
-                    head-averaged maps when the head counts differ
+                    (`HiddenProjection`), compared over the d_t features
+    attention_loss  attention-probability rows over the real keys only, real query rows only;
+                    head-averaged maps (B×1×N×N) when the head counts differ
 
-Classic losses (ablation): KL(teacher ‖ student) with temperature T on logits, times T²; MSE on
-projected hidden states and on attention probabilities.
+Classic losses (the ablation): KL(teacher ‖ student) at temperature T on logits, multiplied by T²
+(torch's ``kl_div(..., reduction="batchmean") · T²`` on the real rows); MSE on the projected hidden
+states (real tokens) and on attention probabilities (real query × real key entries).
 
-Masks: `mask` / `attention_mask` are B×N with 1 (or True) for real tokens. Every loss is computed in
-float32 whatever the inputs' dtype (bf16 under autocast), and a mask with no real row gives a zero
-that is still connected to the student's graph.
+Conventions shared by every loss:
+
+* masks (`mask`, `attention_mask`) are 1/True for real tokens, shaped like the rows (B×N); padded rows
+  and padded keys never count, whatever values they hold (as long as they are finite);
+* everything is computed in float32 (bf16 inputs are upcast; autocast is switched off inside);
+* the reductions are masked means, so nothing synchronises with the device, and a mask with no real
+  row gives a 0 that is still connected to the student's graph;
+* ρ uses ``eps``: ρ = cov / sqrt(max(var_s·var_t, eps²)) (unnormalised variances), exact unless
+  both rows are (nearly) constant; a constant row gives distance 1 and a finite gradient instead of a
+  division by zero.
+
+Teacher layer for student layer l (1-based) of L, teacher with L_t layers: round(l·L_t / L), halves up
+(`layer_map`). The caller averages the per-layer attention / hidden losses over the student's layers.
 """
 
 from __future__ import annotations
 
+import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -30,15 +44,19 @@ from torch import nn
 
 from elasticlm.errors import ElasticLMError
 
+__all__ = ["KINDS", "DistillConfig", "HiddenProjection", "attention_loss", "hidden_loss", "layer_map",
+           "logit_loss", "pearson_distance", "weighted_total"]
+
 KINDS = ("relational", "classic")
+LOSS_NAMES = ("logit", "attn", "hidden", "task")
 
 
 @dataclass
 class DistillConfig:
-    """Which losses, and how they are weighted into the total."""
+    """Which distillation losses are used, and how they are weighted into the total."""
 
     kind: str = "relational"
-    """"relational" (1 − Pearson ρ per row) or "classic" (KL with temperature + MSE; ablation)."""
+    """"relational" (1 − Pearson ρ per row) or "classic" (KL with temperature + MSE; the ablation)."""
     alpha_logit: float = 1.0
     """Weight of the logit loss (0 turns it off; a teacher without a matching head has none)."""
     alpha_attn: float = 1.0
@@ -48,119 +66,194 @@ class DistillConfig:
     alpha_task: float = 1.0
     """Weight of the ground-truth loss (masked LM in pretraining, the task loss in fine-tuning)."""
     temperature: float = 1.0
-    """Softmax temperature of the classic KL logit loss (the loss is multiplied by T²)."""
+    """Softmax temperature of the classic KL logit loss (which is multiplied by T²); unused by relational."""
 
     def validate(self) -> None:
+        """Raise `ElasticLMError` naming the first bad field."""
         if self.kind not in KINDS:
             raise ElasticLMError(f"distill.kind={self.kind!r} must be one of {', '.join(KINDS)}")
         for name in ("alpha_logit", "alpha_attn", "alpha_hidden", "alpha_task"):
-            if getattr(self, name) < 0:
-                raise ElasticLMError(f"distill.{name}={getattr(self, name)!r} must be >= 0")
-        if self.temperature <= 0:
-            raise ElasticLMError(f"distill.temperature={self.temperature!r} must be > 0")
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ElasticLMError(f"distill.{name}={value!r} must be a finite number >= 0")
+        t = self.temperature
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
+            raise ElasticLMError(f"distill.temperature={t!r} must be a finite number > 0")
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
 
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ElasticLMError(f"loss kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ElasticLMError(f"distillation loss kind {kind!r} must be one of {', '.join(KINDS)}")
 
 
-def _zero(s: torch.Tensor) -> torch.Tensor:
-    return s.float().sum() * 0.0  # no real rows: 0, still part of the student's graph
+def _check_shapes(what: str, s: torch.Tensor, t: torch.Tensor) -> None:
+    if s.shape != t.shape:
+        raise ElasticLMError(f"{what}: student shape {tuple(s.shape)} differs from teacher shape {tuple(t.shape)}")
 
 
-def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """1 − ρ(s_row, t_row) along the last dimension: ...×D -> ... (float32).
-
-    A constant row has no direction: ρ is taken as 0 against it (distance 1), and identical rows
-    give ~0."""
-    s, t = s.float(), t.float()
-    s = s - s.mean(-1, keepdim=True)
-    t = t - t.mean(-1, keepdim=True)
-    num = (s * t).sum(-1)
-    den = torch.sqrt((s * s).sum(-1) * (t * t).sum(-1) + eps)
-    return 1.0 - num / den
+def _row_mask(what: str, mask: torch.Tensor | None, row_shape: torch.Size) -> torch.Tensor | None:
+    """The mask as bool, shaped like the rows (`row_shape`), or None for "every row is real"."""
+    if mask is None:
+        return None
+    if mask.shape != row_shape:
+        raise ElasticLMError(f"{what}: mask shape {tuple(mask.shape)} does not match the rows {tuple(row_shape)}")
+    return mask.bool()
 
 
-def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """B×N×D with a B×N mask -> R×D of the real rows (R×D stays as is)."""
-    if mask is None or x.dim() == 2:
-        return x.reshape(-1, x.shape[-1])
-    return x[mask.bool()]
+def _masked_mean(values: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `values` over the entries where `real` (broadcast) is True; 0 (with a graph) if none."""
+    if real is None:
+        return values.mean() if values.numel() else values.sum() * 0.0
+    real = real.expand_as(values)
+    total = torch.where(real, values, 0.0).sum()  # padded entries: value and gradient ignored
+    return total / real.sum().clamp(min=1)
+
+
+def _fp32(x: torch.Tensor):
+    """A context with autocast off on `x`'s device, so matmuls and reductions stay in float32."""
+    dev = x.device.type
+    try:
+        on = torch.is_autocast_enabled(dev)
+    except (RuntimeError, TypeError):  # device types autocast does not know
+        on = False
+    return torch.autocast(dev, enabled=False) if on else nullcontext()
+
+
+def _centered_distance(s_c: torch.Tensor, t_c: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 − ρ from rows already centred (and zeroed where they do not count): ...×D -> ..."""
+    cov = torch.linalg.vecdot(s_c, t_c)
+    var = torch.linalg.vecdot(s_c, s_c) * torch.linalg.vecdot(t_c, t_c)
+    return 1.0 - cov / torch.sqrt(var.clamp(min=eps * eps))  # clamp before the root: finite gradients
+
+
+# --------------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------------
+
+
+def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 − ρ(s_row, t_row) along the last dimension, in float32: ...×D, ...×D -> ...
+
+    ρ = cov / sqrt(max(var_s·var_t, eps²)) with var the sums of squared deviations: a constant row
+    gives ρ = 0 (distance 1, finite gradient);
+    identical non-constant rows give ~0; a positive scale and shift of either row changes nothing."""
+    _check_shapes("pearson_distance", s, t)
+    with _fp32(s):
+        s, t = s.float(), t.float()
+        return _centered_distance(s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True), eps)
 
 
 def logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, *, kind: str = "relational",
                temperature: float = 1.0) -> torch.Tensor:
-    """Logit distillation. s, t: R×C or B×N×V (with `mask` B×N selecting rows). One output (C == 1,
-    regression) -> MSE; else relational mean(1 − ρ) or classic KL(t ‖ s) at temperature T × T²."""
+    """Logit distillation, averaged over the real rows.
+
+    s, t: R×C (rows already picked, e.g. the masked positions' vocabulary logits, or a task's class
+    logits) or B×N×V with `mask` B×N (1/True = a row that counts, e.g. ``labels != -100``). Every row
+    is computed and the padded ones are masked out of the mean, so with a sparse mask over a large
+    vocabulary it is cheaper to pass the gathered rows R×V. One output (C == 1, regression) or 1-D
+    inputs -> MSE whatever the kind; else relational mean(1 − ρ) or classic KL(t ‖ s) at temperature
+    T, times T² (torch's ``kl_div(log_softmax(s/T), softmax(t/T), reduction="batchmean") · T²``)."""
     _check_kind(kind)
-    s_rows, t_rows = _rows(s, mask), _rows(t, mask)  # R×C
-    if s_rows.shape[0] == 0:
-        return _zero(s)
-    if s_rows.shape[-1] == 1:
-        return F.mse_loss(s_rows.float(), t_rows.float())
-    if kind == "relational":
-        return pearson_distance(s_rows, t_rows).mean()
-    T = temperature
-    return F.kl_div(F.log_softmax(s_rows.float() / T, -1), F.softmax(t_rows.float() / T, -1),
-                    reduction="batchmean") * T * T
+    _check_shapes("logit_loss", s, t)
+    if s.dim() == 1:  # R regression outputs
+        s, t = s[:, None], t[:, None]
+    real = _row_mask("logit_loss", mask, s.shape[:-1])  # B×N (or R)
+    with _fp32(s):
+        s32, t32 = s.float(), t.float()
+        if s.shape[-1] == 1:
+            per_row = (s32 - t32).squeeze(-1) ** 2  # regression: MSE
+        elif kind == "relational":
+            per_row = pearson_distance(s32, t32)
+        else:
+            if not temperature > 0:
+                raise ElasticLMError(f"distillation temperature={temperature!r} must be > 0")
+            T = float(temperature)
+            log_p_s = F.log_softmax(s32 / T, -1)
+            log_p_t = F.log_softmax(t32 / T, -1)
+            per_row = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(-1) * (T * T)
+        return _masked_mean(per_row, real)
 
 
 def hidden_loss(s_proj: torch.Tensor, t: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 kind: str = "relational") -> torch.Tensor:
-    """Hidden-state distillation over the real tokens. s_proj, t: B×N×d_t (student already projected)."""
+    """Hidden-state distillation for one student layer over the real tokens.
+
+    s_proj, t: B×N×d_t (the student's block output already projected to the teacher's width, see
+    `HiddenProjection`); attention_mask B×N, 1 = real token. Relational: mean over real tokens of
+    1 − ρ over the d_t features; classic: MSE over the real tokens' features."""
     _check_kind(kind)
-    s_rows, t_rows = _rows(s_proj, attention_mask), _rows(t, attention_mask)  # R×d_t
-    if s_rows.shape[0] == 0:
-        return _zero(s_proj)
-    if kind == "relational":
-        return pearson_distance(s_rows, t_rows).mean()
-    return F.mse_loss(s_rows.float(), t_rows.float())
+    _check_shapes("hidden_loss", s_proj, t)
+    real = _row_mask("hidden_loss", attention_mask, s_proj.shape[:-1])  # B×N
+    with _fp32(s_proj):
+        s32, t32 = s_proj.float(), t.float()
+        if kind == "relational":
+            per_token = pearson_distance(s32, t32)  # B×N
+        else:
+            per_token = (s32 - t32).pow(2).mean(-1)  # B×N
+        return _masked_mean(per_token, real)
 
 
 def attention_loss(s_probs: torch.Tensor, t_probs: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                   kind: str = "relational", eps: float = 1e-12) -> torch.Tensor:
-    """Attention distillation. s_probs: B×Hs×N×N, t_probs: B×Ht×N×N (rows = queries, columns = keys).
+                   kind: str = "relational", eps: float = 1e-8) -> torch.Tensor:
+    """Attention distillation for one student layer.
 
-    Only real query rows count, and each row is compared over the real keys only (padded key columns
-    are left out of the means and variances, not merely zero). Different head counts: both maps are
-    averaged over heads first (B×1×N×N)."""
+    s_probs: B×Hs×N×N, t_probs: B×Ht×N×N attention probabilities (rows = queries, columns = keys);
+    attention_mask B×N, 1 = real token. Only real query rows count, and each row is compared over
+    the real keys only: padded key columns are left out of the row's means and variances (not merely
+    zeroed). Different head counts: both maps are averaged over heads first (B×1×N×N). Relational:
+    mean over rows of 1 − ρ; classic: MSE over the real query × real key entries. A row with a
+    single real key is constant (distance 1, no gradient)."""
     _check_kind(kind)
-    s, t = s_probs.float(), t_probs.float()
-    if s.shape[1] != t.shape[1]:
-        s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
-    B, H, N, _ = s.shape
-    if attention_mask is None:
-        attention_mask = torch.ones(B, N, device=s.device)
-    real = attention_mask.to(s.dtype)  # B×N
-    keys = real[:, None, None, :]  # B×1×1×N
-    queries = real[:, None, :].expand(B, H, N)  # B×H×N
-    n_rows = queries.sum()
-    if n_rows == 0:
-        return _zero(s_probs)
-    if kind == "classic":
-        entries = keys * queries[..., None]  # B×H×N×N: real query × real key
-        return ((s - t) ** 2 * entries).sum() / entries.sum()
-    # Pearson over the real keys: centre each row on its real keys' mean, zero the padded keys
-    padded = not bool((real == 1).all())
-    n = real.sum(-1).clamp(min=1)[:, None, None, None] if padded else float(N)  # B×1×1×1
-    s_c = s - (s * keys if padded else s).sum(-1, keepdim=True) / n
-    t_c = t - (t * keys if padded else t).sum(-1, keepdim=True) / n
-    if padded:
-        s_c, t_c = s_c * keys, t_c * keys
-    cov = torch.linalg.vecdot(s_c, t_c)  # B×H×N
-    den = torch.sqrt(torch.linalg.vecdot(s_c, s_c) * torch.linalg.vecdot(t_c, t_c) + eps)
-    dist = 1.0 - cov / den  # B×H×N
-    return (dist * queries).sum() / n_rows
+    if s_probs.dim() != 4 or t_probs.dim() != 4 or s_probs.shape[0] != t_probs.shape[0] \
+            or s_probs.shape[2:] != t_probs.shape[2:]:
+        raise ElasticLMError(f"attention_loss: maps must be B×H×N×N with matching B and N, got student "
+                             f"{tuple(s_probs.shape)} and teacher {tuple(t_probs.shape)}")
+    B, _, N, M = s_probs.shape
+    real = _row_mask("attention_loss", attention_mask, torch.Size((B, M)))  # B×N
+    with _fp32(s_probs):
+        s, t = s_probs.float(), t_probs.float()
+        if s.shape[1] != t.shape[1]:
+            s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)  # B×1×N×N
+        if real is None:
+            if kind == "classic":
+                return F.mse_loss(s, t)
+            return pearson_distance(s, t, eps).mean()
+        keys = real[:, None, None, :]  # B×1×1×N
+        queries = real[:, None, :]  # B×1×N, broadcast over heads
+        if kind == "classic":
+            d = torch.where(keys, s - t, 0.0)  # B×H×N×N, padded keys zero
+            per_row = torch.linalg.vecdot(d, d)  # B×H×N
+            n_keys = real.sum(-1).to(s.dtype)[:, None, None]  # B×1×1
+            total = torch.where(queries, per_row, 0.0).sum()
+            return total / (queries.expand_as(per_row) * n_keys).sum().clamp(min=1)
+        n_keys = real.sum(-1).clamp(min=1).to(s.dtype)[:, None, None, None]  # B×1×1×1
+        key_w = real.to(s.dtype)[:, None, :, None]  # B×1×N×1: masked row sums as one matmul pass
+        s_c = torch.where(keys, s - torch.matmul(s, key_w) / n_keys, 0.0)  # B×H×N×N, centred on real keys
+        t_c = torch.where(keys, t - torch.matmul(t, key_w) / n_keys, 0.0)
+        return _masked_mean(_centered_distance(s_c, t_c, eps), queries)  # rows B×H×N
+
+
+# --------------------------------------------------------------------------------------------------
+# Projection, layer map, total
+# --------------------------------------------------------------------------------------------------
 
 
 class HiddenProjection(nn.Module):
     """One learned Linear(d, d_t) per student layer, mapping student block outputs to the teacher's
-    width for the hidden loss. Kept in the trainer's checkpoint, never in an extracted model."""
+    width for the hidden loss. BERT-style init (weights N(0, std²), zero bias), drawn from
+    `generator` when given. Lives in the trainer's checkpoint, never in an extracted model."""
 
     def __init__(self, num_layers: int, hidden_size: int, teacher_hidden_size: int, std: float = 0.02,
                  generator: torch.Generator | None = None):
         super().__init__()
+        if num_layers < 1 or hidden_size < 1 or teacher_hidden_size < 1:
+            raise ElasticLMError(f"HiddenProjection needs positive sizes, got layers={num_layers}, "
+                                 f"d={hidden_size}, d_t={teacher_hidden_size}")
         self.layers = nn.ModuleList(nn.Linear(hidden_size, teacher_hidden_size) for _ in range(num_layers))
         with torch.no_grad():
             for lin in self.layers:
@@ -168,20 +261,27 @@ class HiddenProjection(nn.Module):
                 lin.bias.zero_()
 
     def forward(self, layer: int, h: torch.Tensor) -> torch.Tensor:
-        return self.layers[layer](h)  # B×N×d -> B×N×d_t
+        """`layer` is the 0-based student layer; h: B×N×d -> B×N×d_t."""
+        return self.layers[layer](h)
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher layer (1-based) for each student layer: round(l · L_t / L), halves rounded up."""
+    """Teacher layer (1-based) for each student layer l = 1..L: round(l · L_t / L), halves rounded up."""
     from elasticlm.distill.teachers import teacher_layer
 
+    if student_layers < 1 or teacher_layers < 1:
+        raise ElasticLMError(f"layer_map needs >= 1 layers, got student {student_layers}, teacher {teacher_layers}")
     return [teacher_layer(l, student_layers, teacher_layers) for l in range(1, student_layers + 1)]
 
 
 def weighted_total(losses: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.Tensor:
-    """Σ alpha_k · loss_k over the losses present ("logit", "attn", "hidden", "task")."""
+    """Σ alpha_k · loss_k over the losses present (keys among "logit", "attn", "hidden", "task");
+    an absent key simply does not contribute."""
     weights = {"logit": cfg.alpha_logit, "attn": cfg.alpha_attn, "hidden": cfg.alpha_hidden, "task": cfg.alpha_task}
-    unknown = set(losses) - set(weights)
+    unknown = sorted(set(losses) - set(weights))
     if unknown:
-        raise ElasticLMError(f"unknown loss name(s) {sorted(unknown)}; expected {sorted(weights)}")
-    return sum(weights[k] * v for k, v in losses.items())
+        raise ElasticLMError(f"unknown loss name(s) {unknown}; expected some of {', '.join(LOSS_NAMES)}")
+    if not losses:
+        raise ElasticLMError("weighted_total got no losses")
+    terms = [weights[k] * v.float() for k, v in losses.items()]
+    return sum(terms[1:], terms[0])
