@@ -65,6 +65,46 @@ def test_metric_errors() -> None:
         compute_metrics("glue", [0], [0])
 
 
+@pytest.mark.parametrize(
+    "task, preds, refs, message",
+    [
+        ("sst-2", [0.2, 0.9, 0.4], [0, 1, 0], r"sst-2: 1-D predictions that are not whole numbers"),
+        ("sst-2", np.zeros((3, 3)), [0, 1, 0], r"sst-2: logits have 3 columns but the task has 2 classes"),
+        ("bbc-topic", np.zeros((3, 1)), [0, 1, 0], r"bbc-topic: logits have 1 columns but the task has 5 classes"),
+        ("sst-2", [0, 2, 1], [0, 1, 0], r"sst-2: predicted class id 2 is out of range 0-1"),
+        ("sst-2", [0, 1, 1], [0, 1, 5], r"sst-2: reference label id 5 is out of range 0-1"),
+        ("sst-2", [0, 1, 1], [0.0, 0.5, 1.0], r"sst-2: references are not whole numbers"),
+        ("sst-2", np.array([[0.1, np.nan], [1.0, 0.0]]), [0, 1], r"sst-2: predictions contain NaN or infinity"),
+        ("sst-2", np.zeros((2, 2, 2)), [0, 1], r"sst-2: predictions of shape \(2, 2, 2\)"),
+        ("sts-b", np.zeros((3, 2)), [0.0, 1.0, 2.0], r"sts-b: regression predictions of shape \(3, 2\)"),
+        ("sts-b", [1.5], [2.0], r"sts-b: Pearson/Spearman need at least 2 examples, got 1"),
+        ("sts-b", [1.0, np.inf, 2.0], [0.0, 1.0, 2.0], r"sts-b: predictions contain NaN or infinity"),
+        ("sts-b", [1.0, 2.0, 3.0], [2.0, 2.0, 2.0], r"sts-b: the references are constant"),
+        ("sts-b", [1.0, 2.0], [[1.0], [2.0]], r"sts-b: references must have shape \(n,\)"),
+    ],
+)
+def test_metric_input_checks(task: str, preds, refs, message: str) -> None:
+    with pytest.raises(ElasticLMError, match=message) as info:
+        compute_metrics(task, preds, refs)
+    assert "\n" not in str(info.value)
+
+
+def test_class_ids_may_be_whole_floats_and_bools() -> None:
+    assert compute_metrics("sst-2", np.array([1.0, 0.0, 1.0]), [1, 0, 0]) == pytest.approx({"accuracy": 2 / 3})
+    assert compute_metrics("sst-2", [True, False], [1, 0]) == pytest.approx({"accuracy": 1.0})
+
+
+def test_constant_regression_predictions_score_zero() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy ConstantInputWarning, no NaN
+        got = compute_metrics("sts-b", [2.5, 2.5, 2.5], [1.0, 2.0, 4.0])
+        assert got == {"pearson": 0.0, "spearman": 0.0}
+        assert compute_metrics("sts-b", np.full((4, 1), -0.25), [0.0, 1.0, 0.0, 3.0])["pearson"] == 0.0
+        assert compute_metrics("sts-b", [1.0, 2.0], [2.0, 1.0]) == pytest.approx({"pearson": -1.0, "spearman": -1.0})
+
+
 # --- SQuAD, as the official scripts compute it -----------------------------------------------------
 
 def ex(qid: str, answers: list[str]) -> dict:

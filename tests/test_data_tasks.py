@@ -285,3 +285,123 @@ def test_glue_from_hub_maps_columns_and_splits(monkeypatch) -> None:
     assert set(data.splits) == {"train", "dev", "dev_mismatched", "test"} and data.source == "nyu-mll/glue/mnli"
     assert data.splits["dev"][0] == {"text_a": "P.", "text_b": "H.", "label": 2}
     assert data.splits["test"]["label"] == [-1]
+
+
+# --- long fields, quoting, the labelled rule, malformed columns -------------------------------------
+
+LONG = "word " * 40_000  # 200,000 characters: over csv's default field limit of 131,072
+
+
+def test_long_fields_load(glue_dir: Path, tmp_path: Path) -> None:
+    write(glue_dir / "SST-2/train.tsv", tsv(("sentence", "label"), (LONG, 1), ("short", 0)))
+    assert load_task("sst-2", data_dir=str(glue_dir)).splits["train"]["text_a"] == [LONG, "short"]
+    for ext, sep in ((".csv", ","), (".tsv", "\t")):
+        d = tmp_path / f"long{ext[1:]}"
+        write(d / f"train{ext}", f"text{sep}label\n{LONG}{sep}a\nshort{sep}b\n")
+        write(d / f"test{ext}", f"text{sep}label\n{LONG}{sep}b\n")
+        data = load_task(str(d))
+        assert data.splits["train"]["text_a"] == [LONG, "short"] and data.splits["test"]["text_a"] == [LONG]
+
+
+def test_csv_errors_are_one_line_with_file_and_line(glue_dir: Path, tmp_path: Path) -> None:
+    # a bare carriage return inside a TSV line: csv raises `_csv.Error: new-line character seen ...`
+    write(glue_dir / "SST-2/train.tsv", tsv(("sentence", "label"), ("fine", 1), ("broken\rline", 0)))
+    with pytest.raises(ElasticLMError, match=r"SST-2/train.tsv line 3: .*carriage return") as info:
+        load_task("sst-2", data_dir=str(glue_dir))
+    assert "\n" not in str(info.value)
+    d = tmp_path / "cr"
+    write(d / "train.tsv", "text\tlabel\nfine\ta\nbroken\rline\tb\n")
+    write(d / "test.tsv", "text\tlabel\nok\ta\n")
+    with pytest.raises(ElasticLMError, match=r"train.tsv line 3: .*carriage return") as info:
+        load_task(str(d))
+    assert "\n" not in str(info.value)
+
+
+def test_user_tsv_has_no_quoting(tmp_path: Path) -> None:
+    d = tmp_path / "quotes"
+    write(d / "train.tsv", tsv(("text", "label"), ('"Quoted" start, then more', "pos"), ("plain", "neg"),
+                               ('"unclosed quote', "pos"), ("last line", "neg")))
+    write(d / "test.tsv", tsv(("text", "label"), ('he said "no"', "neg")))
+    data = load_task(str(d))
+    assert data.splits["train"]["text_a"] == ['"Quoted" start, then more', "plain", '"unclosed quote', "last line"]
+    assert data.splits["train"]["label"] == [1, 0, 1, 0]
+    assert data.splits["test"]["text_a"] == ['he said "no"']
+
+
+def jsonl(*rows: dict) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_user_labelled_rule(tmp_path: Path) -> None:
+    d = tmp_path / "rule"
+    write(d / "train.jsonl", jsonl({"text": "a", "label": "x"}, {"text": "b", "label": "y"}))
+    write(d / "test.jsonl", jsonl({"text": "c"}, {"text": "d"}))
+    assert load_task(str(d)).splits["test"]["label"] == [-1, -1]  # no `label` field: unlabelled
+    write(d / "test.jsonl", jsonl({"text": "c"}, {"text": "d", "label": "y"}))  # used to become -1 silently
+    with pytest.raises(ElasticLMError, match=r"test.jsonl line 2: .*'label'.*line 1"):
+        load_task(str(d))
+    write(d / "test.jsonl", jsonl({"text": "c", "label": "x"}, {"text": "d"}))
+    with pytest.raises(ElasticLMError, match=r"test.jsonl line 2: .*'label'.*line 1"):
+        load_task(str(d))
+    write(d / "test.jsonl", jsonl({"text": "c", "label": "x"}, {"text": "d", "label": None}))
+    with pytest.raises(ElasticLMError, match=r"test.jsonl line 2: empty label"):
+        load_task(str(d))
+    (d / "test.jsonl").unlink()
+    write(d / "test.csv", "text,label\nc,x\nd,\n")  # a `label` column: every row needs a label
+    with pytest.raises(ElasticLMError, match=r"test.csv line 3: empty label"):
+        load_task(str(d))
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"train.csv": "text,label,label\na,x,y\n", "test.csv": "text\nb\n"},
+         r"train.csv: column 'label' appears 2 times in the header"),
+        ({"train.csv": "text,label\na,x\n", "test.tsv": "text\ttext\tlabel\nb\tc\tx\n"},
+         r"test.tsv: column 'text' appears 2 times in the header"),
+        ({"train.jsonl": '{"text": "a", "label": "x", "label": "y"}\n', "test.jsonl": '{"text": "b"}\n'},
+         r"train.jsonl line 1: key 'label' appears 2 times"),
+        ({"train.jsonl": '{"text": "a", "label": "x"}\n{"text": 5, "label": "x"}\n', "test.jsonl": '{"text": "b"}\n'},
+         r"train.jsonl line 2: 'text' is a number, not a string"),
+        ({"train.jsonl": '{"text_a": "a", "text_b": ["b"], "label": 1}\n',
+          "test.jsonl": '{"text_a": "c", "text_b": "d"}\n'},
+         r"train.jsonl line 1: 'text_b' is an array, not a string"),
+        ({"train.jsonl": '{"text": "a", "label": 1}\n', "test.jsonl": '{"text": true}\n'},
+         r"test.jsonl line 1: 'text' is a boolean, not a string"),
+        ({"train.csv": "text,label\na,0.5\nb,nan\n", "test.csv": "text\nc\n"},
+         r"train.csv line 3: label 'nan' is not a finite number"),
+        ({"train.jsonl": '{"text": "a", "label": [1]}\n', "test.jsonl": '{"text": "b"}\n'},
+         r"train.jsonl line 1: label is a JSON list"),
+    ],
+)
+def test_user_malformed_columns(tmp_path: Path, files: dict, message: str) -> None:
+    d = tmp_path / "bad"
+    for name, content in files.items():
+        write(d / name, content)
+    with pytest.raises(ElasticLMError, match=message) as info:
+        load_task(str(d))
+    assert "\n" not in str(info.value)
+
+
+def test_user_whole_float_labels_warn_regression(tmp_path: Path, caplog) -> None:
+    d = tmp_path / "pandas"
+    write(d / "train.csv", "text,label\na,0.0\nb,1.0\nc,1.0\n")  # as pandas writes an int column with NaNs
+    write(d / "test.csv", "text,label\nd,0.0\n")
+    with caplog.at_level("WARNING", logger="elasticlm.data.userdata"):
+        data = load_task(str(d))
+    assert data.spec.kind == "regression"  # the documented rule stands
+    [record] = [r for r in caplog.records if r.name == "elasticlm.data.userdata"]
+    msg = record.getMessage()
+    assert "train.csv" in msg and "regression" in msg and "integer labels" in msg and "\n" not in msg
+    caplog.clear()
+    write(d / "train.csv", "text,label\na,0.5\nb,1.0\n")  # genuinely fractional: no warning
+    with caplog.at_level("WARNING", logger="elasticlm.data.userdata"):
+        assert load_task(str(d)).spec.kind == "regression"
+    assert not [r for r in caplog.records if r.name == "elasticlm.data.userdata"]
+
+
+def test_user_unnamed_extra_columns_still_load(tmp_path: Path) -> None:
+    d = tmp_path / "trailing"  # a trailing separator on every line: unnamed, unused columns
+    write(d / "train.csv", "text,label,,\na,x,,\nb,y,,\n")
+    write(d / "test.csv", "text,label,,\nc,x,,\n")
+    assert load_task(str(d)).splits["train"]["label"] == [0, 1]

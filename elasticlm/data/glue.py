@@ -13,9 +13,10 @@ TSV layout (what the GLUE download script unpacks), per task folder:
     QNLI/  header index, question, sentence, label
     RTE/   header index, sentence1, sentence2, label
 
-Fields are tab-separated with no quoting (GLUE's text contains bare quote characters). Rows with
-too few fields (a handful exist in the QQP download) are skipped with a warning; test rows get
-label -1. `train.tsv` and the dev file(s) are required, test files are optional.
+Fields are tab-separated with no quoting (GLUE's text contains bare quote characters) and may be of
+any length; a line csv cannot read is an error naming the file and line. Rows with too few fields
+(a handful exist in the QQP download) are skipped with a warning; test rows get label -1.
+`train.tsv` and the dev file(s) are required, test files are optional.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from urllib.parse import urlparse
 from elasticlm.data.cache import offline
 from elasticlm.data.spec import TaskData, TaskSpec, rows_to_dataset
 from elasticlm.data.textfile import read_lines
+from elasticlm.data.userdata import allow_long_csv_fields, csv_error
 from elasticlm.errors import ElasticLMError
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,12 @@ def _load_tsv(spec: TaskSpec, layout: GlueLayout, folder: Path) -> TaskData:
 
 
 def _read_tsv(spec: TaskSpec, layout: GlueLayout, path: Path, split: str) -> list[dict]:
-    lines = read_lines(path)
-    records = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    allow_long_csv_fields()
+    reader = csv.reader(read_lines(path), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        records = list(reader)
+    except csv.Error as err:
+        raise csv_error(path, reader.line_num, err, "TSV") from None
     is_test = split.startswith("test")
     if layout.headerless is not None and not is_test:
         header, first = list(layout.headerless), 1

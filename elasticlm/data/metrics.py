@@ -12,6 +12,9 @@ Metric names (a `TaskSpec.metrics` entry is one of these):
     mcc        Matthews correlation coefficient (CoLA)
     pearson    Pearson correlation (STS-B, regression tasks)
     spearman   Spearman rank correlation (STS-B, regression tasks)
+
+`compute_metrics` checks its inputs (shapes, class counts, ranges, NaN) and never returns NaN: the
+correlations of constant predictions are reported as 0.0; see its docstring.
 """
 
 from __future__ import annotations
@@ -49,37 +52,103 @@ def _as_spec(task: "TaskSpec | str") -> "TaskSpec":
 def compute_metrics(task: "TaskSpec | str", predictions, references) -> dict[str, float]:
     """Score `predictions` against `references` with the task's metrics.
 
-    Classification: predictions are label ids, shape (n,), or logits, shape (n, num_labels), which
-    are arg-maxed. Regression: floats, shape (n,) or (n, 1). References: label ids / floats, (n,).
+    Classification: predictions are logits, shape (n, num_labels), which are arg-maxed, or class
+    ids, shape (n,): integers (or bools, or floats that are whole numbers) in 0..num_labels-1.
+    References: label ids in the same range, shape (n,).
+    Regression: predictions are floats, shape (n,) or (n, 1); references are floats, shape (n,).
     Returns {metric name: value} in the order of `spec.metrics`.
+
+    Inputs are checked; each of these raises `ElasticLMError` (never a NaN or a silently wrong
+    score): 1-D classification predictions that are not whole numbers (probabilities or scores:
+    pass the (n, num_labels) logits or the arg-max ids), logits whose column count is not the
+    task's number of classes, ids out of range, -1 references (an unlabelled split), NaN or
+    infinite predictions, other shapes, mismatched lengths, no examples, and for regression fewer
+    than 2 examples or constant references (Pearson and Spearman are undefined for both).
+
+    Constant regression predictions (a collapsed model) also leave the correlations undefined;
+    there the score is 0.0 for both Pearson and Spearman: such a predictor carries no information
+    about the references, and 0.0 keeps an evaluation loop running and ranks it below any
+    positively correlated model, instead of a NaN poisoning averages and comparisons.
     """
     spec = _as_spec(task)
     if spec.kind == "qa":
         raise ElasticLMError(f"task {spec.name}: use elasticlm.data.squad.squad_metrics for QA")
     preds = np.asarray(predictions)
     refs = np.asarray(references)
+    if refs.ndim != 1:
+        raise ElasticLMError(f"task {spec.name}: references must have shape (n,), got {refs.shape}")
+    if preds.dtype.kind not in "biuf" or refs.dtype.kind not in "biuf":
+        raise ElasticLMError(f"task {spec.name}: predictions and references must be numbers "
+                             f"(got {preds.dtype} and {refs.dtype})")
+    if preds.dtype.kind == "f" and not np.isfinite(preds).all():
+        raise ElasticLMError(f"task {spec.name}: predictions contain NaN or infinity (did the model diverge?)")
     if spec.kind == "classification":
-        if preds.ndim == 2:  # (n, num_labels) logits
-            preds = preds.argmax(axis=-1)
-        preds = preds.astype(np.int64)
-        refs = refs.astype(np.int64)
-        if (refs < 0).any():
-            raise ElasticLMError(
-                f"task {spec.name}: references contain -1 (unlabelled rows, e.g. a GLUE test split); "
-                f"score a labelled split such as dev"
-            )
+        preds, refs = _class_ids(spec, preds), _reference_ids(spec, refs)
     else:
-        if preds.ndim == 2:  # (n, 1) regression head output
-            preds = preds[:, 0]
-        preds = preds.astype(np.float64)
-        refs = refs.astype(np.float64)
+        preds, refs = _regression_values(spec, preds), refs.astype(np.float64)
     if preds.shape != refs.shape:
         raise ElasticLMError(
             f"task {spec.name}: {preds.shape[0]} predictions but {refs.shape[0]} references"
         )
     if len(refs) == 0:
         raise ElasticLMError(f"task {spec.name}: no examples to score")
+    if spec.kind == "regression":
+        if len(refs) < 2:
+            raise ElasticLMError(f"task {spec.name}: Pearson/Spearman need at least 2 examples, got {len(refs)}")
+        if not np.isfinite(refs).all():
+            raise ElasticLMError(f"task {spec.name}: references contain NaN or infinity")
+        if np.ptp(refs) == 0:
+            raise ElasticLMError(f"task {spec.name}: the references are constant ({refs[0]:g}), so Pearson/"
+                                 f"Spearman are undefined; score a split whose labels vary")
+        if np.ptp(preds) == 0:  # a constant predictor: 0.0, see the docstring
+            return {name: 0.0 for name in spec.metrics}
     return {name: METRICS[name](preds, refs) for name in spec.metrics}
+
+
+def _class_ids(spec: "TaskSpec", preds: np.ndarray) -> np.ndarray:
+    """Classification predictions as int64 ids, shape (n,); see `compute_metrics`."""
+    n_classes = spec.num_labels
+    if preds.ndim == 2:  # (n, num_labels) logits
+        if preds.shape[1] != n_classes:
+            raise ElasticLMError(f"task {spec.name}: logits have {preds.shape[1]} columns but the task has "
+                                 f"{n_classes} classes; pass this task's head output")
+        return preds.argmax(axis=-1).astype(np.int64)
+    if preds.ndim != 1:
+        raise ElasticLMError(f"task {spec.name}: predictions of shape {preds.shape}; pass logits (n, "
+                             f"{n_classes}) or class ids (n,)")
+    if preds.dtype.kind == "f" and (preds != np.round(preds)).any():
+        raise ElasticLMError(f"task {spec.name}: 1-D predictions that are not whole numbers (probabilities or "
+                             f"scores?); pass logits of shape (n, {n_classes}) or integer class ids")
+    ids = preds.astype(np.int64)
+    bad = ids[(ids < 0) | (ids >= n_classes)]
+    if len(bad):
+        raise ElasticLMError(f"task {spec.name}: predicted class id {bad[0]} is out of range 0-{n_classes - 1}")
+    return ids
+
+
+def _reference_ids(spec: "TaskSpec", refs: np.ndarray) -> np.ndarray:
+    if refs.dtype.kind == "f" and (refs != np.round(refs)).any():  # NaN fails this too
+        raise ElasticLMError(f"task {spec.name}: references are not whole numbers; a classification task "
+                             f"scores label ids 0-{spec.num_labels - 1}")
+    refs = refs.astype(np.int64)
+    if (refs < 0).any():
+        raise ElasticLMError(
+            f"task {spec.name}: references contain -1 (unlabelled rows, e.g. a GLUE test split); "
+            f"score a labelled split such as dev"
+        )
+    bad = refs[refs >= spec.num_labels]
+    if len(bad):
+        raise ElasticLMError(f"task {spec.name}: reference label id {bad[0]} is out of range "
+                             f"0-{spec.num_labels - 1}")
+    return refs
+
+
+def _regression_values(spec: "TaskSpec", preds: np.ndarray) -> np.ndarray:
+    if preds.ndim == 2 and preds.shape[1] == 1:  # (n, 1) regression head output
+        preds = preds[:, 0]
+    if preds.ndim != 1:
+        raise ElasticLMError(f"task {spec.name}: regression predictions of shape {preds.shape}; pass (n,) or (n, 1)")
+    return preds.astype(np.float64)
 
 
 def task_score(result: Mapping[str, float]) -> float:
