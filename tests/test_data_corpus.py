@@ -15,23 +15,11 @@ from elasticlm.data.tasks import load_task
 from elasticlm.errors import ElasticLMError
 
 WORDS = "the a cat dog sat ran on mat under tree quickly slowly big small red blue".split()
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @pytest.fixture
-def tokenizer(tmp_path_factory):
-    from transformers import BertTokenizerFast
-
-    path = tmp_path_factory.mktemp("tok") / "vocab.txt"
-    path.write_text("\n".join(SPECIAL + WORDS + ["."]) + "\n")
-    return BertTokenizerFast(vocab=str(path))  # ids: specials 0-4, words 5-20, "." 21
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("ELASTICLM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ELASTICLM_OFFLINE", raising=False)
-    return tmp_path / "cache"
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer(WORDS + ["."])  # ids: specials 0-4, words 5-20, "." 21
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:

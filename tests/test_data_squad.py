@@ -37,15 +37,11 @@ def squad_json(version: str) -> dict:
 
 
 @pytest.fixture
-def tokenizer(tmp_path: Path):
+def tokenizer(tiny_tokenizer):
     """A WordPiece tokenizer whose vocabulary holds every word of the fixture (lower-cased)."""
-    from transformers import BertTokenizerFast
-
     words = set(re.findall(r"\w+|[^\w\s]", (CONTEXT + " Which team won lost Super Bowl 49 50? Where When was "
                                             "the game played").lower()))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
+    return tiny_tokenizer(sorted(words))
 
 
 def test_load_v1_and_v2(tmp_path: Path) -> None:

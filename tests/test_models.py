@@ -20,9 +20,6 @@ from elasticlm.space import Architecture, LayerChoice, SearchSpace
 
 torch.set_num_threads(2)
 
-# d=48, i=12, H=12 -> head counts {1,2,3,4,6,12} for both kinds; FFN grid 12..96
-SPACE = SearchSpace(hidden_size=48, num_layers=4, num_heads=12, embedding_size=16, vocab_size=97,
-                    max_position_embeddings=64)
 ALL_HEADS = ("base", "mlm", "classification", "qa", "causal")
 
 
@@ -36,13 +33,14 @@ def perturb_norms(module, gen):
 
 
 @pytest.fixture(scope="module")
-def supernet():
+def supernet(tiny_space):
+    """The tiny space's supernet (conftest.py: d=48, 4 layers, H=12, FFN grid 12..96)."""
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(SPACE))
+    net = SuperNet(SupernetConfig(tiny_space))
     gen = torch.Generator().manual_seed(0)
     rng = random.Random(0)
     for (l, kind, sharing), block in net.blocks():  # random grown widths, as after some training
-        net.grow_ffn(l, kind, sharing, rng.choice(SPACE.ffn_grid), generator=gen)
+        net.grow_ffn(l, kind, sharing, rng.choice(tiny_space.ffn_grid), generator=gen)
         with torch.no_grad():
             for ffn in block.ffns():
                 ffn.fc_out.weight.normal_(0, 0.05, generator=gen)
@@ -52,18 +50,19 @@ def supernet():
 
 def random_arch(net: SuperNet, rng: random.Random) -> Architecture:
     """A path through the supernet: any candidate, FFN width <= the block's, any valid head count."""
-    layers = []
-    for l in range(SPACE.num_layers):
-        kind, sharing = rng.choice(SPACE.candidates)
+    space, layers = net.space, []
+    for l in range(space.num_layers):
+        kind, sharing = rng.choice(space.candidates)
         width = net.block(l, kind, sharing).ffn_dim
-        ffn = rng.choice([f for f in SPACE.ffn_grid if f <= width])
-        layers.append(LayerChoice(kind, sharing, ffn, rng.choice(SPACE.valid_heads(kind))))
+        ffn = rng.choice([f for f in space.ffn_grid if f <= width])
+        layers.append(LayerChoice(kind, sharing, ffn, rng.choice(space.valid_heads(kind))))
     return Architecture(tuple(layers))
 
 
-def batch(b=3, n=20, seed=0):
+def batch(space: SearchSpace, b=3, n=20, seed=0):
+    """ids, attention mask (rows 1 and 2 padded), token types (second half 1), all b×n."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, SPACE.vocab_size, (b, n), generator=g)
+    ids = torch.randint(1, space.vocab_size, (b, n), generator=g)
     mask = torch.ones(b, n, dtype=torch.long)
     mask[1 % b, n - 5:] = 0
     mask[2 % b, n - 9:] = 0
@@ -92,9 +91,9 @@ def head_output(model, head, ids, mask, types):
     return out.logits
 
 
-def test_extracted_subnet_matches_supernet(supernet):
+def test_extracted_subnet_matches_supernet(supernet, tiny_space):
     rng = random.Random(1)
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     seen_candidates, seen_heads = set(), set()
     for trial in range(30):
         arch = random_arch(supernet, rng)
@@ -108,12 +107,12 @@ def test_extracted_subnet_matches_supernet(supernet):
         assert (got - want).abs().max().item() <= 1e-5, (head, arch.short())
         seen_candidates |= {l.candidate for l in arch}
         seen_heads.add(head)
-    assert seen_candidates == set(SPACE.candidates) and seen_heads == set(ALL_HEADS)
+    assert seen_candidates == set(tiny_space.candidates) and seen_heads == set(ALL_HEADS)
 
 
-def test_extracted_subnet_captures_match(supernet):
+def test_extracted_subnet_captures_match(supernet, tiny_space):
     rng = random.Random(2)
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     everything = Capture(attn_probs=True, head_context=True, ffn_hidden=True, block_output=True)
     for _ in range(6):
         arch = random_arch(supernet, rng)
@@ -122,28 +121,28 @@ def test_extracted_subnet_captures_match(supernet):
             b = supernet.extract(arch).eval().encode(ids, mask, types, capture=everything)
         for field in ("hidden_states", "attentions", "head_contexts", "ffn_hiddens"):
             xs, ys = getattr(a, field), getattr(b, field)
-            assert len(xs) == len(ys) == (SPACE.num_layers + (field == "hidden_states"))
+            assert len(xs) == len(ys) == (tiny_space.num_layers + (field == "hidden_states"))
             for x, y in zip(xs, ys):
                 assert x.shape == y.shape and (x - y).abs().max() <= 1e-5, field
         for l, choice in enumerate(arch):
             assert a.attentions[l].shape == (3, choice.heads, 20, 20)
-            width = SPACE.attention_width(choice.kind)
+            width = tiny_space.attention_width(choice.kind)
             assert a.head_contexts[l].shape == (3, choice.heads, 20, width // choice.heads)
-            want = (3, 20, choice.ffn_dim) if choice.kind == "bert" else (SPACE.mobile_ffns, 3, 20, choice.ffn_dim)
+            want = (3, 20, choice.ffn_dim) if choice.kind == "bert" else (tiny_space.mobile_ffns, 3, 20, choice.ffn_dim)
             assert a.ffn_hiddens[l].shape == want
             rows = a.attentions[l].sum(-1)
             assert torch.allclose(rows, torch.ones_like(rows), atol=1e-5)
             assert a.attentions[l][1, :, :, -5:].abs().max() == 0  # padded keys get no attention
 
 
-def test_capture_costs_nothing_when_off(supernet):
+def test_capture_costs_nothing_when_off(supernet, tiny_space):
     arch = random_arch(supernet, random.Random(3))
-    out = supernet(*batch()[:1], arch)
+    out = supernet(*batch(tiny_space)[:1], arch)
     assert out.hidden_states is None and out.attentions is None and out.ffn_hiddens is None
 
 
-def test_eager_and_sdpa_agree(supernet):
-    ids, mask, types = batch()
+def test_eager_and_sdpa_agree(supernet, tiny_space):
+    ids, mask, types = batch(tiny_space)
     arch = random_arch(supernet, random.Random(4))
     model = supernet.extract(arch).eval()
     with torch.no_grad():
@@ -152,9 +151,9 @@ def test_eager_and_sdpa_agree(supernet):
     assert (sdpa - eager).abs().max() <= 1e-5
 
 
-def test_analytic_param_count_equals_numel():
+def test_analytic_param_count_equals_numel(tiny_space):
     rng = random.Random(5)
-    for space in (SPACE, SearchSpace(hidden_size=192, num_layers=6)):
+    for space in (tiny_space, SearchSpace(hidden_size=192, num_layers=6)):
         for _ in range(12):
             arch = space.sample(rng)
             model = ElasticLMConfig.from_space(space, arch)
@@ -216,17 +215,17 @@ def test_bert_block_matches_transformers_bert_layer():
     assert (got - want).abs().max() <= 1e-5
 
 
-def test_ffn_growth_preserves_every_block_output():
+def test_ffn_growth_preserves_every_block_output(tiny_space):
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(SPACE)).eval()
+    net = SuperNet(SupernetConfig(tiny_space)).eval()
     perturb_norms(net, torch.Generator().manual_seed(2))
-    x = torch.randn(2, 11, SPACE.hidden_size)
+    x = torch.randn(2, 11, tiny_space.hidden_size)
     mask = torch.zeros(2, 1, 1, 11)
     before = {key: block(x, mask)[0] for key, block in net.blocks()}
     gen = torch.Generator().manual_seed(3)
     for (l, kind, sharing), block in net.blocks():
-        net.grow_ffn(l, kind, sharing, block.ffn_dim + 2 * SPACE.ffn_step, generator=gen)
-        assert block.ffn_dim == 3 * SPACE.ffn_step
+        net.grow_ffn(l, kind, sharing, block.ffn_dim + 2 * tiny_space.ffn_step, generator=gen)
+        assert block.ffn_dim == 3 * tiny_space.ffn_step
         assert all(f.hidden == block.ffn_dim for f in block.ffns())  # mobile FFNs grow together
     with torch.no_grad():
         for key, block in net.blocks():
@@ -235,13 +234,13 @@ def test_ffn_growth_preserves_every_block_output():
         net.grow_ffn(0, "bert", "none", 5)
 
 
-def test_grown_blocks_still_train_and_keep_optimizer_state():
+def test_grown_blocks_still_train_and_keep_optimizer_state(tiny_space):
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(SPACE)).train()
-    arch = Architecture(tuple(LayerChoice(k, s, SPACE.ffn_step, 12) for k, s in
+    net = SuperNet(SupernetConfig(tiny_space)).train()
+    arch = Architecture(tuple(LayerChoice(k, s, tiny_space.ffn_step, 12) for k, s in
                               (("bert", "none"), ("mobile", "qv"), ("bert", "kv"), ("mobile", "none"))))
-    ids, mask, types = batch()
-    target = torch.randn(3, 20, SPACE.hidden_size)
+    ids, mask, types = batch(tiny_space)
+    target = torch.randn(3, 20, tiny_space.hidden_size)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
 
     def step(a):
@@ -255,25 +254,25 @@ def test_grown_blocks_still_train_and_keep_optimizer_state():
     block = net.block(0, "bert", "none")
     old_w_out = block.ffn.fc_out.weight
     old_avg = opt.state[old_w_out]["exp_avg"].clone()
-    replaced = net.grow_ffn(0, "bert", "none", 3 * SPACE.ffn_step, generator=torch.Generator().manual_seed(0))
-    replaced += net.grow_ffn(1, "mobile", "qv", 2 * SPACE.ffn_step)
+    replaced = net.grow_ffn(0, "bert", "none", 3 * tiny_space.ffn_step, generator=torch.Generator().manual_seed(0))
+    replaced += net.grow_ffn(1, "mobile", "qv", 2 * tiny_space.ffn_step)
     carry_optimizer_state(opt, replaced)
     new_w_out = block.ffn.fc_out.weight
     state = opt.state[new_w_out]
     assert old_w_out not in opt.state
-    assert torch.equal(state["exp_avg"][:, :SPACE.ffn_step], old_avg)
-    assert state["exp_avg"][:, SPACE.ffn_step:].abs().max() == 0
+    assert torch.equal(state["exp_avg"][:, :tiny_space.ffn_step], old_avg)
+    assert state["exp_avg"][:, tiny_space.ffn_step:].abs().max() == 0
     assert any(p is new_w_out for g in opt.param_groups for p in g["params"])
-    grown = Architecture((LayerChoice("bert", "none", 3 * SPACE.ffn_step, 12),
-                          LayerChoice("mobile", "qv", 2 * SPACE.ffn_step, 12)) + arch.layers[2:])
+    grown = Architecture((LayerChoice("bert", "none", 3 * tiny_space.ffn_step, 12),
+                          LayerChoice("mobile", "qv", 2 * tiny_space.ffn_step, 12)) + arch.layers[2:])
     losses = [step(grown) for _ in range(15)]
     assert losses[-1] < losses[0]
-    assert block.ffn.fc_out.weight[:, SPACE.ffn_step:].abs().max() > 0  # the new units learned
+    assert block.ffn.fc_out.weight[:, tiny_space.ffn_step:].abs().max() > 0  # the new units learned
 
 
-def test_padding_does_not_change_real_tokens(supernet):
+def test_padding_does_not_change_real_tokens(supernet, tiny_space):
     rng = random.Random(6)
-    ids, _, types = batch(b=2, n=12)
+    ids, _, types = batch(tiny_space, b=2, n=12)
     types[:, 6:] = 1
     for head in ALL_HEADS:
         arch = random_arch(supernet, rng)
@@ -288,12 +287,12 @@ def test_padding_does_not_change_real_tokens(supernet):
         assert (short - long).abs().max() <= 1e-5, head
 
 
-def test_causal_model_does_not_look_ahead(supernet):
+def test_causal_model_does_not_look_ahead(supernet, tiny_space):
     arch = random_arch(supernet, random.Random(7))
     model = supernet.extract(arch, head="causal").eval()
-    ids = batch(b=1, n=10)[0]
+    ids = batch(tiny_space, b=1, n=10)[0]
     changed = ids.clone()
-    changed[0, 6:] = (changed[0, 6:] + 5) % SPACE.vocab_size
+    changed[0, 6:] = (changed[0, 6:] + 5) % tiny_space.vocab_size
     with torch.no_grad():
         a, b = model(ids).logits, model(changed).logits
     assert (a[:, :6] - b[:, :6]).abs().max() <= 1e-5
@@ -305,7 +304,7 @@ AUTO = {"base": AutoModel, "mlm": AutoModelForMaskedLM, "classification": AutoMo
 
 
 @pytest.mark.parametrize("head", ALL_HEADS)
-def test_save_pretrained_round_trip(supernet, tmp_path, head):
+def test_save_pretrained_round_trip(supernet, tmp_path, head, tiny_space):
     arch = random_arch(supernet, random.Random(8))
     model = supernet.extract(arch, head=head, num_labels=3).eval()
     model.save_pretrained(tmp_path)
@@ -313,17 +312,17 @@ def test_save_pretrained_round_trip(supernet, tmp_path, head):
     loaded = AUTO[head].from_pretrained(tmp_path).eval()
     assert type(loaded) is type(model)
     assert loaded.config.arch == arch and loaded.config.model_type == "elasticlm"
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     with torch.no_grad():
         assert torch.equal(head_output(model, head, ids, mask, types), head_output(loaded, head, ids, mask, types))
     if head in ("mlm", "causal"):
         assert loaded.lm_head.decoder.weight is loaded.elasticlm.embeddings.word_embeddings.weight
 
 
-def test_task_losses():
-    space = SPACE
+def test_task_losses(tiny_space):
+    space = tiny_space
     arch = space.uniform("mobile", "kv", 24, 4)
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     from elasticlm.models import ElasticLMForMaskedLM, ElasticLMForQuestionAnswering, ElasticLMForSequenceClassification
     reg = ElasticLMForSequenceClassification(ElasticLMConfig.from_space(space, arch, num_labels=1))
     out = reg(ids, mask, types, labels=torch.tensor([0.5, 1.0, -2.0]))
@@ -347,27 +346,27 @@ def test_task_losses():
     assert out.loss.item() > 0 and out.start_logits.shape == (3, 20)
 
 
-def test_bad_model_inputs(supernet):
+def test_bad_model_inputs(supernet, tiny_space):
     arch = random_arch(supernet, random.Random(9))
-    too_long = torch.zeros(1, SPACE.max_position_embeddings + 1, dtype=torch.long)
+    too_long = torch.zeros(1, tiny_space.max_position_embeddings + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
         supernet(too_long, arch)
-    wide = Architecture((LayerChoice("bert", "none", SPACE.ffn_grid[-1], 12),) + arch.layers[1:])
-    if supernet.block(0, "bert", "none").ffn_dim < SPACE.ffn_grid[-1]:
+    wide = Architecture((LayerChoice("bert", "none", tiny_space.ffn_grid[-1], 12),) + arch.layers[1:])
+    if supernet.block(0, "bert", "none").ffn_dim < tiny_space.ffn_grid[-1]:
         with pytest.raises(ValueError, match="layer 0: ffn_dim .* exceeds the supernet block's current width"):
-            supernet(batch()[0], wide)
+            supernet(batch(tiny_space)[0], wide)
     with pytest.raises(ValueError, match="layer 0: heads 5"):
-        ElasticLMConfig.from_space(SPACE, Architecture((LayerChoice("bert", "none", 24, 5),) + arch.layers[1:]))
+        ElasticLMConfig.from_space(tiny_space, Architecture((LayerChoice("bert", "none", 24, 5),) + arch.layers[1:]))
     with pytest.raises(ValueError, match="unknown head"):
         supernet.extract(arch, head="ner")
 
 
-def test_changing_head_count(supernet, tmp_path):
+def test_changing_head_count(supernet, tmp_path, tiny_space):
     arch = random_arch(supernet, random.Random(10))
     model = supernet.extract(arch).eval()
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     kind = arch[1].kind
-    new = [h for h in SPACE.valid_heads(kind) if h != arch[1].heads][0]
+    new = [h for h in tiny_space.valid_heads(kind) if h != arch[1].heads][0]
     n_params = sum(p.numel() for p in model.parameters())
     model.set_heads(1, new)
     assert sum(p.numel() for p in model.parameters()) == n_params
@@ -383,21 +382,21 @@ def test_changing_head_count(supernet, tmp_path):
         model.set_heads(1, 7)
 
 
-def test_grown_supernet_state_loads_into_a_fresh_supernet(supernet, tmp_path):
+def test_grown_supernet_state_loads_into_a_fresh_supernet(supernet, tmp_path, tiny_space):
     from safetensors.torch import load_file, save_file
     save_file(supernet.state_dict(), tmp_path / "supernet.safetensors")
-    fresh = SuperNet(SupernetConfig(SPACE)).eval()
+    fresh = SuperNet(SupernetConfig(tiny_space)).eval()
     fresh.load_state_dict(load_file(tmp_path / "supernet.safetensors"))
     assert fresh.widths() == supernet.widths()
     arch = random_arch(supernet, random.Random(12))
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     with torch.no_grad():
         assert torch.equal(fresh(ids, arch, mask, types).last_hidden_state,
                            supernet(ids, arch, mask, types).last_hidden_state)
 
 
-def test_bf16_autocast_subnet_matches_supernet(supernet):
-    ids, mask, types = batch()
+def test_bf16_autocast_subnet_matches_supernet(supernet, tiny_space):
+    ids, mask, types = batch(tiny_space)
     rng = random.Random(13)
     for _ in range(4):
         arch = random_arch(supernet, rng)
@@ -408,12 +407,12 @@ def test_bf16_autocast_subnet_matches_supernet(supernet):
         assert a.dtype == torch.bfloat16 and (a.float() - b.float()).abs().max() <= 1e-2
 
 
-def test_trace_with_an_unpadded_example_keeps_padding(supernet):
+def test_trace_with_an_unpadded_example_keeps_padding(supernet, tiny_space):
     """The mask path must not depend on the mask's values: a graph traced with an all-ones mask
     still masks padding (it used to lose the mask input and ignore padding)."""
     arch = random_arch(supernet, random.Random(3))
     model = supernet.extract(arch, attention_backend="eager").eval()
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     ones = torch.ones_like(mask)
 
     class Wrap(torch.nn.Module):
@@ -433,9 +432,9 @@ def test_trace_with_an_unpadded_example_keeps_padding(supernet):
 
 
 @pytest.mark.parametrize("head", ALL_HEADS)
-def test_gradient_checkpointing_gives_the_same_gradients(supernet, head):
+def test_gradient_checkpointing_gives_the_same_gradients(supernet, head, tiny_space):
     arch = random_arch(supernet, random.Random(5))
-    ids, mask, types = batch()
+    ids, mask, types = batch(tiny_space)
     grads = []
     model = supernet.extract(arch, head=head, num_labels=3, hidden_dropout_prob=0.0,
                              attention_probs_dropout_prob=0.0).train()
@@ -452,17 +451,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(supernet, head):
 
 
 @pytest.mark.parametrize("head", ["mlm", "causal"])
-def test_resize_token_embeddings_resizes_the_lm_bias(supernet, head):
+def test_resize_token_embeddings_resizes_the_lm_bias(supernet, head, tiny_space):
     model = supernet.extract(random_arch(supernet, random.Random(6)), head=head).eval()
-    model.resize_token_embeddings(SPACE.vocab_size + 5)
-    ids = torch.randint(0, SPACE.vocab_size + 5, (2, 7))
-    assert model(ids).logits.shape == (2, 7, SPACE.vocab_size + 5)
-    assert model.lm_head.bias.shape == (SPACE.vocab_size + 5,)
+    model.resize_token_embeddings(tiny_space.vocab_size + 5)
+    ids = torch.randint(0, tiny_space.vocab_size + 5, (2, 7))
+    assert model(ids).logits.shape == (2, 7, tiny_space.vocab_size + 5)
+    assert model.lm_head.bias.shape == (tiny_space.vocab_size + 5,)
 
 
-def test_num_parameters_agrees_with_the_space_count(supernet):
+def test_num_parameters_agrees_with_the_space_count(supernet, tiny_space):
     arch = random_arch(supernet, random.Random(7))
     model = supernet.extract(arch)
-    count = SPACE.count_params(arch)
+    count = tiny_space.count_params(arch)
     assert model.num_parameters() == count.total
     assert model.num_parameters(exclude_embeddings=True) == count.non_embedding

@@ -1,6 +1,6 @@
 """Task-teacher fine-tuning on tiny fixtures: a randomly initialised tiny BERT with a hand-written
-WordPiece vocabulary, user-dataset folders of a few dozen rows, and a tiny SQuAD JSON. Every test
-uses a temporary `ELASTICLM_CACHE`."""
+WordPiece vocabulary (`tiny_teacher`, conftest.py), user-dataset folders of a few dozen rows, and a
+tiny SQuAD JSON. Every test uses a temporary `ELASTICLM_CACHE` (`cache`)."""
 
 from __future__ import annotations
 
@@ -11,34 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import NEG, POS
 
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.errors import ElasticLMError
 from elasticlm.train import teacher_finetune as tf
 from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_dir, finetune_teacher
-
-POS = ["good", "great", "fine", "superb", "lovely", "happy"]
-NEG = ["bad", "awful", "poor", "terrible", "sad", "boring"]
-FILL = ["the", "movie", "film", "was", "is", "a", "very", "plot", "and", "acting", "story", "what",
-        "where", "who", "paris", "london", "rome", "city", "capital", "of", "france", "england",
-        "italy", "in", "lives", "bob", "alice", "carol", "?", ".", ","]
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    """A random 2-layer BERT (d=32) with a 50-word vocabulary, saved with its tokenizer."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POS, *NEG, *FILL]
-    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     with open(path, "w", newline="") as f:
@@ -85,25 +63,18 @@ def pair_regression_task(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ELASTICLM_CACHE", str(root))
-    return root
-
-
 def _cfg(teacher: Path, task: Path, **kw) -> TeacherFinetuneConfig:
     base = dict(teacher=str(teacher), task=str(task), max_steps=80, batch_size=8, lr=2e-3, seed=0)
     base.update(kw)
     return TeacherFinetuneConfig(**base)
 
 
-def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, tmp_cache, monkeypatch):
+def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache, monkeypatch):
     cfg = _cfg(tiny_teacher, sentiment_task)
     lines: list[str] = []
     res = finetune_teacher(cfg, log=lines.append)
     assert not res.cached and res.path == finetune_dir(cfg)
-    assert res.path.parent == tmp_cache / "teachers" and res.path.name.startswith("tiny-bert")
+    assert res.path.parent == cache / "teachers" and res.path.name.startswith("tiny-bert")
     for name in ("config.json", "model.safetensors", "metrics.json", "finetune_config.json",
                  "elasticlm_teacher.json", "tokenizer.json"):
         assert (res.path / name).exists(), name
@@ -129,7 +100,7 @@ def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, tmp_c
     assert out.logits.argmax(-1).tolist() == [1, 0]
 
 
-def test_regression_on_pairs(tiny_teacher, pair_regression_task, tmp_cache):
+def test_regression_on_pairs(tiny_teacher, pair_regression_task, cache):
     res = finetune_teacher(_cfg(tiny_teacher, pair_regression_task, max_steps=10, bf16=False),
                            progress=False)
     assert set(res.metrics["dev"]) == {"pearson", "spearman"} and res.metrics["kind"] == "regression"
@@ -139,7 +110,7 @@ def test_regression_on_pairs(tiny_teacher, pair_regression_task, tmp_cache):
     assert t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.shape == (1, 1)
 
 
-def test_cache_key_follows_config(tiny_teacher, sentiment_task, tmp_cache):
+def test_cache_key_follows_config(tiny_teacher, sentiment_task, cache):
     a = finetune_dir(_cfg(tiny_teacher, sentiment_task))
     assert a == finetune_dir(_cfg(tiny_teacher, sentiment_task))
     assert a != finetune_dir(_cfg(tiny_teacher, sentiment_task, lr=1e-3))
@@ -151,7 +122,7 @@ def _cache_entries(root: Path) -> list[Path]:
     return list(teachers.iterdir()) if teachers.exists() else []
 
 
-def test_failed_training_leaves_nothing(tiny_teacher, sentiment_task, tmp_cache, monkeypatch):
+def test_failed_training_leaves_nothing(tiny_teacher, sentiment_task, cache, monkeypatch):
     calls = {"n": 0}
     real_loss = tf._task_loss
 
@@ -164,10 +135,10 @@ def test_failed_training_leaves_nothing(tiny_teacher, sentiment_task, tmp_cache,
     monkeypatch.setattr(tf, "_task_loss", failing_loss)
     with pytest.raises(KeyboardInterrupt):
         finetune_teacher(_cfg(tiny_teacher, sentiment_task), progress=False)
-    assert _cache_entries(tmp_cache) == []
+    assert _cache_entries(cache) == []
 
 
-def test_failed_save_leaves_nothing(tiny_teacher, sentiment_task, tmp_cache, monkeypatch):
+def test_failed_save_leaves_nothing(tiny_teacher, sentiment_task, cache, monkeypatch):
     from transformers import PreTrainedTokenizerBase
 
     def broken_save(self, folder, *a, **k):
@@ -178,18 +149,18 @@ def test_failed_save_leaves_nothing(tiny_teacher, sentiment_task, tmp_cache, mon
     cfg = _cfg(tiny_teacher, sentiment_task, max_steps=2)
     with pytest.raises(OSError, match="disk full"):
         finetune_teacher(cfg, progress=False)
-    assert _cache_entries(tmp_cache) == [] and not finetune_dir(cfg).exists()
+    assert _cache_entries(cache) == [] and not finetune_dir(cfg).exists()
 
 
-def test_bad_config_names_field(tiny_teacher, sentiment_task, tmp_cache):
+def test_bad_config_names_field(tiny_teacher, sentiment_task, cache):
     with pytest.raises(ElasticLMError, match="batch_size"):
         finetune_teacher(_cfg(tiny_teacher, sentiment_task, batch_size=0))
     with pytest.raises(ElasticLMError, match="unknown task"):
         finetune_teacher(_cfg(tiny_teacher, "no-such-task"))
-    assert _cache_entries(tmp_cache) == []
+    assert _cache_entries(cache) == []
 
 
-def test_cli_finetune(tiny_teacher, sentiment_task, tmp_cache, capsys):
+def test_cli_finetune(tiny_teacher, sentiment_task, cache, capsys):
     from elasticlm.cli import main
 
     argv = ["teacher", "finetune", "--teacher", str(tiny_teacher), "--task", str(sentiment_task),
@@ -199,7 +170,7 @@ def test_cli_finetune(tiny_teacher, sentiment_task, tmp_cache, capsys):
     assert "dev: accuracy" in out and "test: accuracy" in out and "saved to" in out
     assert main(argv) == 0
     assert "cached" in capsys.readouterr().out
-    assert main(["teacher", "show", str(next((tmp_cache / "teachers").iterdir()))]) == 0
+    assert main(["teacher", "show", str(next((cache / "teachers").iterdir()))]) == 0
     assert "classification head" in capsys.readouterr().out
 
 
@@ -228,7 +199,7 @@ def squad_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def test_qa_smoke(tiny_teacher, squad_dir, tmp_cache):
+def test_qa_smoke(tiny_teacher, squad_dir, cache):
     cfg = TeacherFinetuneConfig(teacher=str(tiny_teacher), task="squad-v1.1", data_dir=str(squad_dir),
                                 max_steps=6, batch_size=8, lr=1e-3, max_length=32, doc_stride=8)
     res = finetune_teacher(cfg, progress=False)
@@ -241,22 +212,35 @@ def test_qa_smoke(tiny_teacher, squad_dir, tmp_cache):
     assert out.logits.shape == (1, enc["input_ids"].shape[1], 2)
 
 
-def test_cache_key_spellings(tmp_cache):
+def test_cache_key_spellings(cache):
     """A hub id and its offline alias, or two spellings of a task, name the same cached teacher."""
     a = finetune_dir(TeacherFinetuneConfig(teacher="all-minilm-l6-v2", task="sst-2"))
     b = finetune_dir(TeacherFinetuneConfig(teacher="sentence-transformers/all-MiniLM-L6-v2", task="SST2"))
     assert a == b and a.name.startswith("all-minilm-l6-v2--sst-2--")
 
 
-def test_editing_the_data_folder_changes_the_cache_key(tiny_teacher, sentiment_task, tmp_path, tmp_cache):
+def test_editing_the_data_folder_fine_tunes_again(tiny_teacher, sentiment_task, tmp_path, cache):
+    """The key holds each data file's size and mtime: flipping every label is a new teacher, not the
+    stale cached one; the same for a GLUE data_dir."""
     import shutil
 
     folder = tmp_path / "edited"
     shutil.copytree(sentiment_task, folder)
     before = finetune_dir(_cfg(tiny_teacher, folder))
     assert finetune_dir(_cfg(tiny_teacher, folder)) == before  # stable
+    first = finetune_teacher(_cfg(tiny_teacher, folder, max_steps=2), progress=False)
     rows = list(csv.reader(open(folder / "train.csv")))
     flipped = [rows[0]] + [[text, str(1 - int(label))] for text, label in rows[1:]]
     with open(folder / "train.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(flipped)
     assert finetune_dir(_cfg(tiny_teacher, folder)) != before
+    second = finetune_teacher(_cfg(tiny_teacher, folder, max_steps=2), progress=False)
+    assert not second.cached and second.path != first.path and first.path.exists()
+
+    glue = tmp_path / "glue" / "SST-2"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    cfg = TeacherFinetuneConfig(teacher=str(tiny_teacher), task="sst-2", data_dir=str(glue.parent))
+    key = finetune_dir(cfg)
+    (glue / "train.tsv").write_text("sentence\tlabel\nbad\t0\n")
+    assert finetune_dir(cfg) != key

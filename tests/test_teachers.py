@@ -1,9 +1,9 @@
 """Teachers: offline aliases, loading, the forward interface, layer mapping and the error paths.
 
 The real-teacher tests use the default cache (all-MiniLM-L6-v2 is small and cached once); the cache
-behaviour tests use a temporary `ELASTICLM_CACHE`. Tiny random BERT / MPNet / Llama models saved to
-tmp_path cover the other architectures quickly; the real SmolLM2 conversion and MPNet re-assembly are
-marked slow.
+behaviour tests use a temporary `ELASTICLM_CACHE` (the `cache` fixture, conftest.py). Tiny random
+BERT / MPNet / Llama models saved to tmp_path cover the other architectures quickly; the real SmolLM2
+conversion and MPNet re-assembly are marked slow.
 """
 
 from __future__ import annotations
@@ -113,14 +113,7 @@ def test_check_vocab(minilm):
     assert "50257" in msg and "30522" in msg and "tokenizer" in msg and "\n" not in msg
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ELASTICLM_CACHE", str(root))
-    return root
-
-
-def test_unknown_teacher_lists_aliases(tmp_cache, monkeypatch):
+def test_unknown_teacher_lists_aliases(cache, monkeypatch):
     monkeypatch.setenv("ELASTICLM_OFFLINE", "1")
     with pytest.raises(ElasticLMError) as err:
         ensure_teacher("no-such-org/no-such-teacher")
@@ -131,14 +124,14 @@ def test_unknown_teacher_lists_aliases(tmp_cache, monkeypatch):
 
 
 @pytest.mark.parametrize("alias", list(OFFLINE_TEACHERS))
-def test_offline_not_cached_names_fetch_command(tmp_cache, monkeypatch, alias):
+def test_offline_not_cached_names_fetch_command(cache, monkeypatch, alias):
     monkeypatch.setenv("ELASTICLM_OFFLINE", "1")
     with pytest.raises(ElasticLMError, match=f"elasticlm teacher fetch {alias}"):
         ensure_teacher(OFFLINE_TEACHERS[alias].hub_id)  # the hub id resolves to the alias
-    assert not (tmp_cache / "teachers").exists() or not any((tmp_cache / "teachers").iterdir())
+    assert not (cache / "teachers").exists() or not any((cache / "teachers").iterdir())
 
 
-def test_cli_offline_error_is_one_line(tmp_cache, monkeypatch, capsys):
+def test_cli_offline_error_is_one_line(cache, monkeypatch, capsys):
     from elasticlm.cli import main
 
     monkeypatch.setenv("ELASTICLM_OFFLINE", "1")

@@ -1,0 +1,76 @@
+"""Fixtures that several test files share.
+
+    tiny_tokenizer  a factory: tiny_tokenizer(words) -> a lower-casing WordPiece BertTokenizerFast whose
+                    vocabulary is [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4), then `words` in order
+    tiny_teacher    the folder of a saved random 2-layer BERT (d=32) and its tokenizer, whose vocabulary
+                    is TEACHER_WORDS (POS, NEG, FILL below)
+    tiny_space      a SearchSpace small enough for exhaustive model tests
+    cache           an empty elasticlm cache for one test ($ELASTICLM_CACHE, online)
+
+Test files import the word lists with `from conftest import POS, NEG` where their data must be in the
+tiny teacher's vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+import torch
+
+from elasticlm.space import SearchSpace
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0-4 of every tiny vocabulary
+POS = ["good", "great", "fine", "superb", "lovely", "happy"]  # positive adjectives
+NEG = ["bad", "awful", "poor", "terrible", "sad", "boring"]  # negative adjectives
+FILL = ["the", "movie", "film", "was", "is", "a", "very", "plot", "and", "acting", "story", "what",
+        "where", "who", "paris", "london", "rome", "city", "capital", "of", "france", "england",
+        "italy", "in", "lives", "bob", "alice", "carol", "?", ".", ","]
+TEACHER_WORDS = [*POS, *NEG, *FILL]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> Callable[[Iterable[str]], object]:
+    """tiny_tokenizer(words) -> a new BertTokenizerFast with vocabulary SPECIAL_TOKENS + words."""
+    from transformers import BertTokenizerFast
+
+    def make(words: Iterable[str]) -> BertTokenizerFast:
+        vocab = [*SPECIAL_TOKENS, *words]
+        if len(set(vocab)) != len(vocab):
+            raise ValueError(f"tiny_tokenizer: duplicate words in {vocab}")
+        return BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A random 2-layer BERT (d=32, 4 heads, FFN 64) with a 48-token vocabulary, saved with its tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = tiny_tokenizer(TEACHER_WORDS)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        cfg = BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(TEACHER_WORDS), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=128)
+        BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> SearchSpace:
+    """d=48, i=12, H=12 -> head counts {1,2,3,4,6,12} for both kinds; FFN grid 12..96; 4 layers, V=97."""
+    return SearchSpace(hidden_size=48, num_layers=4, num_heads=12, embedding_size=16, vocab_size=97,
+                       max_position_embeddings=64)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty elasticlm cache at tmp_path/cache ($ELASTICLM_CACHE), with ELASTICLM_OFFLINE unset."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ELASTICLM_CACHE", str(root))
+    monkeypatch.delenv("ELASTICLM_OFFLINE", raising=False)
+    return root
