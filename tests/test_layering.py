@@ -100,3 +100,13 @@ def test_every_command_help_renders():
     assert len(parsers) > len(cli.COMMAND_MODULES)
     for parser in parsers:
         assert parser.format_help()
+
+
+@pytest.mark.parametrize("text", ["train: [unclosed\n", "a: b: c\n", "- a list\n"])
+def test_bad_yaml_config_is_one_line(tmp_path, capsys, cache, text):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    assert cli.main(["supernet", "pretrain", "--out", str(tmp_path / "out"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"elasticlm: error: {bad}: ") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

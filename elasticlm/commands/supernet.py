@@ -74,8 +74,15 @@ def _build(cfg, args) -> object:
         import yaml
 
         from elasticlm.data.textfile import read_text
+        from elasticlm.errors import ElasticLMError
 
-        data = yaml.safe_load(read_text(args.config)) or {}
+        try:
+            data = yaml.safe_load(read_text(args.config)) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            what = getattr(err, "problem", None) or type(err).__name__
+            raise ElasticLMError(f"{args.config}: not valid YAML ({what}{where})") from None
         merged = to_dict(cfg)
         _deep_update(merged, data, args.config)
         cfg = from_dict(type(cfg), merged)
