@@ -204,11 +204,16 @@ def fit_and_dump(objective, *a, **k):
               str(Path({out!r}) / f"rank{{state['dist'].rank}}.safetensors"))
     return state
 stages.fit = fit_and_dump
-stages.pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r})), Path({out!r}), say=lambda s: None)
+stages.pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r}), lr=5e-4), Path({out!r}), say=lambda s: None)
 """
 
 
-def test_two_gloo_processes_equal_one(pretrained, teacher_dir, corpus, tmp_path):
+def test_two_gloo_processes_equal_one(teacher_dir, corpus, tmp_path):
+    from elasticlm.train.stages import pretrain
+
+    # a gentler lr than the other tests: Adam turns the rounding differences of a split batch into
+    # updates of ~lr on parameters whose true gradient is ~0, and 1e-5 is the bar here
+    pretrain(pre_cfg(teacher_dir, corpus, lr=5e-4), tmp_path / "one", say=lambda s: None)
     out = tmp_path / "ddp"
     script = tmp_path / "ddp.py"
     script.write_text(DIST_SCRIPT.format(tests=str(Path(__file__).parent), teacher=str(teacher_dir),
@@ -218,7 +223,8 @@ def test_two_gloo_processes_equal_one(pretrained, teacher_dir, corpus, tmp_path)
     proc = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29517", str(script)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1, one = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors")), weights(pretrained)
+    r0, r1, one = (load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors")),
+                   weights(tmp_path / "one"))
     assert r0.keys() == one.keys()
     for k in r0:
         torch.testing.assert_close(r0[k], r1[k], atol=0, rtol=0)  # identical on both ranks

@@ -61,6 +61,8 @@ PACKAGES = {"Rotten Tomatoes ratings (VADER)": VADER, "BBC News": BBC, "Penn Tre
 
 SPLIT_SEED = 0
 CORPUS_VERSION = 2  # bump when `demo_corpus_texts` changes, so cached packed corpora are rebuilt
+TASKS_VERSION = 2  # bump when the demo tasks' rows or splits change, so cached task teachers are retrained
+# (2: sources deduplicated before splitting)
 RT_MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 

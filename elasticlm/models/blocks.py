@@ -185,8 +185,9 @@ class FFN(nn.Module):
             return []
         add = new_hidden - old
         w_in, b_in, w_out = self.fc_in.weight, self.fc_in.bias, self.fc_out.weight
-        fresh = torch.empty(add, w_in.shape[1], dtype=w_in.dtype, device=w_in.device)
-        fresh.normal_(0.0, std, generator=generator)
+        gen_device = generator.device if generator is not None else w_in.device
+        fresh = torch.empty(add, w_in.shape[1], dtype=w_in.dtype, device=gen_device)
+        fresh = fresh.normal_(0.0, std, generator=generator).to(w_in.device)  # a CPU generator grows GPU blocks too
         new_w_in = nn.Parameter(torch.cat([w_in.detach(), fresh], dim=0), requires_grad=w_in.requires_grad)
         new_b_in = nn.Parameter(torch.cat([b_in.detach(), b_in.new_zeros(add)]), requires_grad=b_in.requires_grad)
         new_w_out = nn.Parameter(torch.cat([w_out.detach(), w_out.new_zeros(w_out.shape[0], add)], dim=1),

@@ -130,12 +130,13 @@ class SuperNet(nn.Module):
                 raise ElasticLMError(f"task head {task!r} exists as {head.kind} with {head.num_labels} outputs, "
                                  f"not {kind} with {num_labels}")
             return head
-        head = TaskHead(self.space.hidden_size, kind, num_labels).to(self.embeddings.project.weight.device)
+        head = TaskHead(self.space.hidden_size, kind, num_labels)
         with torch.no_grad():
             for m in head.modules():
                 if isinstance(m, nn.Linear):
                     m.weight.normal_(0.0, self.config.initializer_range, generator=generator)
                     m.bias.zero_()
+        head.to(self.embeddings.project.weight.device)
         self.task_heads[task] = head
         return head
 

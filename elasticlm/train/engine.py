@@ -71,6 +71,8 @@ class TrainConfig:
     """AdamW weight decay, not applied to biases and LayerNorm weights."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this (None: no clipping)."""
+    device: str = "auto"
+    """"auto" (this rank's GPU when there is one, else the CPU), "cpu", "cuda", "cuda:1", ..."""
     precision: str = "auto"
     """"bf16" (autocast), "fp32", or "auto": bf16 where this machine multiplies bf16 matrices faster
     than fp32 (AMX and most AVX512-BF16 CPUs, GPUs), else fp32 (measured once per process)."""
@@ -103,6 +105,14 @@ class TrainConfig:
         for name, ok, why in checks:
             if not ok:
                 raise ElasticLMError(f"{where}: {name}={getattr(self, name)!r} {why}")
+
+    def torch_device(self, dist: "Dist | None" = None) -> torch.device:
+        """`device` resolved: with "auto", GPU `LOCAL_RANK` when CUDA is available, else the CPU."""
+        if self.device != "auto":
+            return torch.device(self.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return torch.device("cpu")
 
     @property
     def bf16(self) -> bool:
@@ -275,6 +285,8 @@ class Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         td.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return cls(td.get_rank(), td.get_world_size())
 
@@ -303,7 +315,7 @@ class Dist:
             return mean
         import torch.distributed as td
 
-        total = torch.tensor(float(count))
+        total = torch.tensor(float(count), device=mean.device)
         td.all_reduce(total)
         return mean * (float(count) * self.world / max(total.item(), 1.0))
 
@@ -501,11 +513,14 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
         if restore_state:
             restore_state(saved)
         talk(f"resuming from {ckpt} (step {step}/{total})")
+    device = cfg.torch_device(dist)
+    for module in modules.values():
+        module.to(device)
     named = [(f"{m}.{n}", p) for m, module in modules.items() for n, p in module.named_parameters()]
     optimizer = make_optimizer(named, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)
     if ckpt is not None:
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=device))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     state: dict[str, Any] = {"step": step, "start_step": step, "optimizer": optimizer, "scheduler": scheduler, "dist": dist,
                              "tokens": int(saved.get("tokens", 0)), "total": total}
@@ -525,8 +540,9 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
         while step < total:
             step_losses: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
-                batch = objective.batch(step, micro)
-                with autocast(cfg.bf16):
+                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in objective.batch(step, micro).items()}
+                with autocast(cfg.bf16, device.type):
                     losses = objective.losses(batch, step)
                 loss = losses["loss"]
                 if not torch.isfinite(loss.detach()).item():

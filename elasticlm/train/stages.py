@@ -152,7 +152,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
         say(f"{out}: pretraining already complete")
         return done
     talk = say if dist.main else (lambda s: None)
-    teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32")
+    device = cfg.train.torch_device(dist)
+    teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
     if teacher.kind != "encoder":
         raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs an encoder")
     check_vocab(teacher, space.vocab_size)
@@ -222,10 +223,12 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
     net.eval()
     n = min(len(heldout), max_blocks)
     batch = collator_factory(torch.Generator().manual_seed(seed))([heldout[i] for i in range(n)])
+    device = net.embeddings.project.weight.device
+    batch = {k: v.to(device) for k, v in batch.items()}
     res = []
     for p in range(paths):
         arch = net.space.sample(random.Random(f"{seed}:eval:{p}"), net.widths())
-        with autocast(bf16):
+        with autocast(bf16, device.type):
             h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"]).last_hidden_state
             picked = batch["labels"] != -100
             logits = net.mlm_logits(h[picked]).float()
@@ -275,7 +278,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
                                      bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
-        teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32")
+        teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32",
+                               device=cfg.train.torch_device(dist))
         check_vocab(teacher, net.space.vocab_size)
         max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
         max_length = min(max_length, net.space.max_position_embeddings)
@@ -331,6 +335,7 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
 
     was = net.training
     net.eval()
+    device = net.embeddings.project.weight.device
     spec = task.spec
     archs = [sample_path(net.space, net.widths(), seed, -1 - p, _no_range()) for p in range(paths)]
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
@@ -341,10 +346,11 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
         for arch, rec in zip(archs, out["paths"]):
             preds = []
             for batch in eval_batches(ds, 128, task.pad_id):
-                with autocast(bf16):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with autocast(bf16, device.type):
                     h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"]).last_hidden_state
-                    preds.append(net.task_logits(task.name, h).float().numpy())
+                    preds.append(net.task_logits(task.name, h).float().cpu().numpy())
             metrics = compute_metrics(spec, np.concatenate(preds), refs)
             rec[split] = metrics
             vals.append(metrics[spec.main_metric])

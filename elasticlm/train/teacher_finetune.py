@@ -167,6 +167,13 @@ def _config_key(cfg: TeacherFinetuneConfig) -> dict[str, Any]:
         key["data_dir_content"] = fingerprint(key["data_dir"])
     if Path(key["task"]).is_absolute():
         key["task_content"] = fingerprint(key["task"])
+    else:
+        from elasticlm.data.spec import DEMO_TASKS
+
+        if key["task"] in DEMO_TASKS:  # built from registry packages by code that may change
+            from elasticlm.data.demo import TASKS_VERSION
+
+            key["task_version"] = TASKS_VERSION
     return key
 
 
