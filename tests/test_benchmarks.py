@@ -18,3 +18,9 @@ def test_core_benchmark_quick(capsys):
     out = capsys.readouterr().out
     assert "supernet path fwd+bwd" in out and out.count("inference vs BertModel") == 4
     assert "summary: supernet/standalone" in out
+
+
+def test_train_benchmark_quick(capsys):
+    assert load("bench_train").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("KD step") == 2 and "dynamic vs fixed widths" in out and "summary: KD supernet/standalone" in out

@@ -244,3 +244,16 @@ def test_editing_the_data_folder_fine_tunes_again(tiny_teacher, sentiment_task, 
     key = finetune_dir(cfg)
     (glue / "train.tsv").write_text("sentence\tlabel\nbad\t0\n")
     assert finetune_dir(cfg) != key
+
+
+def test_no_labelled_evaluation_split_is_said_before_training(tiny_teacher, tmp_path, cache):
+    folder = tmp_path / "nodev"
+    folder.mkdir()
+    _write_csv(folder / "train.csv", ["text", "label"], [["the movie was good", 1], ["the film was bad", 0]] * 8)
+    _write_csv(folder / "test.csv", ["text"], [["the plot was fine"], ["the story was poor"]])
+    lines: list[str] = []
+    res = finetune_teacher(_cfg(tiny_teacher, folder, max_steps=2), log=lines.append)
+    warned = [i for i, line in enumerate(lines) if "measures nothing" in line]
+    trained = [i for i, line in enumerate(lines) if line.startswith("step ")]
+    assert warned and trained and warned[0] < trained[0]
+    assert "dev" not in res.metrics and "test" not in res.metrics

@@ -24,6 +24,7 @@ teacher is saved.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
@@ -41,6 +42,8 @@ import torch.nn.functional as F
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
 from elasticlm.train.engine import Dist, TrainConfig, autocast, bf16_is_faster, eval_batches, fit, pad_batch, rows_of, step_rows
+
+log_module = logging.getLogger(__name__)
 
 __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finetune_dir"]
 
@@ -263,6 +266,10 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
 
     train_raw = head(data.splits["train"], cfg.max_train_examples)
     eval_names = _eval_splits(data)
+    if not eval_names:
+        (say if progress else log_module.warning)(
+            f"warning: task {spec.name} has no labelled dev or test split ({data.source}), so this fine-tune "
+            f"measures nothing; add a dev file, or labels to the test file")
     eval_raw = {name: head(data.splits[name], cfg.max_eval_examples) for name in eval_names}
     if spec.kind == "qa":
         from elasticlm.data import squad
