@@ -294,3 +294,16 @@ def test_weighted_total_sums_the_present_losses():
     assert weighted_total({"hidden": torch.tensor(1.0)}, cfg).item() == pytest.approx(3.0)
     with pytest.raises(ElasticLMError, match="unknown loss"):
         weighted_total({"bogus": torch.tensor(1.0)}, cfg)
+
+
+def test_binary_logits_use_kl_because_pearson_is_flat_there():
+    g = gen(11)
+    s = torch.randn(6, 2, generator=g, requires_grad=True)
+    t = torch.randn(6, 2, generator=g)
+    loss = logit_loss(s, t)  # relational by default
+    ref = F.kl_div(F.log_softmax(s, -1), F.softmax(t, -1), reduction="batchmean")
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    assert s.grad.abs().sum() > 0
+    flat = pearson_distance(s.detach().requires_grad_(), t)
+    assert set(flat.round().tolist()) <= {0.0, 2.0}  # why: two-element rows correlate at ±1

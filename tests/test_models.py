@@ -71,14 +71,16 @@ def batch(space: SearchSpace, b=3, n=20, seed=0):
     return ids, mask, types
 
 
-def head_from_hidden(model, head, h):
+def head_from_hidden(model, head, h, mask=None):
     """Apply the task head of an extracted model to supernet hidden states."""
     if head == "base":
         return h
     if head in ("mlm", "causal"):
         return model.lm_head(h)
     if head == "classification":
-        return model.classifier(torch.tanh(model.pooler(h[:, 0])))
+        from elasticlm.models.modeling import pool
+
+        return model.classifier(torch.tanh(model.pooler(pool(h, mask, model.config.classifier_pooling))))
     return model.qa_outputs(h)
 
 
@@ -103,7 +105,7 @@ def test_extracted_subnet_matches_supernet(supernet, tiny_space):
             ref = supernet(ids, arch, mask, types, causal=causal).last_hidden_state
             model = supernet.extract(arch, head=head, num_labels=3).eval()
             got = head_output(model, head, ids, mask, types)
-            want = head_from_hidden(model, head, ref)
+            want = head_from_hidden(model, head, ref, mask)
         assert (got - want).abs().max().item() <= 1e-5, (head, arch.short())
         seen_candidates |= {l.candidate for l in arch}
         seen_heads.add(head)

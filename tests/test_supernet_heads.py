@@ -46,10 +46,10 @@ def test_extracted_heads_equal_supernet_heads(net, seed, tmp_path):
         mlm = net.extract(arch, head="mlm").eval()
         torch.testing.assert_close(mlm(ids, attention_mask=mask).logits, net.mlm_logits(h), atol=1e-5, rtol=1e-5)
         cls = net.extract(arch, head="classification", task="sent").eval()
-        torch.testing.assert_close(cls(ids, attention_mask=mask).logits, net.task_logits("sent", h), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cls(ids, attention_mask=mask).logits, net.task_logits("sent", h, mask), atol=1e-5, rtol=1e-5)
         reg = net.extract(arch, head="classification", task="rating").eval()
         assert reg.config.num_labels == 1 and reg.config.problem_type == "regression"
-        torch.testing.assert_close(reg(ids, attention_mask=mask).logits, net.task_logits("rating", h), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(reg(ids, attention_mask=mask).logits, net.task_logits("rating", h, mask), atol=1e-5, rtol=1e-5)
         qa = net.extract(arch, head="qa", task="span").eval()
         out = qa(ids, attention_mask=mask)
         torch.testing.assert_close(torch.stack([out.start_logits, out.end_logits], -1), net.task_logits("span", h),
@@ -61,7 +61,7 @@ def test_extracted_heads_equal_supernet_heads(net, seed, tmp_path):
             a = AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm").eval()(ids, attention_mask=mask).logits
             b = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls").eval()(ids, attention_mask=mask).logits
         torch.testing.assert_close(a, net.mlm_logits(h))
-        torch.testing.assert_close(b, net.task_logits("sent", h))
+        torch.testing.assert_close(b, net.task_logits("sent", h, mask))
 
 
 def test_head_errors_and_reload_of_heads(net):
@@ -79,5 +79,5 @@ def test_head_errors_and_reload_of_heads(net):
     ids, mask = _batch()
     with torch.no_grad():
         h = fresh.eval()(ids, arch, attention_mask=mask).last_hidden_state
-        torch.testing.assert_close(fresh.task_logits("sent", h), net.task_logits("sent", h))
+        torch.testing.assert_close(fresh.task_logits("sent", h, mask), net.task_logits("sent", h, mask))
     assert "mlm_head.decoder.weight" not in net.state_dict()  # tied: the embedding is the only copy

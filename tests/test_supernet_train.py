@@ -264,7 +264,7 @@ def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, 
     summary = result["tasks"][task]["summary"]
     assert set(summary) == {"heldout", "dev"} and 0 <= summary["dev"]["mean"] <= 1
     net, config = load_supernet(out)
-    assert config["task_heads"] == {task: {"kind": "classification", "num_labels": 2}}
+    assert config["task_heads"] == {task: {"kind": "classification", "num_labels": 2, "pooling": "mean"}}
     arch = net.space.sample(random.Random(0), net.widths())
     ids = torch.randint(5, len(VOCAB), (2, 9))
     with torch.no_grad():

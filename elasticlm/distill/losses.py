@@ -157,7 +157,10 @@ def logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = Non
     is computed and the padded ones are masked out of the mean, so with a sparse mask over a large
     vocabulary it is cheaper to pass the gathered rows R×V. One output (C == 1, regression) or 1-D
     inputs -> MSE whatever the kind; else relational mean(1 − ρ) or classic KL(t ‖ s) at temperature
-    T, times T² (torch's ``kl_div(log_softmax(s/T), softmax(t/T), reduction="batchmean") · T²``)."""
+    T, times T² (torch's ``kl_div(log_softmax(s/T), softmax(t/T), reduction="batchmean") · T²``).
+    Two classes: the Pearson correlation of two-element rows is always ±1 and has no gradient, so
+    binary tasks use the KL form whatever the kind (the only way a binary teacher's confidence
+    reaches the student)."""
     _check_kind(kind)
     _check_shapes("logit_loss", s, t)
     if s.dim() == 1:  # R regression outputs
@@ -167,7 +170,7 @@ def logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = Non
         s32, t32 = s.float(), t.float()
         if s.shape[-1] == 1:
             per_row = (s32 - t32).squeeze(-1) ** 2  # regression: MSE
-        elif kind == "relational":
+        elif kind == "relational" and s.shape[-1] > 2:
             per_row = pearson_distance(s32, t32)
         else:
             if not temperature > 0:

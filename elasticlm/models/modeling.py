@@ -43,6 +43,19 @@ from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.space import Architecture, SearchSpace
 
 
+POOLINGS = ("mean", "cls")
+
+
+def pool(h: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """B×N×d -> B×d: the mean over real tokens ("mean") or the first token ("cls")."""
+    if how == "cls":
+        return h[:, 0]
+    if attention_mask is None:
+        return h.mean(1)
+    m = attention_mask.to(h.dtype).unsqueeze(-1)  # B×N×1
+    return (h * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 class ElasticLMConfig(PreTrainedConfig):
     """Configuration of a standalone elasticlm model: the space's dimensions plus one architecture."""
 
@@ -63,6 +76,10 @@ class ElasticLMConfig(PreTrainedConfig):
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     classifier_dropout: float | None = None
+    classifier_pooling: str = "mean"
+    """What the sequence-classification head pools: "mean" (of the real tokens' final states) or
+    "cls" (the first token's, as BERT). Mean pooling gives a useful signal from the first steps,
+    where a [CLS] state still carries little of the input."""
     initializer_range: float = 0.02
     attention_backend: str = "auto"
     """"auto" (eager attention when training, SDPA for inference), "eager" or "sdpa"."""
@@ -79,6 +96,8 @@ class ElasticLMConfig(PreTrainedConfig):
         else:
             self.architecture = [dict(layer) for layer in self.architecture]
             self.num_hidden_layers = len(self.architecture)
+        if self.classifier_pooling not in POOLINGS:
+            raise ElasticLMError(f"classifier_pooling must be mean or cls, got {self.classifier_pooling!r}")
         if self.attention_backend not in ("auto", "eager", "sdpa"):
             raise ElasticLMError(f"attention_backend must be auto, eager or sdpa, got {self.attention_backend!r}")
         super().__post_init__(**kwargs)
@@ -301,7 +320,7 @@ class ElasticLMForSequenceClassification(ElasticLMPreTrainedModel):
                 return_dict=None, **kwargs):
         out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                              output_attentions, output_hidden_states, return_dict=True)
-        pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))  # B×d, the [CLS] position
+        pooled = torch.tanh(self.pooler(pool(out.last_hidden_state, attention_mask, self.config.classifier_pooling)))  # B×d
         logits = self.classifier(self.dropout(pooled))  # B×num_labels
         loss = None
         if labels is not None:

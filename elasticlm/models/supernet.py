@@ -27,7 +27,7 @@ from torch import nn
 from elasticlm.errors import ElasticLMError
 from elasticlm.models.blocks import NOTHING, Block, Capture, Embeddings, block_state_for, init_weights, make_block
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
-from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel
+from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel, pool
 from elasticlm.space import Architecture, SearchSpace
 
 
@@ -71,11 +71,13 @@ class MLMHead(nn.Module):
 
 
 class TaskHead(nn.Module):
-    """A task's layers, named as in the standalone classes: [CLS] pooler (tanh) + classifier for
-    classification/regression (B×N×d -> B×C), `qa_outputs` for span extraction (B×N×d -> B×N×2)."""
+    """A task's layers, named as in the standalone classes: pooler (tanh; over the mean of the real
+    tokens, or [CLS]) + classifier for classification/regression (B×N×d -> B×C), `qa_outputs` for
+    span extraction (B×N×d -> B×N×2)."""
 
-    def __init__(self, hidden_size: int, kind: str, num_labels: int):
+    def __init__(self, hidden_size: int, kind: str, num_labels: int, pooling: str = "mean"):
         super().__init__()
+        self.pooling = pooling
         if kind not in TASK_KINDS:
             raise ElasticLMError(f"task head kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
         self.kind, self.num_labels = kind, num_labels
@@ -85,10 +87,10 @@ class TaskHead(nn.Module):
             self.pooler = nn.Linear(hidden_size, hidden_size)
             self.classifier = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "qa":
             return self.qa_outputs(h)  # B×N×2 (start, end)
-        return self.classifier(torch.tanh(self.pooler(h[:, 0])))  # B×C
+        return self.classifier(torch.tanh(self.pooler(pool(h, attention_mask, self.pooling))))  # B×C
 
 
 def block_key(kind: str, sharing: str) -> str:
@@ -121,8 +123,8 @@ class SuperNet(nn.Module):
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     # ----- heads --------------------------------------------------------------------------
-    def add_task_head(self, task: str, kind: str, num_labels: int,
-                      generator: torch.Generator | None = None) -> TaskHead:
+    def add_task_head(self, task: str, kind: str, num_labels: int, generator: torch.Generator | None = None,
+                      pooling: str = "mean") -> TaskHead:
         """Add (or return the existing, if it has the same shape) head for `task`."""
         if task in self.task_heads:
             head = self.task_heads[task]
@@ -130,7 +132,7 @@ class SuperNet(nn.Module):
                 raise ElasticLMError(f"task head {task!r} exists as {head.kind} with {head.num_labels} outputs, "
                                  f"not {kind} with {num_labels}")
             return head
-        head = TaskHead(self.space.hidden_size, kind, num_labels)
+        head = TaskHead(self.space.hidden_size, kind, num_labels, pooling)
         with torch.no_grad():
             for m in head.modules():
                 if isinstance(m, nn.Linear):
@@ -142,17 +144,18 @@ class SuperNet(nn.Module):
 
     def task_head_specs(self) -> dict[str, dict]:
         """{task: {"kind", "num_labels"}} of every task head (to rebuild them before loading)."""
-        return {name: {"kind": h.kind, "num_labels": h.num_labels} for name, h in self.task_heads.items()}
+        return {name: {"kind": h.kind, "num_labels": h.num_labels, "pooling": h.pooling}
+                for name, h in self.task_heads.items()}
 
     def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
         """B×N×d (or R×d) -> B×N×V through the MLM head tied to the token embedding."""
         return self.mlm_head(h, self.embeddings.word_embeddings.weight)
 
-    def task_logits(self, task: str, h: torch.Tensor) -> torch.Tensor:
-        """B×N×d -> B×C (classification/regression) or B×N×2 (qa) through `task`'s head."""
+    def task_logits(self, task: str, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """B×N×d (+ the B×N mask, for mean pooling) -> B×C (classification/regression) or B×N×2 (qa)."""
         if task not in self.task_heads:
             raise ElasticLMError(f"the supernet has no head for task {task!r} (heads: {', '.join(self.task_heads) or 'none'})")
-        return self.task_heads[task](h)
+        return self.task_heads[task](h, attention_mask)
 
     # ----- paths --------------------------------------------------------------------------
     def block(self, layer: int, kind: str, sharing: str) -> Block:
@@ -265,6 +268,7 @@ class SuperNet(nn.Module):
                 raise ElasticLMError(f"task {task!r} has a {task_head.kind} head: extract it with head={want!r}")
             if want == "classification":
                 config_kwargs.setdefault("num_labels", task_head.num_labels)
+                config_kwargs.setdefault("classifier_pooling", task_head.pooling)
                 if task_head.kind == "regression":
                     config_kwargs.setdefault("problem_type", "regression")
         if head == "causal":

@@ -21,9 +21,9 @@ def pretrain_config(preset: str) -> PretrainConfig:
 
 
 def finetune_config(preset: str) -> FinetuneConfig:
-    """Stage-2 defaults (paper: lr 4e-4, 10 epochs; demo: 1 epoch of rt-polarity's 90%)."""
+    """Stage-2 defaults (paper: lr 4e-4, 10 epochs; demo: 3 epochs of rt-polarity's 90%)."""
     get_preset(preset)
     if preset == "demo":
-        return FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=1.0, checkpoint_every=100, log_every=10))
+        return FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=3.0, checkpoint_every=200, log_every=10))
     return FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=10.0, checkpoint_every=1000,
                                             log_every=50))

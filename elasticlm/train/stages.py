@@ -350,7 +350,7 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
                 with autocast(bf16, device.type):
                     h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"]).last_hidden_state
-                    preds.append(net.task_logits(task.name, h).float().cpu().numpy())
+                    preds.append(net.task_logits(task.name, h, batch["attention_mask"]).float().cpu().numpy())
             metrics = compute_metrics(spec, np.concatenate(preds), refs)
             rec[split] = metrics
             vals.append(metrics[spec.main_metric])

@@ -279,7 +279,7 @@ class TaskDistill:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
         t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
-        logits = net.task_logits(task.name, out.last_hidden_state)  # B×C
+        logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C
         losses = {"task": task_loss(task.spec.kind, logits, batch["labels"])}
         if cfg.alpha_logit > 0:
             losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
@@ -311,7 +311,7 @@ def build_supernet(space: SearchSpace, *, fixed: bool, seed: int, task_heads: di
         net = SuperNet(SupernetConfig(space, initial_ffn=space.hidden_size if fixed else None))
     gen = torch.Generator().manual_seed(seed + 1)
     for task, spec in (task_heads or {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], generator=gen)
+        net.add_task_head(task, spec["kind"], spec["num_labels"], generator=gen, pooling=spec.get("pooling", "mean"))
     return net
 
 
@@ -340,6 +340,6 @@ def load_supernet(folder: str | Path) -> tuple[SuperNet, dict[str, Any]]:
     space = SearchSpace.from_dict(config["space"])
     net = SuperNet(SupernetConfig(space))
     for task, spec in config.get("task_heads", {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"])
+        net.add_task_head(task, spec["kind"], spec["num_labels"], pooling=spec.get("pooling", "mean"))
     net.load_state_dict(load_file(str(folder / "supernet.safetensors")))
     return net, config
