@@ -11,8 +11,8 @@ from torch import nn
 
 from elasticlm.config import from_dict, override, to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import (Dist, TrainConfig, find_checkpoint, fit, itstime, load_checkpoint_weights,
-                                    pad_batch, save_checkpoint, step_rows, truncate_jsonl)
+from elasticlm.train.engine import Dist, TrainConfig, fit, itstime, pad_batch, step_rows
+from elasticlm.train.run_folder import find_checkpoint, load_checkpoint_weights, save_checkpoint, truncate_jsonl
 
 
 def test_step_rows_cover_each_epoch_and_shard_like_one_process():

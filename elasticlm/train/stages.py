@@ -25,7 +25,8 @@ from elasticlm.config import to_dict
 from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import carry_optimizer_state
-from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time, truncate_jsonl
+from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time
+from elasticlm.train.run_folder import truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
                                       save_supernet, widths_to_json)
@@ -207,7 +208,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
 
 def _resume_logs(out: Path, dist: Dist) -> None:
     """Drop growth.jsonl lines past the checkpoint a resumed run restarts from."""
-    from elasticlm.train.engine import find_checkpoint
+    from elasticlm.train.run_folder import find_checkpoint
 
     ckpt = find_checkpoint(out, ["supernet", "projection"])
     if dist.main and (out / "growth.jsonl").exists():

@@ -1,0 +1,146 @@
+"""A run folder's files: metrics.jsonl + TensorBoard, and atomic `checkpoints/step-N/` with `LAST`.
+
+    MetricsLog                one JSON line per logged step, the same scalars as TensorBoard events
+    save_checkpoint           weights (one safetensors file per module), optimizer, scheduler, state.json
+    find_checkpoint           the newest complete checkpoint (LAST first); corrupt ones are refused
+    load_checkpoint_weights   load each module's weights, return state.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from elasticlm.data.cache import atomic_dir, atomic_file
+
+
+# --------------------------------------------------------------------------------------------------
+# Logging
+# --------------------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard scalars. On resume, lines past the resumed step are dropped."""
+
+    def __init__(self, out: Path, *, resume_step: int = 0, enabled: bool = True, name: str = "metrics.jsonl"):
+        self.enabled = enabled
+        self.path = Path(out) / name
+        self._tb = None
+        if not enabled:
+            return
+        truncate_jsonl(self.path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(out) / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:  # tensorboard is optional at run time; metrics.jsonl always works
+            self._tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the lines of a JSONL log whose "step" is <= `step` (what a resumed run redoes)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(out: Path, step: int, modules: dict[str, nn.Module], optimizer, scheduler,
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """Write `checkpoints/step-N/` atomically, then point `checkpoints/LAST` at it."""
+    from safetensors.torch import save_file
+
+    root = Path(out) / "checkpoints"
+    final = root / f"step-{step}"
+    if final.exists():
+        shutil.rmtree(final)
+    with atomic_dir(final) as tmp:
+        for name, module in modules.items():
+            save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
+                      str(tmp / f"{name}.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")  # last
+    with atomic_file(root / "LAST") as tmp:
+        tmp.write_text(final.name + "\n")
+    done = sorted((p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()),
+                  key=lambda p: int(p.name[5:]))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _checkpoint_ok(folder: Path, names: list[str]) -> str | None:
+    """None when `folder` holds a complete checkpoint, else why not."""
+    from safetensors import safe_open
+
+    if not (folder / "state.json").is_file():
+        return "no state.json (incomplete)"
+    try:
+        json.loads((folder / "state.json").read_text())
+        for name in names:
+            with safe_open(str(folder / f"{name}.safetensors"), "pt") as f:
+                list(f.keys())
+        for name in ("optimizer.pt", "scheduler.pt"):
+            if not (folder / name).is_file() or (folder / name).stat().st_size == 0:
+                return f"{name} missing"
+    except Exception as err:  # noqa: BLE001 - any unreadable file means a corrupt checkpoint
+        return f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    return None
+
+
+def find_checkpoint(out: Path, names: list[str], say: Callable[[str], None] | None = None) -> Path | None:
+    """The newest complete checkpoint under `out/checkpoints` (LAST first, then newer-to-older);
+    a corrupt or partial one is reported and skipped."""
+    root = Path(out) / "checkpoints"
+    if not root.is_dir():
+        return None
+    candidates = sorted((p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()),
+                        key=lambda p: -int(p.name[5:]))
+    last = root / "LAST"
+    if last.is_file():
+        named = root / last.read_text().strip()
+        candidates = [named] + [c for c in candidates if c != named]
+    for folder in candidates:
+        why = _checkpoint_ok(folder, names)
+        if why is None:
+            return folder
+        if say:
+            say(f"checkpoint {folder} is refused: {why}; trying the previous one")
+    return None
+
+
+def load_checkpoint_weights(folder: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """Load each module's weights (a supernet widens grown FFNs itself); returns state.json."""
+    from safetensors.torch import load_file
+
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    return json.loads((folder / "state.json").read_text())
