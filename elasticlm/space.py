@@ -9,7 +9,7 @@ An architecture is, per layer, a `LayerChoice(kind, sharing, ffn_dim, heads)`:
     heads    attention heads; must divide the attention width (d for bert, i for mobile)
 
 `SearchSpace` holds the dimensions every architecture shares (d, L, e, V, ...) and does the
-sampling, mutation, crossover, validation, size and analytic parameter counting (SPEC §1, §5).
+sampling, mutation, crossover, validation, size and analytic parameter counting.
 Architectures are frozen, hashable and round-trip through JSON.
 """
 

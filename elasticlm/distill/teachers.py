@@ -319,7 +319,7 @@ _CAUSAL_TYPES = {"llama", "gpt2", "mistral", "qwen2", "qwen3", "gemma", "gemma2"
 
 
 def teacher_layer(student_layer: int, student_layers: int, teacher_layers: int) -> int:
-    """Teacher layer (1-based) distilled into student layer `student_layer` (1-based), SPEC §4:
+    """Teacher layer (1-based) distilled into student layer `student_layer` (1-based):
     ``round(l · L_t / L)`` with halves rounded up, clamped to ``[1, L_t]``."""
     if not 1 <= student_layer <= student_layers:
         raise ElasticLMError(f"student layer {student_layer} is outside 1..{student_layers}")
@@ -378,7 +378,7 @@ class Teacher:
         return self
 
     def layer_for_student(self, student_layer: int, student_layers: int) -> int:
-        """Teacher layer (1-based) for student layer `student_layer` of `student_layers` (SPEC §4)."""
+        """Teacher layer (1-based) for student layer `student_layer` of `student_layers`."""
         return teacher_layer(student_layer, student_layers, self.num_layers)
 
     def _set_attention(self, eager: bool) -> None:

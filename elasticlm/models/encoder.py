@@ -23,7 +23,7 @@ class EncoderOutput:
 
 def use_eager(backend: str, module: torch.nn.Module) -> bool:
     """'eager' / 'sdpa' as asked; 'auto' = eager when training (SDPA's backward is ~2x slower
-    under CPU bf16 autocast, SPEC §10), SDPA for inference."""
+    under CPU bf16 autocast), SDPA for inference."""
     if backend == "auto":
         return module.training and torch.is_grad_enabled()
     return backend == "eager"

@@ -1,4 +1,4 @@
-"""Carrying optimizer state across FFN growth (SPEC §2).
+"""Carrying optimizer state across FFN growth.
 
 `FFN.grow` / `SuperNet.grow_ffn` replace parameters by wider ones and return
 `[(old_param, new_param, dim)]`. `carry_optimizer_state` puts the new parameters in the old ones'

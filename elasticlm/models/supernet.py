@@ -3,7 +3,7 @@ weights; a forward pass runs one block per layer, as an `Architecture` says.
 
     SuperNet.forward(input_ids, arch, ...)  one path; only the sampled blocks run and get gradients
     SuperNet.widths()                      current FFN width of every block {(layer, kind, sharing): f}
-    SuperNet.grow_ffn(layer, kind, sharing, new_width)   function-preserving FFN growth (SPEC §2)
+    SuperNet.grow_ffn(layer, kind, sharing, new_width)   function-preserving FFN growth
     SuperNet.extract(arch, head=...)       a standalone HF model with the path's weights
     SuperNet.mlm_logits(h) / task_logits(task, h)   the supernet's own heads (they survive extraction)
 
@@ -41,7 +41,7 @@ class SupernetConfig:
     """FFN width every block starts at; None = d/4 (dynamic growth). `fixed` ablation: d."""
     layer_norm_eps: float = 1e-12
     hidden_dropout_prob: float = 0.0
-    """Dropout on block outputs (0 by default: it costs ~24% of a CPU training step, SPEC §10)."""
+    """Dropout on block outputs (0 by default: it costs ~24% of a CPU training step)."""
     attention_probs_dropout_prob: float = 0.0
     initializer_range: float = 0.02
     attention_backend: str = "auto"

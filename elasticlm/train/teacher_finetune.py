@@ -60,7 +60,7 @@ class TeacherFinetuneConfig:
     """Where the task's files are (GLUE TSV root, SQuAD JSON); None for the built-in/hub sources."""
     epochs: float = 1.0
     """Passes over the training split (fractional allowed); ignored when `max_steps` is set.
-    SPEC §9: BERT-base task teachers use 3 epochs at lr 3e-5."""
+    BERT-base task teachers use 3 epochs at lr 3e-5."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides `epochs`)."""
     lr: float = 5e-5
@@ -86,7 +86,7 @@ class TeacherFinetuneConfig:
     eval_batch_size: int = 64
     """Batch size for evaluation."""
     attn_implementation: str = "auto"
-    """"eager", "sdpa" or "auto" (eager under bf16 on CPU, where SDPA's backward is ~2x slower, SPEC §10)."""
+    """"eager", "sdpa" or "auto" (eager under bf16 on CPU, where SDPA's backward is ~2x slower)."""
 
     @property
     def use_bf16(self) -> bool:
