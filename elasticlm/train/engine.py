@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from elasticlm.errors import ElasticLMError
@@ -201,6 +202,13 @@ def eval_batches(ds, batch_size: int, pad_id: int) -> Iterator[dict[str, torch.T
     """Padded batches of `ds` in order (evaluation)."""
     for start in range(0, len(ds), batch_size):
         yield pad_batch(rows_of(ds, list(range(start, min(start + batch_size, len(ds))))), pad_id)
+
+
+def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (classification; logits B×C) or MSE (regression; B×1), in fp32."""
+    if kind == "regression":
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+    return F.cross_entropy(logits.float(), labels.long())
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:

@@ -27,7 +27,7 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time
 from elasticlm.train.run_folder import truncate_jsonl
-from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PretrainConfig, TaskData, TaskDistill,
+from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
                                       save_supernet, widths_to_json)
 
@@ -338,7 +338,7 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
     net.eval()
     device = net.embeddings.project.weight.device
     spec = task.spec
-    archs = [sample_path(net.space, net.widths(), seed, -1 - p, _no_range()) for p in range(paths)]
+    archs = [sample_path(net.space, net.widths(), seed, -1 - p, PathRange()) for p in range(paths)]
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
                                                  for a in archs], "summary": {}}
     for split, ds in splits.items():
@@ -368,9 +368,3 @@ def _majority(spec, refs: np.ndarray) -> float:
         return float("nan")
     counts = np.bincount(refs.astype(int), minlength=spec.num_labels)
     return float(counts.max() / max(1, counts.sum()))
-
-
-def _no_range():
-    from elasticlm.train.supernet import PathRange
-
-    return PathRange()

@@ -32,7 +32,7 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows, task_loss
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)
@@ -245,13 +245,6 @@ class TaskData:
     teacher: Any
     """The fine-tuned task teacher (`Teacher` with a task head)."""
     pad_id: int
-
-
-def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (classification) or MSE (regression), in fp32."""
-    if kind == "regression":
-        return F.mse_loss(logits.float().squeeze(-1), labels.float())
-    return F.cross_entropy(logits.float(), labels.long())
 
 
 class TaskDistill:

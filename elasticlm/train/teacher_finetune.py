@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import Dist, TrainConfig, autocast, bf16_is_faster, eval_batches, fit, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import (Dist, TrainConfig, autocast, bf16_is_faster, eval_batches, fit, pad_batch,
+                                    rows_of, step_rows, task_loss)
 
 log_module = logging.getLogger(__name__)
 
@@ -207,10 +208,7 @@ def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if kind == "qa":
         return 0.5 * (F.cross_entropy(out.start_logits.float(), batch["start_positions"])
                       + F.cross_entropy(out.end_logits.float(), batch["end_positions"]))
-    logits = out.logits.float()
-    if kind == "regression":
-        return F.mse_loss(logits.squeeze(-1), batch["labels"].float())
-    return F.cross_entropy(logits, batch["labels"].long())
+    return task_loss(kind, out.logits, batch["labels"])
 
 
 class TaskObjective:
