@@ -21,6 +21,13 @@ COMMAND_MODULES = (
     "elasticlm.commands.data",
     "elasticlm.commands.teacher",
     "elasticlm.commands.supernet",
+    "elasticlm.commands.search",     # search, heads
+    "elasticlm.commands.retrain",    # retrain, evaluate, compare, ablate
+    "elasticlm.commands.run",        # run (the whole pipeline)
+    "elasticlm.commands.export",     # export
+    "elasticlm.commands.report",     # report
+    "elasticlm.commands.bench",      # bench
+    "elasticlm.commands.clm",        # clm pretrain|distill|evaluate|run, generate
 )
 
 
