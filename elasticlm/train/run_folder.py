@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from elasticlm.data.cache import atomic_dir, atomic_file
+from elasticlm.errors import ElasticLMError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,3 +145,48 @@ def load_checkpoint_weights(folder: Path, modules: dict[str, nn.Module]) -> dict
     for name, module in modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
     return json.loads((folder / "state.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage folders: refuse another config's folder, skip a finished one
+# --------------------------------------------------------------------------------------------------
+
+
+def check_out(out: Path, stage: str, config: dict[str, Any]) -> dict | None:
+    """Read-only: `out` is free (None), finished (its result), or an unfinished run of this same
+    config (None, resumed); anything else is refused before a file is touched."""
+    marker, result = out / "run_config.json", out / "result.json"
+    mine = {"stage": stage, "config": config}
+    if marker.exists():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            diff = first_difference(theirs, mine)
+            raise ElasticLMError(f"{out} holds a {theirs.get('stage')} run made with another config ({diff}); "
+                                 f"use another --out, or delete the folder to start over")
+        if result.exists():
+            return json.loads(result.read_text())
+    elif out.exists() and any(out.iterdir()):
+        raise ElasticLMError(f"{out} is not empty and holds no elasticlm {stage} run; choose another --out")
+    return None
+
+
+def claim_out(out: Path, stage: str, config: dict[str, Any], dist) -> None:
+    """Mark `out` as this run's (after every input was checked)."""
+    if dist.main and not (out / "run_config.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / "run_config.json") as tmp:
+            tmp.write_text(json.dumps({"stage": stage, "config": config}, indent=2) + "\n")
+    dist.barrier()
+
+
+def first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
+
+
+# --------------------------------------------------------------------------------------------------
+# Growth (inline periodic work of stage 1)
+# --------------------------------------------------------------------------------------------------

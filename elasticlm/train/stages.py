@@ -26,7 +26,7 @@ from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time
-from elasticlm.train.run_folder import truncate_jsonl
+from elasticlm.train.run_folder import check_out, claim_out, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
                                       save_supernet, widths_to_json)
@@ -36,46 +36,6 @@ Say = Callable[[str], None]
 
 def _say(s: str) -> None:
     print(s, file=sys.stderr, flush=True)
-
-
-def _check_out(out: Path, stage: str, config: dict[str, Any]) -> dict | None:
-    """Read-only: `out` is free (None), finished (its result), or an unfinished run of this same
-    config (None, resumed); anything else is refused before a file is touched."""
-    marker, result = out / "run_config.json", out / "result.json"
-    mine = {"stage": stage, "config": config}
-    if marker.exists():
-        theirs = json.loads(marker.read_text())
-        if theirs != mine:
-            diff = _first_difference(theirs, mine)
-            raise ElasticLMError(f"{out} holds a {theirs.get('stage')} run made with another config ({diff}); "
-                                 f"use another --out, or delete the folder to start over")
-        if result.exists():
-            return json.loads(result.read_text())
-    elif out.exists() and any(out.iterdir()):
-        raise ElasticLMError(f"{out} is not empty and holds no elasticlm {stage} run; choose another --out")
-    return None
-
-
-def _claim(out: Path, stage: str, config: dict[str, Any], dist: Dist) -> None:
-    """Mark `out` as this run's (after every input was checked)."""
-    if dist.main and not (out / "run_config.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_file(out / "run_config.json") as tmp:
-            tmp.write_text(json.dumps({"stage": stage, "config": config}, indent=2) + "\n")
-    dist.barrier()
-
-
-def _first_difference(a, b, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
-
-
-# --------------------------------------------------------------------------------------------------
-# Growth (inline periodic work of stage 1)
-# --------------------------------------------------------------------------------------------------
 
 
 class Growth:
@@ -148,7 +108,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     if cfg.max_length > space.max_position_embeddings:
         raise ElasticLMError(f"max_length {cfg.max_length} exceeds the {cfg.preset} preset's "
                              f"{space.max_position_embeddings} positions")
-    done = _check_out(out, "pretrain", to_dict(cfg))
+    done = check_out(out, "pretrain", to_dict(cfg))
     if done is not None:
         say(f"{out}: pretraining already complete")
         return done
@@ -167,7 +127,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     check_range(space, net.widths(), cfg.paths)
     proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
                             generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    _claim(out, "pretrain", to_dict(cfg), dist)
+    claim_out(out, "pretrain", to_dict(cfg), dist)
     collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
     objective = MLMDistill(net, proj, teacher, train, collator, cfg, dist)
     total = cfg.train.total_steps(len(train))
@@ -261,14 +221,14 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         raise ElasticLMError("finetune: --out must differ from --supernet (the pretrained supernet is kept)")
     net, sconfig = load_supernet(supernet_dir)
     run_config = {**to_dict(cfg), "supernet": str(Path(supernet_dir).resolve())}
-    done = _check_out(out, "finetune", run_config)
+    done = check_out(out, "finetune", run_config)
     if done is not None:
         say(f"{out}: fine-tuning already complete")
         return done
     talk = say if dist.main else (lambda s: None)
     from elasticlm.data.tasks import encode_task, load_task, search_split
 
-    tasks, evals = [], {}
+    tasks, evals, lengths = [], {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
     for name in cfg.tasks:
         data = load_task(name, data_dir=cfg.data_dir)
@@ -284,6 +244,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         check_vocab(teacher, net.space.vocab_size)
         max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
         max_length = min(max_length, net.space.max_position_embeddings)
+        lengths[spec.name] = max_length
         fit_part, held = search_split(data.splits["train"])
         if cfg.max_train_examples:
             fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
@@ -301,7 +262,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     check_range(net.space, net.widths(), cfg.paths)
     proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
                             generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    _claim(out, "finetune", run_config, dist)
+    claim_out(out, "finetune", run_config, dist)
     objective = TaskDistill(net, proj, tasks, cfg, dist)
     total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
                                               for t in tasks))
@@ -315,6 +276,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     if dist.main:
         save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
                                  "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
+                                 "max_length": lengths,
                                  "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
         with atomic_file(out / "result.json") as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")

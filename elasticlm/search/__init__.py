@@ -1,0 +1,1 @@
+"""Architecture search: evolution (single objective and Pareto), candidate evaluation, head search, latency."""

@@ -1,0 +1,233 @@
+"""The search stages on a fine-tuned supernet folder: evolution (or NSGA-II) → `search/`, head
+search → `heads/`. Each writes its folder, a `result.json` done-marker last, and is skipped when that
+exists; a killed evolution resumes from `generations.jsonl` (see `elasticlm.search.evolution`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from elasticlm.config import to_dict
+from elasticlm.errors import ElasticLMError
+from elasticlm.search.evolution import Budget, EvolutionConfig, candidate, evolve, random_search, rank
+from elasticlm.search.heads import HeadsConfig, search_heads, write_heads
+from elasticlm.search.pareto import pareto_json, pareto_search, write_pareto
+from elasticlm.space import Architecture
+from elasticlm.train.run_folder import check_out, claim_out
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class SearchConfig:
+    """Evolutionary search on a fine-tuned supernet."""
+
+    task: str | None = None
+    """Task to search for (a name or a dataset folder); None = the supernet's only task head."""
+    data_dir: str | None = None
+    """Where GLUE TSVs / SQuAD JSON are (None: built-in sources)."""
+    mode: str = "evolution"
+    """"evolution" (single objective under the ceiling) or "pareto" (NSGA-II: params vs fitness)."""
+    ceiling: int | None = None
+    """Most parameters of a candidate (embeddings included); None = the space's ceiling."""
+    floor: int | None = None
+    """Fewest parameters of a candidate."""
+    latency_ms: float | None = None
+    """Predicted latency limit at batch 1, N=128 on this machine (per-block table); None = no limit."""
+    budgets: dict[str, int] = field(default_factory=dict)
+    """Named ceilings whose best architecture `pareto.json` lists (e.g. {"micro": 5000000})."""
+    random_baseline: bool = True
+    """Also run random search with as many evaluations as the evolution made (a baseline)."""
+    max_eval_examples: int | None = None
+    """Score candidates on the first N held-out rows only (quick runs)."""
+    batch_size: int = 256
+    """Examples per inference batch."""
+    device: str = "auto"
+    """"auto" (this rank's GPU, else CPU), "cpu", "cuda", "cuda:1"..."""
+    precision: str = "auto"
+    """"auto" (bf16 where faster here), "bf16" or "fp32"."""
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+
+    def validate(self) -> None:
+        if self.mode not in ("evolution", "pareto"):
+            raise ElasticLMError(f"search.mode must be 'evolution' or 'pareto', got {self.mode!r}")
+        self.evolution.validate()
+        if not 0.0 < self.heads.eta <= 1.0:
+            raise ElasticLMError(f"heads.eta must lie in (0, 1], got {self.heads.eta}")
+
+
+def _say(s: str) -> None:
+    print(s, flush=True)
+
+
+def _runtime(cfg: SearchConfig):
+    from elasticlm.train.engine import TrainConfig
+
+    t = TrainConfig(device=cfg.device, precision=cfg.precision)
+    return t.torch_device(), t.bf16
+
+
+@dataclass
+class SearchInputs:
+    """A fine-tuned supernet with one task's held-out split, ready to score paths."""
+
+    net: Any
+    config: dict
+    task: str
+    spec: Any
+    heldout: Any
+    """The encoded last 10% of the training split."""
+    tokenizer: Any
+    pad_id: int
+    max_length: int
+
+
+def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None, *,
+                max_eval_examples: int | None = None, device=None) -> SearchInputs:
+    """Load the supernet and encode the task's held-out split with the task teacher's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from elasticlm.data.tasks import encode_task, load_task, search_split
+    from elasticlm.distill.teachers import quiet_transformers
+    from elasticlm.train.supernet import load_supernet
+
+    net, config = load_supernet(supernet_dir)
+    heads = list(config.get("task_heads", {}))
+    data = load_task(task or (heads[0] if len(heads) == 1 else ""), data_dir=data_dir) if (task or len(heads) == 1) \
+        else None
+    if data is None:
+        raise ElasticLMError(f"{supernet_dir} has task heads {heads or 'none'}: say which task to search for "
+                             f"(--task NAME)" if heads else
+                             f"{supernet_dir} has no task head: fine-tune it first (`elasticlm supernet finetune`)")
+    name = data.spec.name
+    if name not in config.get("task_heads", {}):
+        raise ElasticLMError(f"{supernet_dir} has no head for task {name} (heads: {', '.join(heads) or 'none'}); "
+                             f"fine-tune the supernet on it first")
+    teacher_path = config.get("task_teachers", {}).get(name)
+    if not teacher_path or not Path(teacher_path).is_dir():
+        raise ElasticLMError(f"{supernet_dir}: the task teacher of {name} ({teacher_path}) is missing; "
+                             f"fine-tune the supernet again")
+    with quiet_transformers():
+        tok = AutoTokenizer.from_pretrained(teacher_path)
+    info_file = Path(teacher_path) / "elasticlm_teacher.json"
+    info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    max_length = int(config.get("max_length", {}).get(name) or info.get("max_length") or 128)
+    _, held = search_split(data.splits["train"])
+    if max_eval_examples:
+        held = held.select(range(min(max_eval_examples, len(held))))
+    enc = encode_task(held, data.spec, tok, min(max_length, net.space.max_position_embeddings))
+    if device is not None:
+        net.to(device)
+    return SearchInputs(net, config, name, data.spec, enc, tok, tok.pad_token_id or 0, max_length)
+
+
+def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict:
+    """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
+    from elasticlm.data.cache import atomic_file
+    from elasticlm.search.evaluator import SupernetFitness
+    from elasticlm.train.engine import Dist
+    from elasticlm.train.evaluation import Batches
+    from elasticlm.train.supernet import widths_from_json
+
+    cfg.validate()
+    out, dist = Path(out), Dist.setup()
+    run_config = {**to_dict(cfg), "supernet": str(Path(supernet_dir).resolve())}
+    done = check_out(out, "search", run_config)
+    if done is not None:
+        say(f"{out}: search already complete")
+        return done
+    device, bf16 = _runtime(cfg)
+    inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.max_eval_examples, device=device)
+    space, widths = inp.net.space, widths_from_json(inp.config["widths"])
+    budget = Budget(cfg.ceiling if cfg.ceiling is not None else space.param_ceiling, cfg.floor)
+    budget.check(space, widths)
+    accept = _latency_constraint(space, cfg.latency_ms, device, say)
+    claim_out(out, "search", run_config, dist)
+    batches = Batches.build(inp.heldout, inp.pad_id, batch_size=cfg.batch_size, device=device)
+    fitness = SupernetFitness(inp.net, inp.task, inp.spec, batches, bf16=bf16, dist=dist)
+    talk = say if dist.main else (lambda s: None)
+    talk(f"searching {space.num_layers}-layer architectures ≤ {budget.ceiling:,} parameters for {inp.task} "
+         f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations) on "
+         f"{len(inp.heldout):,} held-out examples, {'bf16' if bf16 else 'fp32'} on {device}")
+    t0 = time.perf_counter()
+    log = out / "generations.jsonl" if dist.main else None
+    if cfg.mode == "pareto":
+        res = pareto_search(space, fitness, cfg.evolution, budget=budget, widths=widths, accept=accept, log=log,
+                            say=talk)
+        scores = res.scores
+        best = rank({a: s for a, s in scores.items() if budget.admits(space.count_params(a).total)}, space)[0]
+    else:
+        res = evolve(space, fitness, cfg.evolution, budget=budget, widths=widths, accept=accept, log=log, say=talk)
+        scores, best = res.scores, res.best
+    seconds = time.perf_counter() - t0
+    result = {"stage": "search", "task": inp.task, "metric": inp.spec.main_metric, "mode": cfg.mode,
+              "best": candidate(space, best, scores[best]), "evaluated": len(scores),
+              "seconds": round(seconds, 2), "forward_seconds": round(fitness.seconds, 2),
+              "candidates_per_s": round(fitness.scored / max(fitness.seconds, 1e-9), 2),
+              "ceiling": budget.ceiling, "floor": budget.floor, "latency_ms": cfg.latency_ms}
+    talk(f"search: {len(scores)} distinct architectures in {seconds:.1f} s ({result['candidates_per_s']:.2f} "
+         f"candidates/s); best {inp.spec.main_metric} {scores[best]:.4f}: {best.short()} "
+         f"({space.count_params(best).total / 1e6:.2f}M)")
+    if cfg.random_baseline:
+        rnd = random_search(space, fitness, len(scores), budget=budget, widths=widths, accept=accept,
+                            seed=cfg.evolution.seed, known=scores)
+        result["random"] = {**candidate(space, rnd.best, rnd.best_fitness), "evaluated": len(rnd.scores)}
+        talk(f"random search, {len(rnd.scores)} architectures: best {rnd.best_fitness:.4f}: {rnd.best.short()}")
+    if dist.main:
+        write_pareto(out / "pareto.json", pareto_json(space, scores, inp.spec.main_metric, cfg.budgets))
+        with atomic_file(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    dist.barrier()
+    return result
+
+
+def _latency_constraint(space, limit_ms: float | None, device, say: Say):
+    if limit_ms is None:
+        return None
+    from elasticlm.search.latency import LatencyTable
+
+    table = LatencyTable.load_or_build(space, device=str(device))
+    lo = min(table.predict(space.sample(__import__("random").Random(i))) for i in range(50))
+    say(f"latency limit {limit_ms:g} ms (batch 1, N=128, predicted per block; fastest of 50 random: {lo:.2f} ms)")
+    return lambda arch: table.predict(arch) <= limit_ms
+
+
+def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, out: str | Path, *,
+              say: Say = _say) -> dict:
+    """Algorithm 1 on `arch` with the held-out probe; writes heads.json, cka.npz, arch.json, result.json."""
+    from elasticlm.data.cache import atomic_file
+    from elasticlm.train.evaluation import Batches
+
+    out = Path(out)
+    run_config = {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads), "arch": arch.to_list(),
+                  "supernet": str(Path(supernet_dir).resolve())}
+    done = check_out(out, "heads", run_config)
+    if done is not None:
+        say(f"{out}: head search already complete")
+        return done
+    device, _ = _runtime(cfg)
+    inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.heads.probe_examples,
+                      device=device)
+    inp.net.space.validate(arch)
+    from elasticlm.train.engine import Dist
+
+    claim_out(out, "heads", run_config, Dist())
+    batches = Batches.build(inp.heldout, inp.pad_id, batch_size=64, device=device).batches
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        final, records, matrices = search_heads(inp.net, arch, batches, cfg.heads)
+    write_heads(out, final, records, matrices, cfg.heads.eta)
+    result = {"stage": "heads", "arch": final.to_list(), "short": final.short(),
+              "params": inp.net.space.count_params(final).total, "heads": [r["heads_after"] for r in records],
+              "seconds": round(time.perf_counter() - t0, 2)}
+    with atomic_file(out / "result.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    say(f"head search (η={cfg.heads.eta}): heads per layer {[r['heads_before'] for r in records]} → "
+        f"{result['heads']}; final {final.short()}")
+    return result
