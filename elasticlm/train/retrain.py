@@ -1,0 +1,249 @@
+"""Retraining (docs: README, "Retraining"): a final architecture as a standalone model, trained on the
+task's full training split with the task teacher, evaluated on dev and test.
+
+A model starts from the supernet where shapes match (`from_supernet`: the path's weights and the
+supernet's task head; an FFN wider than the supernet's block is first grown function-preservingly),
+or from scratch (`from_scratch`, seeded). Training is one `fit` of the engine with `RetrainTask`: task
+loss + logit distillation from the task teacher, plus attention/hidden losses when their weights are
+non-zero. With only the logit loss the teacher's logits are computed once for the whole split
+(`teacher_logits`) and every model trained in a run reuses them, so a retrained model costs its own
+forward and backward passes only.
+
+A model folder is an HF `save_pretrained` folder (+ tokenizer) with the engine's run files beside it
+and `result.json` (params, dev, test metrics) written last as its done-marker.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from elasticlm.config import to_dict
+from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, logit_loss, weighted_total
+from elasticlm.errors import ElasticLMError
+from elasticlm.space import Architecture, SearchSpace
+from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows, task_loss
+from elasticlm.train.evaluation import Batches, evaluate_model
+from elasticlm.train.run_folder import check_out, claim_out
+from elasticlm.train.supernet import representation_losses
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RetrainConfig:
+    """Retraining of a final architecture (and of the baselines, with the same recipe)."""
+
+    task: str = "rt-polarity"
+    """Task name or dataset folder."""
+    teacher: str = "all-minilm-l6-v2"
+    """Base teacher; its task-fine-tuned copy (cached; fine-tuned first when missing) is distilled."""
+    teacher_epochs: float = 1.0
+    """Epochs of task-teacher fine-tuning when it is not cached yet."""
+    data_dir: str | None = None
+    """Where GLUE TSVs / SQuAD JSON are (None: built-in sources)."""
+    init: str = "supernet"
+    """"supernet" (inherit the path's weights where shapes match) or "scratch"."""
+    max_length: int | None = None
+    """Tokens per example; None = the task teacher's."""
+    max_train_examples: int | None = None
+    """Train on the first N training examples only (quick runs and tests)."""
+    max_eval_examples: int | None = None
+    """Evaluate on the first N rows of dev and test only."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """One retraining per seed; metrics are reported as mean ± std over them."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, batch_size=32, epochs=3.0,
+                                                                   checkpoint_every=500, log_every=20))
+    distill: DistillConfig = field(default_factory=lambda: DistillConfig(alpha_attn=0.0, alpha_hidden=0.0))
+
+    def validate(self) -> None:
+        if self.init not in ("supernet", "scratch"):
+            raise ElasticLMError(f"retrain.init must be 'supernet' or 'scratch', got {self.init!r}")
+        if not self.seeds:
+            raise ElasticLMError("retrain.seeds: give at least one seed")
+        self.train.validate("retrain.train")
+        self.distill.validate()
+
+
+@dataclass
+class RetrainData:
+    """A task encoded for retraining, with its teacher."""
+
+    spec: Any
+    train: Any
+    """The encoded full training split."""
+    dev: Any
+    test: Any | None
+    tokenizer: Any
+    teacher: Any
+    pad_id: int
+    max_length: int
+    teacher_logits: np.ndarray | None = None
+    """Teacher logits of every training row (when only the logit loss needs the teacher)."""
+    teacher_metrics: dict = field(default_factory=dict)
+
+
+def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print) -> RetrainData:
+    """Load and encode the task, fine-tune (or reuse) its teacher, and precompute teacher logits."""
+    from elasticlm.data.tasks import encode_task, load_task
+    from elasticlm.distill.teachers import check_vocab, load_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+
+    data = load_task(cfg.task, data_dir=cfg.data_dir)
+    spec = data.spec
+    if spec.kind not in ("classification", "regression"):
+        raise ElasticLMError(f"task {spec.name}: retraining supports classification and regression tasks, "
+                             f"not {spec.kind}")
+    tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
+                                 bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
+    tres = finetune_teacher(tcfg)
+    device = cfg.train.torch_device()
+    teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+    if vocab_size is not None:
+        check_vocab(teacher, vocab_size)
+    max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
+    enc = lambda ds: encode_task(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
+    train = data.splits["train"]
+    if cfg.max_train_examples:
+        train = train.select(range(min(cfg.max_train_examples, len(train))))
+    cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
+    if "dev" not in data.splits or not len(data.splits["dev"]):
+        raise ElasticLMError(f"task {spec.name} has no dev split to evaluate on ({data.source}); add one")
+    test = data.splits["test"] if data.eval_split() == "test" else None
+    out = RetrainData(spec, enc(train), enc(cut(data.splits["dev"])), enc(cut(test)) if test is not None else None,
+                      teacher.tokenizer, teacher, teacher.tokenizer.pad_token_id or 0, max_length,
+                      teacher_metrics=tres.metrics)
+    if cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
+        say(f"teacher logits for {len(out.train):,} training examples (computed once, shared by every model)")
+        out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
+    return out
+
+
+def teacher_logits(teacher, ds, pad_id: int, *, bf16: bool, device) -> np.ndarray:
+    """The teacher's logits for every row of `ds`, in row order: n×C."""
+    batches = Batches.build(ds, pad_id, batch_size=128, device=device)
+    return batches.predict(lambda b: teacher(b["input_ids"], b["attention_mask"], b["token_type_ids"],
+                                             want_attentions=False, want_hidden=False).logits, bf16=bf16)
+
+
+def from_supernet(net, arch: Architecture, task: str):
+    """The standalone classifier for `arch` with the supernet's weights on that path and its head for
+    `task`; blocks narrower than the architecture asks are grown first (on a copy)."""
+    widths = net.widths()
+    if any(c.ffn_dim > widths[(l, c.kind, c.sharing)] for l, c in enumerate(arch)):
+        net = copy.deepcopy(net)
+        gen = torch.Generator().manual_seed(0)
+        for l, c in enumerate(arch):
+            if c.ffn_dim > widths[(l, c.kind, c.sharing)]:
+                net.grow_ffn(l, c.kind, c.sharing, c.ffn_dim, generator=gen)
+    return net.extract(arch, head="classification", task=task)
+
+
+def from_scratch(space: SearchSpace, arch: Architecture, spec, *, seed: int, **config_kwargs):
+    """A freshly initialised classifier for `arch` (weights depend only on `seed`)."""
+    from elasticlm.models import ElasticLMConfig, ElasticLMForSequenceClassification
+
+    kwargs = {"num_labels": spec.num_labels, "classifier_pooling": "mean", **config_kwargs}
+    if spec.kind == "regression":
+        kwargs["problem_type"] = "regression"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ElasticLMForSequenceClassification(ElasticLMConfig.from_space(space, arch, **kwargs))
+
+
+class RetrainTask:
+    """The retraining objective: task loss + distillation from the task teacher."""
+
+    def __init__(self, model, data: RetrainData, cfg: RetrainConfig, train: TrainConfig, dist: Dist):
+        self.model, self.data, self.cfg, self.train_cfg, self.dist = model, data, cfg, train, dist
+        d = cfg.distill
+        self.needs_teacher = d.alpha_attn > 0 or d.alpha_hidden > 0 or (d.alpha_logit > 0 and data.teacher_logits is None)
+        self.modules = {"model": model}
+        L = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else len(model.config.architecture)
+        if d.alpha_hidden > 0:
+            self.proj = HiddenProjection(L, model.config.hidden_size, data.teacher.hidden_size,
+                                         generator=torch.Generator().manual_seed(train.seed + 2))
+            self.modules["projection"] = self.proj
+        self.lmap = layer_map(L, data.teacher.num_layers)
+
+    def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist)
+        b = pad_batch(rows_of(self.data.train, rows), self.data.pad_id)
+        if self.data.teacher_logits is not None:
+            b["teacher_logits"] = torch.as_tensor(self.data.teacher_logits[rows])
+        return b
+
+    def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        d = self.cfg.distill
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                         output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
+        losses = {"task": task_loss(self.data.spec.kind, out.logits, batch["labels"])}
+        t_out = None
+        if self.needs_teacher:
+            with torch.no_grad():
+                t_out = self.data.teacher(ids, mask, types, want_attentions=d.alpha_attn > 0,
+                                          want_hidden=d.alpha_hidden > 0)
+        if d.alpha_logit > 0:
+            t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
+            losses["logit"] = logit_loss(out.logits, t_logits.to(out.logits.device), kind=d.kind,
+                                         temperature=d.temperature)
+        if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
+            losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
+        return {"loss": weighted_total(losses, d), **losses}
+
+
+def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path, *, seed: int,
+                  run_config: dict, say: Say = print) -> dict:
+    """Train `model` (one seed) into `out`, evaluate on dev/test, save; skipped when done."""
+    out = Path(out)
+    run_config = {**run_config, "seed": seed, "retrain": to_dict(cfg)}
+    done = check_out(out, "retrain", run_config)
+    if done is not None:
+        say(f"{out}: already retrained")
+        return done
+    dist = Dist.setup()
+    claim_out(out, "retrain", run_config, dist)
+    train = replace(cfg.train, seed=seed)
+    device = train.torch_device(dist)
+    model.to(device)
+    total = train.max_steps or max(1, math.ceil(train.epochs * len(data.train) / train.batch_size))
+    state = fit(RetrainTask(model, data, cfg, train, dist), train, out, total=total, dist=dist, say=say)
+    model.eval()
+    result = {"stage": "retrain", "params": int(sum(p.numel() for p in model.elasticlm.parameters())),
+              "params_with_head": int(sum(p.numel() for p in model.parameters())), "seed": seed,
+              "steps": state["step"], "seconds": round(state["seconds"], 1),
+              "dev": evaluate_model(model, Batches.build(data.dev, data.pad_id, device=device), data.spec,
+                                    bf16=train.bf16)}
+    if data.test is not None:
+        result["test"] = evaluate_model(model, Batches.build(data.test, data.pad_id, device=device), data.spec,
+                                        bf16=train.bf16)
+    if dist.main:
+        from elasticlm.data.cache import atomic_file
+
+        model.save_pretrained(out)
+        data.tokenizer.save_pretrained(out)
+        with atomic_file(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    dist.barrier()
+    return result
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean (and std over seeds) of each split's metrics: the `metrics.json` entry of one model."""
+    out: dict[str, Any] = {"params": results[0]["params"], "seeds": len(results)}
+    for split in ("dev", "test"):
+        if all(split in r for r in results):
+            names = results[0][split]
+            out[split] = {k: float(np.mean([r[split][k] for r in results])) for k in names}
+            if len(results) > 1:
+                out.setdefault("std", {})[split] = {k: float(np.std([r[split][k] for r in results], ddof=1))
+                                                   for k in names}
+    return out
