@@ -123,3 +123,34 @@ def override(cfg, assignments: list[str]):
             raise ElasticLMError(f"unknown config key {key}; known keys here: {', '.join(node)}")
         node[parts[-1]] = value
     return from_dict(type(cfg), data)
+
+
+def apply_yaml(cfg, path: str):
+    """A copy of `cfg` with the fields of the YAML file `path` applied (unknown keys and wrong types are
+    one-line errors naming the key)."""
+    import yaml
+
+    from elasticlm.data.textfile import read_text
+
+    try:
+        data = yaml.safe_load(read_text(path)) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or type(err).__name__
+        raise ElasticLMError(f"{path}: not valid YAML ({what}{where})") from None
+    merged = to_dict(cfg)
+    _deep_update(merged, data, path)
+    return from_dict(type(cfg), merged)
+
+
+def _deep_update(base: dict, new: dict, where: str, prefix: str = "") -> None:
+    if not isinstance(new, dict):
+        raise ElasticLMError(f"{where}: expected a mapping of config fields")
+    for k, v in new.items():
+        if k not in base:
+            raise ElasticLMError(f"{where}: unknown config key {prefix}{k}; known keys: {', '.join(base)}")
+        if isinstance(base[k], dict) and isinstance(v, dict) and base[k]:
+            _deep_update(base[k], v, where, f"{prefix}{k}.")
+        else:
+            base[k] = v

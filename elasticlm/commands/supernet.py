@@ -68,24 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _build(cfg, args) -> object:
     """Apply the YAML file, then the options, then key=value overrides."""
-    from elasticlm.config import from_dict, override, to_dict
+    from elasticlm.config import apply_yaml, override
 
     if args.config:
-        import yaml
-
-        from elasticlm.data.textfile import read_text
-        from elasticlm.errors import ElasticLMError
-
-        try:
-            data = yaml.safe_load(read_text(args.config)) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            what = getattr(err, "problem", None) or type(err).__name__
-            raise ElasticLMError(f"{args.config}: not valid YAML ({what}{where})") from None
-        merged = to_dict(cfg)
-        _deep_update(merged, data, args.config)
-        cfg = from_dict(type(cfg), merged)
+        cfg = apply_yaml(cfg, args.config)
     sets = []
     for flag, key in (("epochs", "train.epochs"), ("max_steps", "train.max_steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("checkpoint_every", "train.checkpoint_every"),
@@ -106,20 +92,6 @@ def _build(cfg, args) -> object:
     if getattr(args, "tasks", None):
         sets.append(f"tasks=[{', '.join(repr(t) for t in args.tasks)}]")
     return override(cfg, sets + list(args.overrides))
-
-
-def _deep_update(base: dict, new: dict, where: str, prefix: str = "") -> None:
-    from elasticlm.errors import ElasticLMError
-
-    if not isinstance(new, dict):
-        raise ElasticLMError(f"{where}: expected a mapping of config fields")
-    for k, v in new.items():
-        if k not in base:
-            raise ElasticLMError(f"{where}: unknown config key {prefix}{k}; known keys: {', '.join(base)}")
-        if isinstance(base[k], dict) and isinstance(v, dict):
-            _deep_update(base[k], v, where, f"{prefix}{k}.")
-        else:
-            base[k] = v
 
 
 def _pretrain(args) -> int:

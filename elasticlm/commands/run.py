@@ -1,0 +1,68 @@
+"""`elasticlm run`: the whole pipeline (see `elasticlm.pipeline`) into one resumable run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = """examples:
+  elasticlm run --preset demo --out runs/demo            # the embedded default: rt-polarity, ~20 min on 2 cores
+  elasticlm run configs/micro.yaml --task sst-2 --data-dir ./glue --out runs/micro
+  elasticlm run --preset demo --task ./my-reviews --out runs/mine retrain.seeds=[0,1,2]
+  torchrun --nproc_per_node=2 -m elasticlm run --preset demo --out runs/ddp   # data-parallel stages
+
+Rerunning into the same --out resumes: finished stages are skipped, a killed one continues from its
+last checkpoint. The run folder holds arch.json, metrics.json, report.md, export/ and one folder per stage.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="the whole pipeline: supernet, search, retraining, baselines, export, report",
+                              epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="YAML config (configs/*.yaml); applied over the preset's defaults")
+    p.add_argument("--preset", help="demo, micro, tiny or small (default: the YAML's, else demo)")
+    p.add_argument("--task", help="task name or a dataset folder of your own")
+    p.add_argument("--teacher", help="encoder teacher (offline alias, hub id or folder)")
+    p.add_argument("--corpus", help="pretraining text: demo, a .txt file, a folder, or a datasets name")
+    p.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
+    p.add_argument("--seed", type=int, help="seed of every stage")
+    p.add_argument("--out", required=True, help="the run folder (rerun into it to resume)")
+    p.add_argument("--force", action="store_true", help="delete a run folder made with another config and start over")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. search.mode=pareto")
+    p.set_defaults(func=_run)
+
+
+def build_config(args):
+    """Preset defaults, then the YAML file, then the options, then key=value overrides."""
+    from elasticlm.config import apply_yaml, override
+    from elasticlm.pipeline import preset_config
+
+    preset = args.preset
+    if preset is None and args.config:
+        import yaml
+
+        from elasticlm.data.textfile import read_text
+
+        try:
+            preset = (yaml.safe_load(read_text(args.config)) or {}).get("preset")
+        except Exception:  # the real parse error is reported by apply_yaml below
+            preset = None
+    cfg = preset_config(preset or "demo")
+    if args.config:
+        cfg = apply_yaml(cfg, args.config)
+    sets = [f"{key}={getattr(args, flag)}" for flag, key in
+            (("preset", "preset"), ("task", "task"), ("teacher", "teacher"), ("corpus", "corpus"),
+             ("data_dir", "data_dir"), ("seed", "seed")) if getattr(args, flag, None) is not None]
+    return override(cfg, sets + list(args.overrides))
+
+
+def _run(args) -> int:
+    from elasticlm.pipeline import run_pipeline
+
+    cfg = build_config(args)
+    metrics = run_pipeline(cfg, Path(args.out), force=args.force)
+    found = metrics.get("found", {})
+    print(f"run folder: {args.out} (arch.json, metrics.json, report.md, export/)")
+    if "test" in found:
+        print("found model test: " + ", ".join(f"{k} {v:.4f}" for k, v in found["test"].items()))
+    return 0

@@ -1,0 +1,299 @@
+"""`elasticlm run`: the whole method (Algorithm 2) from corpus to compact model, in one run folder.
+
+Stages, each a folder of the run (see README, "The run folder") skipped when its done-marker exists,
+resumed from its checkpoints when it was killed part-way:
+
+    supernet/      stage 1: supernet pretraining with PCA-guided growth
+    supernet-ft/   stage 2: supernet fine-tuning on the task's first 90% (the task teacher first)
+    search/        evolution (or NSGA-II) on the held-out 10%, plus the random-search baseline
+    heads/         head-number search on the best architecture → arch.json
+    models/NAME/   retraining of the found model and the equal-budget baselines, same recipe
+    metrics.json   every model: params, latency, dev and test metrics (+ teacher, majority, tf-idf)
+    export/        the found model as a self-contained HF folder
+    report.md      plots and tables from the files above
+
+The resolved config is `run_config.json`; a folder made with another config is refused (`force`
+starts over). A stage that fails leaves what earlier stages wrote untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from elasticlm.config import from_dict, to_dict
+from elasticlm.errors import ElasticLMError
+from elasticlm.search.stage import SearchConfig
+from elasticlm.train.retrain import RetrainConfig
+from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
+
+Say = Callable[[str], None]
+BASELINES = ("uniform-bert", "uniform-mobile", "random-search")
+
+
+@dataclass
+class RunConfig:
+    """The whole pipeline. The top-level fields are set once and passed to every stage."""
+
+    preset: str = "demo"
+    """Search space and training defaults: demo, micro, tiny, small."""
+    task: str = "rt-polarity"
+    """Task name (`elasticlm data list`) or a dataset folder of your own."""
+    teacher: str = "all-minilm-l6-v2"
+    """Encoder teacher (offline alias, hub id or folder); its task-fine-tuned copy teaches the task."""
+    corpus: str = "demo"
+    """Pretraining text: demo, a .txt file, a folder of them, or a datasets name."""
+    data_dir: str | None = None
+    """Where GLUE TSVs / SQuAD JSON are (None: built-in sources)."""
+    seed: int = 0
+    """Seeds every stage (data order, paths, search, initialisation)."""
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    """Equal-budget models retrained with the same recipe: uniform-bert, uniform-mobile, random-search."""
+    tfidf: bool = True
+    """Also fit the TF-IDF + logistic regression baseline (C chosen on dev)."""
+    onnx: bool = False
+    """Export an ONNX model beside the HF folder."""
+    report: bool = True
+    """Write report.md with plots at the end."""
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def resolved(self) -> "RunConfig":
+        """A copy whose stage configs carry the top-level fields (what the stages actually get)."""
+        cfg = from_dict(RunConfig, to_dict(self))
+        _check_copies(cfg)
+        for b in cfg.baselines:
+            if b not in BASELINES:
+                raise ElasticLMError(f"baselines: unknown {b!r}; choose from {', '.join(BASELINES)}")
+        cfg.pretrain.preset, cfg.pretrain.corpus, cfg.pretrain.teacher = cfg.preset, cfg.corpus, cfg.teacher
+        cfg.finetune.tasks, cfg.finetune.teacher, cfg.finetune.data_dir = [cfg.task], cfg.teacher, cfg.data_dir
+        cfg.search.task, cfg.search.data_dir = cfg.task, cfg.data_dir
+        cfg.retrain.task, cfg.retrain.teacher, cfg.retrain.data_dir = cfg.task, cfg.teacher, cfg.data_dir
+        cfg.retrain.teacher_epochs = cfg.finetune.teacher_epochs
+        for t in (cfg.pretrain.train, cfg.finetune.train):
+            t.seed = cfg.seed
+        cfg.search.evolution.seed = cfg.seed
+        return cfg
+
+
+# Stage-config fields that the top-level fields set (a stage copy changed on its own is an error).
+COPIES = {"pretrain": {"preset": "preset", "corpus": "corpus", "teacher": "teacher"},
+          "finetune": {"teacher": "teacher", "data_dir": "data_dir"},
+          "search": {"task": "task", "data_dir": "data_dir"},
+          "retrain": {"task": "task", "teacher": "teacher", "data_dir": "data_dir"}}
+
+
+def _check_copies(cfg: RunConfig) -> None:
+    defaults = {"pretrain": PretrainConfig(), "finetune": FinetuneConfig(), "search": SearchConfig(),
+                "retrain": RetrainConfig()}
+    for stage, fields in COPIES.items():
+        for name, top in fields.items():
+            mine, default, want = getattr(getattr(cfg, stage), name), getattr(defaults[stage], name), getattr(cfg, top)
+            if mine != want and mine != default:
+                raise ElasticLMError(f"{stage}.{name} is set by the top-level field {top!r}: set {top}: {mine} instead")
+    if cfg.finetune.tasks not in ([cfg.task], FinetuneConfig().tasks):
+        raise ElasticLMError(f"finetune.tasks is set by the top-level field 'task': set task: {cfg.finetune.tasks[0]}")
+
+
+def preset_config(preset: str) -> RunConfig:
+    """The defaults of `preset` (what `configs/<preset>.yaml` holds)."""
+    from elasticlm.train.presets import finetune_config, pretrain_config
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.search.evolution import EvolutionConfig
+
+    cfg = RunConfig(preset=preset, pretrain=pretrain_config(preset), finetune=finetune_config(preset))
+    if preset == "demo":
+        cfg.finetune.train.epochs = 2.0
+        cfg.search = SearchConfig(evolution=EvolutionConfig(population=16, generations=6, parents=5))
+        cfg.retrain = RetrainConfig(train=TrainConfig(lr=1e-4, batch_size=32, epochs=3.0, checkpoint_every=500,
+                                                      log_every=20))
+    else:
+        cfg.retrain = RetrainConfig(seeds=[0, 1, 2], train=TrainConfig(lr=5e-5, batch_size=32, epochs=10.0,
+                                                                       checkpoint_every=1000, log_every=50))
+    return cfg
+
+
+def _say(s: str) -> None:
+    print(s, flush=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from elasticlm.data.cache import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
+    marker = out / "run_config.json"
+    mine = {"stage": "run", "config": to_dict(cfg)}
+    if marker.exists():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            if not force:
+                from elasticlm.train.run_folder import first_difference
+
+                raise ElasticLMError(f"{out} holds a run made with another config "
+                                     f"({first_difference(theirs, mine)}); use another --out, or --force to "
+                                     f"start over")
+            shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        if not force:
+            raise ElasticLMError(f"{out} is not empty and holds no elasticlm run; choose another --out (or --force)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        _write_json(marker, mine)
+
+
+def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: Say = _say) -> dict:
+    """Run (or resume) every stage into `out`; returns metrics.json's contents."""
+    from elasticlm.search.stage import run_heads, run_search
+    from elasticlm.space import Architecture
+    from elasticlm.train.stages import finetune, pretrain
+
+    cfg = cfg.resolved()
+    out = Path(out)
+    _claim_run(cfg, out, force)
+    times: dict[str, float] = {}
+
+    def stage(name: str, fn):
+        t0 = time.perf_counter()
+        say(f"== {name} ==")
+        result = fn()
+        times[name] = round(time.perf_counter() - t0, 1)
+        return result
+
+    stage("supernet pretraining", lambda: pretrain(cfg.pretrain, out / "supernet", say=say))
+    stage("supernet fine-tuning", lambda: finetune(cfg.finetune, out / "supernet", out / "supernet-ft", say=say))
+    found = stage("search", lambda: run_search(cfg.search, out / "supernet-ft", out / "search", say=say))
+    best = Architecture.from_list(found["best"]["arch"])
+    heads = stage("head search", lambda: run_heads(cfg.search, out / "supernet-ft", best, out / "heads", say=say))
+    final = Architecture.from_list(heads["arch"])
+    _write_json(out / "arch.json", {"layers": final.to_list()})
+    metrics = stage("retraining", lambda: _retrain_all(cfg, out, final, found, say))
+    if cfg.tfidf:
+        metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: _tfidf(cfg, out, say))
+    _write_json(out / "metrics.json", metrics)
+    stage("export", lambda: _export(cfg, out, say))
+    if cfg.report:
+        stage("report", lambda: _report(out, say))
+    _write_json(out / "timings.json", {**_previous_timings(out), **times})
+    _summary(metrics, say)
+    return metrics
+
+
+def _previous_timings(out: Path) -> dict:
+    f = out / "timings.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
+    """Retrain the found model and the baselines (each seed), then measure teacher and majority."""
+    from elasticlm.search.baselines import uniform_bert, uniform_mobile
+    from elasticlm.space import Architecture
+    from elasticlm.train.evaluation import majority_metrics
+    from elasticlm.train.retrain import from_scratch, from_supernet, prepare_task, retrain_model, summarize
+    from elasticlm.train.supernet import load_supernet
+
+    net, _ = load_supernet(out / "supernet-ft")
+    space = net.space
+    data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say)
+    task = data.spec.name
+    ceiling = cfg.search.ceiling or space.param_ceiling
+    inherit = cfg.retrain.init == "supernet"
+    models: dict[str, Callable[[int], Any]] = {
+        "found": lambda s: from_supernet(net, final, task) if inherit else from_scratch(space, final, data.spec, seed=s)}
+    if "uniform-bert" in cfg.baselines:
+        bspace, barch = uniform_bert(space, ceiling)
+        models["uniform-bert"] = lambda s: from_scratch(bspace, barch, data.spec, seed=s)
+    if "uniform-mobile" in cfg.baselines:
+        march = uniform_mobile(space, ceiling)
+        models["uniform-mobile"] = (lambda s: from_supernet(net, march, task) if inherit
+                                    else from_scratch(space, march, data.spec, seed=s))
+    if "random-search" in cfg.baselines and "random" in found:
+        rarch = Architecture.from_list(found["random"]["arch"])
+        models["random-search"] = (lambda s: from_supernet(net, rarch, task) if inherit
+                                   else from_scratch(space, rarch, data.spec, seed=s))
+    metrics: dict[str, Any] = {}
+    for name, build in models.items():
+        results = []
+        for i, seed in enumerate(cfg.retrain.seeds):
+            folder = out / "models" / name / ("" if i == 0 else f"seed-{seed}")
+            say(f"-- retraining {name} (seed {seed}) --")
+            results.append(retrain_model(build(seed), data, cfg.retrain, folder, seed=seed, say=say,
+                                         run_config={"model": name, "init": "scratch" if name == "uniform-bert"
+                                                     else cfg.retrain.init}))
+        metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name)}
+    teacher = data.teacher
+    metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
+                          "latency_ms": _latency(Path(str(teacher.path))),
+                          **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
+    train_labels = data.train["labels"]
+    maj = {"params": 0, "latency_ms": 0.0, "dev": majority_metrics(data.spec, train_labels, data.dev["labels"])}
+    if data.test is not None:
+        maj["test"] = majority_metrics(data.spec, train_labels, data.test["labels"])
+    metrics["majority"] = maj
+    return metrics
+
+
+def _latency(model_dir: Path) -> float:
+    """Median latency (ms) at batch 1, N=128 of the model saved in `model_dir`, measured once and kept
+    in `latency.json` beside it (teachers: in the run's own cache)."""
+    from elasticlm.search.latency import model_latency
+
+    cache = model_dir / "latency.json"
+    if cache.exists():
+        return float(json.loads(cache.read_text())["batch1_ms"])
+    from transformers import AutoModelForSequenceClassification
+
+    import elasticlm.models  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    ms = float(model_latency(model, batch=1, seq_len=128, device="cpu"))
+    try:
+        _write_json(cache, {"batch1_ms": ms, "seq_len": 128})
+    except OSError:
+        pass
+    return ms
+
+
+def _tfidf(cfg: RunConfig, out: Path, say: Say) -> dict:
+    from elasticlm.train.classical import tfidf_logreg
+
+    f = out / "tfidf" / "result.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    res = tfidf_logreg(cfg.task, data_dir=cfg.data_dir, say=say)
+    _write_json(f, res)
+    return res
+
+
+def _export(cfg: RunConfig, out: Path, say: Say) -> None:
+    from elasticlm.export import export_model
+
+    if (out / "export" / "config.json").exists():
+        say(f"{out / 'export'}: already exported")
+        return
+    export_model(out, out / "export", onnx=cfg.onnx, say=say)
+
+
+def _report(out: Path, say: Say) -> None:
+    from elasticlm.report import write_report
+
+    say(f"report: {write_report(out)}")
+
+
+def _summary(metrics: dict, say: Say) -> None:
+    rows = []
+    for name, m in metrics.items():
+        dev = ", ".join(f"{k} {v:.4f}" for k, v in m.get("dev", {}).items())
+        test = ", ".join(f"{k} {v:.4f}" for k, v in m.get("test", {}).items())
+        rows.append(f"  {name:15s} {m.get('params', 0) / 1e6:7.2f}M  dev: {dev or '-'}  test: {test or '-'}")
+    say("results:\n" + "\n".join(rows))
