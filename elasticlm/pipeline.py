@@ -55,6 +55,8 @@ class RunConfig:
     """Equal-budget models retrained with the same recipe: uniform-bert, uniform-mobile, random-search."""
     tfidf: bool = True
     """Also fit the TF-IDF + logistic regression baseline (C chosen on dev)."""
+    export: bool = True
+    """Export the found model (a self-contained HF folder) into export/."""
     onnx: bool = False
     """Export an ONNX model beside the HF folder."""
     report: bool = True
@@ -181,11 +183,31 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
     if cfg.tfidf:
         metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: _tfidf(cfg, out, say))
     _write_json(out / "metrics.json", metrics)
-    stage("export", lambda: _export(cfg, out, say))
+    if cfg.export:
+        stage("export", lambda: _export(cfg, out, say))
     if cfg.report:
         stage("report", lambda: _report(out, say))
     _write_json(out / "timings.json", {**_previous_timings(out), **times})
     _summary(metrics, say)
+    return metrics
+
+
+def compare(out: Path, *, say: Say = _say) -> dict:
+    """Retrain (or reuse) the found model and the baselines of a finished search in run folder `out`,
+    and rewrite its metrics.json."""
+    from elasticlm.space import Architecture
+
+    marker = out / "run_config.json"
+    if not marker.exists() or not (out / "search" / "result.json").exists() or not (out / "arch.json").exists():
+        raise ElasticLMError(f"{out} is not a run folder with a finished search (run_config.json, search/result.json, "
+                             f"arch.json); run `elasticlm run --out {out}` first")
+    cfg = from_dict(RunConfig, json.loads(marker.read_text())["config"])
+    found = json.loads((out / "search" / "result.json").read_text())
+    final = Architecture.from_list(json.loads((out / "arch.json").read_text())["layers"])
+    metrics = _retrain_all(cfg, out, final, found, say)
+    if cfg.tfidf:
+        metrics["tfidf-logreg"] = _tfidf(cfg, out, say)
+    _write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -206,7 +228,7 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     space = net.space
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say)
     task = data.spec.name
-    ceiling = cfg.search.ceiling or space.param_ceiling
+    ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"
     models: dict[str, Callable[[int], Any]] = {
         "found": lambda s: from_supernet(net, final, task) if inherit else from_scratch(space, final, data.spec, seed=s)}

@@ -14,6 +14,7 @@ tiny teacher's vocabulary.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import random
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,55 @@ def cache(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("ELASTICLM_CACHE", str(root))
     monkeypatch.delenv("ELASTICLM_OFFLINE", raising=False)
     return root
+
+
+# --------------------------------------------------------------------------------------------------
+# A word-level world for training-stage tests: a random BERT teacher over STAGE_VOCAB, a corpus and a
+# sentiment dataset folder written in its words.
+#   teacher_dir   the saved teacher (2 layers, d=32) + tokenizer
+#   word_corpus   a .txt corpus of 300 random sentences
+#   sentiment     a CSV dataset folder (train 120 / dev 30 / test 30) whose label is in the adjective
+# --------------------------------------------------------------------------------------------------
+
+STAGE_WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "film", "was", "is", "a", "very",
+         "plot", "and", "acting", "story", "city", "of", "in", "bob", "alice", ".", ","]
+STAGE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *STAGE_WORDS]
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("teacher")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(STAGE_VOCAB)}, do_lower_case=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(STAGE_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def word_corpus(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text("\n".join(" ".join(rng.choice(STAGE_WORDS) for _ in range(rng.randint(5, 20))) for _ in range(300)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment(tmp_path_factory) -> Path:
+    import csv
+
+    folder = tmp_path_factory.mktemp("sentiment")
+    rng = random.Random(0)
+    for split, n in (("train", 120), ("dev", 30), ("test", 30)):
+        with open(folder / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "label"])
+            for _ in range(n):
+                label = rng.randint(0, 1)
+                word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
+                w.writerow([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
+    return folder

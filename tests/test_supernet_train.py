@@ -20,31 +20,11 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.train.engine import TrainConfig
 from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig, load_supernet
 
-WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "film", "was", "is", "a", "very",
-         "plot", "and", "acting", "story", "city", "of", "in", "bob", "alice", ".", ","]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-
+from conftest import STAGE_VOCAB as VOCAB
 
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("teacher")
-    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                             intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    rng = random.Random(0)
-    path = tmp_path_factory.mktemp("corpus") / "text.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 20))) for _ in range(300)))
-    return path
+def corpus(word_corpus) -> Path:
+    return word_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -233,23 +213,6 @@ def test_two_gloo_processes_equal_one(teacher_dir, corpus, tmp_path):
             # that Adam scales up to ~lr per step (only kv blocks use the key projection as value)
             continue
         torch.testing.assert_close(r0[k], one[k], atol=1e-5, rtol=0)  # equal to one process, across growth
-
-
-@pytest.fixture(scope="module")
-def sentiment(tmp_path_factory) -> Path:
-    import csv
-
-    folder = tmp_path_factory.mktemp("sentiment")
-    rng = random.Random(0)
-    for split, n in (("train", 120), ("dev", 30), ("test", 30)):
-        with open(folder / f"{split}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["text", "label"])
-            for _ in range(n):
-                label = rng.randint(0, 1)
-                word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
-                w.writerow([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
-    return folder
 
 
 def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, sentiment, tmp_path):

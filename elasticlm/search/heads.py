@@ -24,6 +24,8 @@ from elasticlm.space import Architecture, LayerChoice, SearchSpace
 class HeadsConfig:
     """Head search settings."""
 
+    enabled: bool = True
+    """False keeps every layer's head count (the "no head search" ablation)."""
     eta: float = 0.9
     """CKA above which a later head counts as a duplicate of a kept one."""
     probe_examples: int = 256

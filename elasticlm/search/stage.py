@@ -222,6 +222,10 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
     t0 = time.perf_counter()
     with torch.no_grad():
         final, records, matrices = search_heads(inp.net, arch, batches, cfg.heads)
+    if not cfg.heads.enabled:  # measured and recorded, but not applied
+        final = arch
+        for r, c in zip(records, arch):
+            r["heads_after"] = c.heads
     write_heads(out, final, records, matrices, cfg.heads.eta)
     result = {"stage": "heads", "arch": final.to_list(), "short": final.short(),
               "params": inp.net.space.count_params(final).total, "heads": [r["heads_after"] for r in records],

@@ -1,0 +1,62 @@
+"""`elasticlm ablate`: the method with one component switched off at a time, over seeds.
+
+Each variant × seed is a whole pipeline run (no baselines, export or report) in its own run folder,
+so the grid resumes like any run. `ablation.json` holds one row per variant: the found model's main
+metric on dev and test, mean ± std over the seeds (the table `elasticlm report` draws).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from elasticlm.config import override
+from elasticlm.errors import ElasticLMError
+from elasticlm.pipeline import RunConfig, run_pipeline
+
+# variant -> the overrides that switch one component off
+VARIANTS: dict[str, list[str]] = {
+    "full": [],
+    "fixed-dims": ["pretrain.growth.mode=fixed"],
+    "no-head-search": ["search.heads.enabled=false"],
+    "classic-kd": ["pretrain.distill.kind=classic", "finetune.distill.kind=classic", "retrain.distill.kind=classic"],
+    "no-sharing": ["pretrain.space={sharings: [none]}"],
+}
+
+
+def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seeds: list[int] = (0,),
+           say: Callable[[str], None] = print) -> dict:
+    variants = list(variants or VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ElasticLMError(f"unknown ablation variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    base = override(cfg, ["baselines=[]", "tfidf=false", "export=false", "report=false"])
+    rows, metric = [], None
+    for name in variants:
+        dev, test = [], []
+        for seed in seeds:
+            say(f"=== ablation {name}, seed {seed} ===")
+            vcfg = override(base, VARIANTS[name] + [f"seed={seed}"])
+            m = run_pipeline(vcfg, out / name / f"seed-{seed}", say=say)["found"]
+            metric = metric or next(iter(m["dev"]))
+            dev.append(m["dev"][metric])
+            if "test" in m:
+                test.append(m["test"][metric])
+        row = {"variant": name, "seeds": len(seeds), "dev_mean": float(np.mean(dev)),
+               "dev_std": float(np.std(dev, ddof=1)) if len(dev) > 1 else 0.0}
+        if test:
+            row.update(test_mean=float(np.mean(test)), test_std=float(np.std(test, ddof=1)) if len(test) > 1 else 0.0)
+        rows.append(row)
+    result = {"metric": metric, "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.json").write_text(json.dumps(result, indent=2) + "\n")
+    full = next((r for r in rows if r["variant"] == "full"), None)
+    if full:
+        for r in rows:
+            if r is not full and r["dev_mean"] >= full["dev_mean"]:
+                say(f"note: switching off {r['variant']!r} did not hurt here (dev {r['dev_mean']:.4f} ≥ "
+                    f"{full['dev_mean']:.4f} with the full method)")
+    return result

@@ -1,0 +1,174 @@
+"""`elasticlm retrain`, `evaluate`, `compare` and `ablate`: the final model and honest comparisons."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RETRAIN_EXAMPLE = """examples:
+  elasticlm retrain --supernet runs/demo/supernet-ft --arch runs/demo/heads/arch.json --out runs/demo/found
+  elasticlm retrain --supernet runs/demo/supernet-ft --arch arch.json --scratch --seeds 0 1 2 --out runs/demo/scratch
+"""
+EVALUATE_EXAMPLE = """examples:
+  elasticlm evaluate runs/demo/models/found --task rt-polarity
+  elasticlm evaluate runs/demo/export --task ./my-reviews --json scores.json
+"""
+COMPARE_EXAMPLE = """examples:
+  elasticlm compare runs/demo            # retrain (or reuse) found + baselines, write metrics.json, print the table
+"""
+ABLATE_EXAMPLE = """examples:
+  elasticlm ablate --preset demo --seeds 0 1 --out runs/ablate
+  elasticlm ablate --preset demo --variants full classic-kd --out runs/ablate retrain.train.epochs=2
+"""
+
+
+def register(subparsers) -> None:
+    r = subparsers.add_parser("retrain", help="retrain an architecture as a standalone model and evaluate it",
+                              epilog=RETRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--supernet", required=True, help="fine-tuned supernet folder (weights to inherit, the space)")
+    r.add_argument("--arch", required=True, help="arch.json, or a search/heads folder")
+    r.add_argument("--task", help="task name or dataset folder (default rt-polarity)")
+    r.add_argument("--teacher", help="base teacher (its task-fine-tuned copy teaches)")
+    r.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
+    r.add_argument("--scratch", action="store_true", help="initialise from scratch instead of the supernet")
+    r.add_argument("--seeds", type=int, nargs="+", help="one retraining per seed (mean ± std)")
+    r.add_argument("--epochs", type=float, help="epochs over the task's training split")
+    r.add_argument("--lr", type=float, help="peak learning rate")
+    r.add_argument("--out", required=True, help="output folder (seed k > first in seed-k/)")
+    r.add_argument("--config", help="YAML file with retrain config fields")
+    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. distill.alpha_logit=2")
+    r.set_defaults(func=_retrain)
+
+    e = subparsers.add_parser("evaluate", help="score a saved classification model on a task's dev/test",
+                              epilog=EVALUATE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("model", help="a model folder (save_pretrained / export) with its tokenizer")
+    e.add_argument("--task", required=True, help="task name or dataset folder")
+    e.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
+    e.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
+    e.add_argument("--json", help="also write the metrics to this file")
+    e.set_defaults(func=_evaluate)
+
+    c = subparsers.add_parser("compare", help="retrain the found model and the equal-budget baselines of a run, "
+                              "write metrics.json and print the table", epilog=COMPARE_EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("run", help="a run folder of `elasticlm run` (search and heads done)")
+    c.set_defaults(func=_compare)
+
+    a = subparsers.add_parser("ablate", help="the ablation grid (fixed widths, no head search, classic KD, no "
+                              "weight sharing), mean ± std over seeds", epilog=ABLATE_EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("config", nargs="?", help="YAML run config (applied over the preset)")
+    a.add_argument("--preset", help="demo, micro, tiny or small")
+    a.add_argument("--task", help="task name or dataset folder")
+    a.add_argument("--variants", nargs="+", help="subset of: full fixed-dims no-head-search classic-kd no-sharing")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per variant (default 0)")
+    a.add_argument("--out", required=True, help="output folder (one run folder per variant and seed)")
+    a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any run config field")
+    a.set_defaults(func=_ablate, teacher=None, corpus=None, data_dir=None, seed=None)
+
+
+def _retrain(args) -> int:
+    from elasticlm.commands.search import load_arch
+    from elasticlm.config import apply_yaml, override
+    from elasticlm.train.retrain import (RetrainConfig, from_scratch, from_supernet, prepare_task, retrain_model,
+                                         summarize)
+    from elasticlm.train.supernet import load_supernet
+
+    cfg = RetrainConfig()
+    if args.config:
+        cfg = apply_yaml(cfg, args.config)
+    sets = [f"{k}={getattr(args, f)}" for f, k in (("task", "task"), ("teacher", "teacher"), ("data_dir", "data_dir"),
+                                                    ("epochs", "train.epochs"), ("lr", "train.lr"))
+            if getattr(args, f) is not None]
+    if args.scratch:
+        sets.append("init=scratch")
+    if args.seeds:
+        sets.append(f"seeds=[{', '.join(map(str, args.seeds))}]")
+    cfg = override(cfg, sets + list(args.overrides))
+    cfg.validate()
+    net, _ = load_supernet(args.supernet)
+    arch = net.space.validate(load_arch(args.arch))
+    data = prepare_task(cfg, vocab_size=net.space.vocab_size)
+    results = []
+    for i, seed in enumerate(cfg.seeds):
+        model = (from_supernet(net, arch, data.spec.name) if cfg.init == "supernet"
+                 else from_scratch(net.space, arch, data.spec, seed=seed))
+        folder = Path(args.out) / ("" if i == 0 else f"seed-{seed}")
+        results.append(retrain_model(model, data, cfg, folder, seed=seed,
+                                     run_config={"arch": arch.to_list(), "supernet": str(Path(args.supernet).resolve())}))
+    s = summarize(results)
+    for split in ("dev", "test"):
+        if split in s:
+            std = s.get("std", {}).get(split, {})
+            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" + (f" ± {std[k]:.4f}" if k in std else "")
+                                           for k, v in s[split].items()))
+    print(f"model: {args.out} ({s['params'] / 1e6:.2f}M parameters)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import elasticlm.models  # noqa: F401  (registers the Auto classes)
+    from elasticlm.data.tasks import encode_task, load_task
+    from elasticlm.distill.teachers import quiet_transformers
+    from elasticlm.errors import ElasticLMError
+    from elasticlm.train.evaluation import Batches, evaluate_model
+
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
+        raise ElasticLMError(f"{folder} holds no saved model (config.json); give a save_pretrained or export folder")
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+        tok = AutoTokenizer.from_pretrained(folder)
+    data = load_task(args.task, data_dir=args.data_dir)
+    if model.config.num_labels != data.spec.num_labels:
+        raise ElasticLMError(f"{folder} predicts {model.config.num_labels} labels but task {data.spec.name} has "
+                             f"{data.spec.num_labels}")
+    splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
+    out = {}
+    for split in splits:
+        enc = encode_task(data.splits[split], data.spec, tok, args.max_length)
+        with torch.no_grad():
+            out[split] = evaluate_model(model, Batches.build(enc, tok.pad_token_id or 0), data.spec, bf16=False)
+        print(f"{data.spec.name} {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def _compare(args) -> int:
+    from elasticlm.pipeline import compare
+
+    metrics = compare(Path(args.run))
+    print(table(metrics))
+    return 0
+
+
+def table(metrics: dict) -> str:
+    """metrics.json as a plain-text table (params, latency, dev and test main metrics)."""
+    names = sorted({k for m in metrics.values() for s in ("dev", "test") for k in m.get(s, {})})
+    head = f"{'model':16s} {'params':>8s} {'ms':>7s} " + " ".join(f"{s + ' ' + n:>14s}" for s in ("dev", "test")
+                                                                for n in names)
+    rows = [head]
+    for model, m in metrics.items():
+        cells = [f"{m.get(s, {}).get(n, float('nan')):14.4f}" for s in ("dev", "test") for n in names]
+        rows.append(f"{model:16s} {m.get('params', 0) / 1e6:7.2f}M {m.get('latency_ms', float('nan')):7.2f} "
+                    + " ".join(cells))
+    return "\n".join(rows)
+
+
+def _ablate(args) -> int:
+    from elasticlm.commands.run import build_config
+    from elasticlm.ablation import ablate
+
+    cfg = build_config(args)
+    res = ablate(cfg, Path(args.out), variants=args.variants, seeds=args.seeds)
+    print(f"ablation table: {Path(args.out) / 'ablation.json'}")
+    for row in res["rows"]:
+        print(f"  {row['variant']:16s} dev {row['dev_mean']:.4f} ± {row['dev_std']:.4f}   "
+              f"test {row.get('test_mean', float('nan')):.4f} ± {row.get('test_std', float('nan')):.4f}  "
+              f"({row['seeds']} seeds)")
+    return 0
