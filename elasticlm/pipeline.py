@@ -77,6 +77,7 @@ class RunConfig:
         cfg.finetune.tasks, cfg.finetune.teacher, cfg.finetune.data_dir = [cfg.task], cfg.teacher, cfg.data_dir
         cfg.search.task, cfg.search.data_dir = cfg.task, cfg.data_dir
         cfg.retrain.task, cfg.retrain.teacher, cfg.retrain.data_dir = cfg.task, cfg.teacher, cfg.data_dir
+        cfg.retrain.corpus = cfg.corpus
         cfg.retrain.teacher_epochs = cfg.finetune.teacher_epochs
         for t in (cfg.pretrain.train, cfg.finetune.train):
             t.seed = cfg.seed
@@ -88,7 +89,7 @@ class RunConfig:
 COPIES = {"pretrain": {"preset": "preset", "corpus": "corpus", "teacher": "teacher"},
           "finetune": {"teacher": "teacher", "data_dir": "data_dir"},
           "search": {"task": "task", "data_dir": "data_dir"},
-          "retrain": {"task": "task", "teacher": "teacher", "data_dir": "data_dir"}}
+          "retrain": {"task": "task", "teacher": "teacher", "data_dir": "data_dir", "corpus": "corpus"}}
 
 
 def _check_copies(cfg: RunConfig) -> None:
@@ -116,8 +117,10 @@ def preset_config(preset: str) -> RunConfig:
         cfg.retrain = RetrainConfig(train=TrainConfig(lr=1e-4, batch_size=32, epochs=3.0, checkpoint_every=500,
                                                       log_every=20))
     else:
-        cfg.retrain = RetrainConfig(seeds=[0, 1, 2], train=TrainConfig(lr=5e-5, batch_size=32, epochs=10.0,
-                                                                       checkpoint_every=1000, log_every=50))
+        # the paper: the final model is pretrained with distillation, then fine-tuned (lr 5e-5, 10 epochs)
+        cfg.retrain = RetrainConfig(seeds=[0, 1, 2], pretrain_steps=10000, pretrain_lr=1e-4, pretrain_batch_size=256,
+                                    train=TrainConfig(lr=5e-5, batch_size=32, epochs=10.0, checkpoint_every=1000,
+                                                      log_every=50))
     return cfg
 
 
@@ -221,37 +224,42 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
     from elasticlm.space import Architecture
     from elasticlm.train.evaluation import majority_metrics
-    from elasticlm.train.retrain import from_scratch, from_supernet, prepare_task, retrain_model, summarize
+    from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
     from elasticlm.train.supernet import load_supernet
 
     net, _ = load_supernet(out / "supernet-ft")
     space = net.space
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say)
-    task = data.spec.name
+    task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"
-    models: dict[str, Callable[[int], Any]] = {
-        "found": lambda s: from_supernet(net, final, task) if inherit else from_scratch(space, final, data.spec, seed=s)}
+
+    def source(sp, arch, scratch=False):
+        """seed -> (a net whose path is `arch`, arch): inherited from the supernet or fresh."""
+        return lambda seed: ((net, arch) if inherit and not scratch else (scratch_net(sp, arch, spec, task, seed=seed),
+                                                                            arch))
+
+    models = {"found": source(space, final)}
     if "uniform-bert" in cfg.baselines:
-        bspace, barch = uniform_bert(space, ceiling)
-        models["uniform-bert"] = lambda s: from_scratch(bspace, barch, data.spec, seed=s)
+        models["uniform-bert"] = source(*uniform_bert(space, ceiling), scratch=True)  # its own width d'
     if "uniform-mobile" in cfg.baselines:
-        march = uniform_mobile(space, ceiling)
-        models["uniform-mobile"] = (lambda s: from_supernet(net, march, task) if inherit
-                                    else from_scratch(space, march, data.spec, seed=s))
+        models["uniform-mobile"] = source(space, uniform_mobile(space, ceiling))
     if "random-search" in cfg.baselines and "random" in found:
-        rarch = Architecture.from_list(found["random"]["arch"])
-        models["random-search"] = (lambda s: from_supernet(net, rarch, task) if inherit
-                                   else from_scratch(space, rarch, data.spec, seed=s))
+        models["random-search"] = source(space, Architecture.from_list(found["random"]["arch"]))
     metrics: dict[str, Any] = {}
-    for name, build in models.items():
+    for name, make in models.items():
         results = []
         for i, seed in enumerate(cfg.retrain.seeds):
             folder = out / "models" / name / ("" if i == 0 else f"seed-{seed}")
             say(f"-- retraining {name} (seed {seed}) --")
-            results.append(retrain_model(build(seed), data, cfg.retrain, folder, seed=seed, say=say,
-                                         run_config={"model": name, "init": "scratch" if name == "uniform-bert"
-                                                     else cfg.retrain.init}))
+            if (folder / "result.json").exists():
+                model = None
+            else:
+                src, arch = make(seed)
+                model = build_model(src, arch, task, cfg.retrain, out / "pretrain" / name / f"seed-{seed}", say=say)
+            results.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
+                                         run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
+                                                     else "scratch"}))
         metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name)}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),

@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
     from elasticlm.config import apply_yaml, override
-    from elasticlm.train.retrain import (RetrainConfig, from_scratch, from_supernet, prepare_task, retrain_model,
+    from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
                                          summarize)
     from elasticlm.train.supernet import load_supernet
 
@@ -92,9 +92,10 @@ def _retrain(args) -> int:
     data = prepare_task(cfg, vocab_size=net.space.vocab_size)
     results = []
     for i, seed in enumerate(cfg.seeds):
-        model = (from_supernet(net, arch, data.spec.name) if cfg.init == "supernet"
-                 else from_scratch(net.space, arch, data.spec, seed=seed))
+        src = net if cfg.init == "supernet" else scratch_net(net.space, arch, data.spec, data.spec.name, seed=seed)
         folder = Path(args.out) / ("" if i == 0 else f"seed-{seed}")
+        model = None if (folder / "result.json").exists() else build_model(
+            src, arch, data.spec.name, cfg, Path(args.out) / "pretrain" / f"seed-{seed}")
         results.append(retrain_model(model, data, cfg, folder, seed=seed,
                                      run_config={"arch": arch.to_list(), "supernet": str(Path(args.supernet).resolve())}))
     s = summarize(results)

@@ -57,6 +57,15 @@ class RetrainConfig:
     """Train on the first N training examples only (quick runs and tests)."""
     max_eval_examples: int | None = None
     """Evaluate on the first N rows of dev and test only."""
+    pretrain_steps: int = 0
+    """Steps of MLM + distillation pretraining on the corpus before task training (0: none; the
+    supernet's own pretraining is what an inherited model starts from)."""
+    pretrain_lr: float = 1e-4
+    """Peak learning rate of that pretraining."""
+    pretrain_batch_size: int = 256
+    """Corpus blocks per pretraining step."""
+    corpus: str = "demo"
+    """Pretraining text (set by the run's top-level corpus)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One retraining per seed; metrics are reported as mean ± std over them."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, batch_size=32, epochs=3.0,
@@ -133,29 +142,74 @@ def teacher_logits(teacher, ds, pad_id: int, *, bf16: bool, device) -> np.ndarra
                                              want_attentions=False, want_hidden=False).logits, bf16=bf16)
 
 
-def from_supernet(net, arch: Architecture, task: str):
-    """The standalone classifier for `arch` with the supernet's weights on that path and its head for
-    `task`; blocks narrower than the architecture asks are grown first (on a copy)."""
+def path_net(net, arch: Architecture, task: str | None = None, spec=None):
+    """`net` ready to carry `arch`: blocks narrower than the architecture asks are grown
+    (function-preservingly, on a copy), and a head for `task` is added when it has none."""
     widths = net.widths()
-    if any(c.ffn_dim > widths[(l, c.kind, c.sharing)] for l, c in enumerate(arch)):
+    grow = [(l, c) for l, c in enumerate(arch) if c.ffn_dim > widths[(l, c.kind, c.sharing)]]
+    if grow or (task is not None and task not in net.task_heads):
         net = copy.deepcopy(net)
-        gen = torch.Generator().manual_seed(0)
-        for l, c in enumerate(arch):
-            if c.ffn_dim > widths[(l, c.kind, c.sharing)]:
-                net.grow_ffn(l, c.kind, c.sharing, c.ffn_dim, generator=gen)
+    gen = torch.Generator().manual_seed(0)
+    for l, c in grow:
+        net.grow_ffn(l, c.kind, c.sharing, c.ffn_dim, generator=gen)
+    if task is not None and task not in net.task_heads:
+        net.add_task_head(task, spec.kind, spec.num_labels, generator=gen)
+    return net
+
+
+def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed: int):
+    """A fresh supernet (weights depend only on `seed`) ready to carry `arch`, with a head for `task`:
+    a from-scratch model is its path, so it can be pretrained exactly like an inherited one."""
+    from elasticlm.train.supernet import build_supernet
+
+    net = build_supernet(space, fixed=False, seed=seed,
+                         task_heads={task: {"kind": spec.kind, "num_labels": spec.num_labels}})
+    return path_net(net, arch)
+
+
+def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain_out: Path, *, say: Say = print):
+    """The standalone classifier for `arch` from the path of `net` (see `path_net`), pretrained on the
+    corpus first when `cfg.pretrain_steps` > 0."""
+    net = path_net(net, arch, task)
+    if cfg.pretrain_steps > 0:
+        net = copy.deepcopy(net)
+        pretrain_path(net, arch, cfg, pretrain_out, say=say)
+        net.cpu()
     return net.extract(arch, head="classification", task=task)
 
 
-def from_scratch(space: SearchSpace, arch: Architecture, spec, *, seed: int, **config_kwargs):
-    """A freshly initialised classifier for `arch` (weights depend only on `seed`)."""
-    from elasticlm.models import ElasticLMConfig, ElasticLMForSequenceClassification
+def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
+    """MLM + distillation on the corpus along one fixed path of `net` (so exactly the standalone model's
+    weights train), `cfg.pretrain_steps` steps into `out` (resumable; skipped when done)."""
+    from elasticlm.data.corpus import MLMCollator, packed_blocks
+    from elasticlm.distill.teachers import load_teacher
+    from safetensors.torch import load_file
 
-    kwargs = {"num_labels": spec.num_labels, "classifier_pooling": "mean", **config_kwargs}
-    if spec.kind == "regression":
-        kwargs["problem_type"] = "regression"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return ElasticLMForSequenceClassification(ElasticLMConfig.from_space(space, arch, **kwargs))
+    from elasticlm.train.supernet import MLMDistill, PretrainConfig, save_supernet
+
+    if (out / "result.json").exists():
+        net.load_state_dict(load_file(str(out / "supernet.safetensors")))
+        return
+    dist = Dist.setup()
+    pcfg = PretrainConfig(corpus=cfg.corpus, teacher=cfg.teacher, max_length=min(128, net.space.max_position_embeddings),
+                          train=replace(cfg.train, lr=cfg.pretrain_lr, max_steps=cfg.pretrain_steps, epochs=1.0,
+                                        batch_size=cfg.pretrain_batch_size),
+                          distill=DistillConfig(kind=cfg.distill.kind))
+    device = pcfg.train.torch_device(dist)
+    teacher = load_teacher(cfg.teacher, dtype="bf16" if pcfg.train.bf16 else "fp32", device=device)
+    blocks = packed_blocks(pcfg.corpus, teacher.tokenizer, pcfg.max_length, tokenizer_id=str(cfg.teacher),
+                           progress=dist.main)
+    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, teacher.hidden_size,
+                            generator=torch.Generator().manual_seed(pcfg.train.seed + 2))
+    collator = lambda g: MLMCollator(teacher.tokenizer, pcfg.mlm_probability, generator=g)  # noqa: E731
+    net.to(device)
+    say(f"pretraining {arch.short()} on {cfg.corpus}: {cfg.pretrain_steps} steps of {pcfg.train.batch_size}")
+    objective = MLMDistill(net, proj, teacher, blocks.train, collator, pcfg, dist, arch=arch)
+    fit(objective, pcfg.train, out, total=cfg.pretrain_steps, dist=dist, say=say)
+    if dist.main:
+        save_supernet(net, out, {"stage": "retrain-pretrain", "arch": arch.to_list()})
+        (out / "result.json").write_text(json.dumps({"stage": "retrain-pretrain", "steps": cfg.pretrain_steps}) + "\n")
+    dist.barrier()
 
 
 class RetrainTask:

@@ -193,8 +193,10 @@ class MLMDistill:
     """Stage-1 objective: MLM on packed corpus blocks, distilled from an encoder teacher."""
 
     def __init__(self, supernet: SuperNet, proj: HiddenProjection, teacher, blocks, collator_factory,
-                 cfg: PretrainConfig, dist: Dist):
+                 cfg: PretrainConfig, dist: Dist, arch: Architecture | None = None):
         self.supernet, self.proj, self.teacher, self.blocks = supernet, proj, teacher, blocks
+        self.arch = arch
+        """A fixed path (retraining one architecture), else one sampled per step."""
         self.collator_factory, self.cfg, self.dist = collator_factory, cfg, dist
         self.modules = {"supernet": supernet, "projection": proj}
         self.lmap = layer_map(supernet.space.num_layers, teacher.num_layers)
@@ -210,7 +212,7 @@ class MLMDistill:
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         net, cfg = self.supernet, self.cfg.distill
-        arch = sample_path(net.space, net.widths(), self.cfg.train.seed, step, self.cfg.paths)
+        arch = self.arch or sample_path(net.space, net.widths(), self.cfg.train.seed, step, self.cfg.paths)
         ids, mask, types, labels = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"]
         out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
         t_out = self.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
