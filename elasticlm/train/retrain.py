@@ -66,6 +66,11 @@ class RetrainConfig:
     """Corpus blocks per pretraining step."""
     corpus: str = "demo"
     """Pretraining text (set by the run's top-level corpus)."""
+    augment: int = 0
+    """Augmented copies of each training example (words swapped for embedding neighbours), labelled by
+    the teacher's logits only (classification with logit distillation; 0: none)."""
+    augment_p: float = 0.4
+    """Probability that a word of an augmented copy is swapped."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One retraining per seed; metrics are reported as mean ± std over them."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, batch_size=32, epochs=3.0,
@@ -132,7 +137,31 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     if cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
         say(f"teacher logits for {len(out.train):,} training examples (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
+        if cfg.augment > 0 and spec.kind == "classification":
+            _add_augmented(out, cfg, device, say)
     return out
+
+
+def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> None:
+    """Append teacher-labelled augmented copies of the training rows (label -100: no task loss)."""
+    import datasets
+
+    from elasticlm.distill.augment import as_columns, augment, neighbour_table
+
+    rows = as_columns(data.train)
+    ids = sorted({t for r in rows["input_ids"] for t in r})
+    emb = data.teacher.model.get_input_embeddings().weight.detach().cpu()
+    table = neighbour_table(emb, data.tokenizer, ids)
+    extra = augment(rows, table, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    extra["labels"] = [-100] * len(extra["input_ids"])
+    aug = datasets.Dataset.from_dict(extra).with_format("torch")
+    say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
+        f"space, p={cfg.augment_p}), labelled by the teacher's logits")
+    logits = teacher_logits(data.teacher, aug, data.pad_id, bf16=cfg.train.bf16, device=device)
+    cols = ["input_ids", "attention_mask", "token_type_ids", "labels"]
+    data.train = datasets.concatenate_datasets([data.train.select_columns(cols).cast(aug.features),
+                                                aug.select_columns(cols)]).with_format("torch")
+    data.teacher_logits = np.concatenate([data.teacher_logits, logits])
 
 
 def teacher_logits(teacher, ds, pad_id: int, *, bf16: bool, device) -> np.ndarray:
