@@ -277,3 +277,23 @@ def test_import_elasticlm_registers_auto_classes_without_torch(run_dir, tmp_path
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["elasticlm.models.modeling", "ElasticLMConfig"]
+
+
+@pytest.mark.parametrize("head", ["mlm", "qa", "base"])
+def test_every_head_exports_with_onnx(head, tokenizer, tmp_path):
+    """Masked LM, QA and the bare encoder export too: the export reloads them from its own code and
+    checks ONNX parity (per-token outputs at the real tokens) before it writes the folder."""
+    from transformers import AutoConfig
+
+    from elasticlm.models import HEADS
+
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        model = HEADS[head](ElasticLMConfig.from_space(_space(len(tokenizer)), ARCH))
+    src = _save(tmp_path / "src", model, tokenizer)
+    result = export_model(src, tmp_path / "out", onnx=True, say=lambda s: None)
+    assert result["class"] == type(model).__name__ and result["onnx"]["max_abs_diff"] <= 1e-4
+    assert result["reload_max_abs_diff"] <= 1e-5
+    auto = json.loads((tmp_path / "out" / "config.json").read_text())["auto_map"][result["auto_class"]]
+    assert auto == f"modeling_elasticlm.{type(model).__name__}"
+    assert AutoConfig.from_pretrained(tmp_path / "out").model_type == "elasticlm"

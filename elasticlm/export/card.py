@@ -133,7 +133,7 @@ def _how_made(source, run_config: dict | None) -> list[str]:
 
 def _export_section(result: dict) -> list[str]:
     lines = [f"Exported with elasticlm {_versions()} on {_dt.date.today().isoformat()}. The exported code "
-             f"reproduced the library model's outputs within {result['reload_max_abs_diff']:.2g}.", ""]
+             f"reproduced the library model's outputs (max |difference| {result['reload_max_abs_diff']:.2g}).", ""]
     onnx = result.get("onnx")
     if onnx:
         lines += [f"`{onnx['file']}` (opset {onnx['opset']}, inputs {', '.join(onnx['inputs'])}; dynamic batch and "

@@ -21,7 +21,7 @@ MAX_EVAL_ROWS = 2000
 """Dev rows scored at most (the first ones)."""
 BATCH = 32
 """Rows per batch for scoring and for the batched timing."""
-TIMED_BATCHES = 16
+TIMED_BATCHES = 8
 """Batches per timed pass (the first ones)."""
 
 
