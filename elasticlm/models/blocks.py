@@ -12,6 +12,10 @@ Both the supernet (all 6·L candidates) and the standalone / HuggingFace models 
 same modules, so a subnet extracted from the supernet computes exactly what the supernet computes on
 that path.
 
+Decoders run with a key/value cache: attention takes any object with transformers' `Cache.update(k,
+v, layer_idx) -> (all keys, all values)` (e.g. `DynamicCache`), stores the new tokens' keys and values
+(for sharing "qv" the values are the queries, for "kv" the keys) and attends over everything cached.
+
 Blocks can hand back, on request only, what distillation, PCA and CKA need (`Capture`): attention
 probabilities, each head's context output, FFN hidden activations (after GELU) and the block output.
 When nothing is requested nothing extra is computed or kept.
@@ -125,23 +129,27 @@ class Attention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, heads: int, *, eager: bool,
-                trace: BlockTrace | None = None, capture: Capture = NOTHING) -> torch.Tensor:
-        # x: B×N×w; mask: additive, B×1×1×N (padding) or B×1×N×N (causal), in x's compute dtype
+                trace: BlockTrace | None = None, capture: Capture = NOTHING, cache=None,
+                layer_idx: int = 0) -> torch.Tensor:
+        # x: B×N×w; mask: additive, B×1×1×N (padding) or B×1×N×T (causal; T = cached + N keys),
+        # in x's compute dtype; cache: a transformers Cache (or None), this layer's slot is layer_idx
         B, N, w = x.shape
         hd = w // heads
-        q = self.query(x)  # B×N×w
-        k = self.key(x)
-        v = q if self.sharing == "qv" else k if self.sharing == "kv" else self.value(x)
-        q, k, v = (t.view(B, N, heads, hd).transpose(1, 2) for t in (q, k, v))  # B×H×N×hd
+        q = self.query(x).view(B, N, heads, hd).transpose(1, 2)  # B×H×N×hd
+        k = self.key(x).view(B, N, heads, hd).transpose(1, 2)
+        v = q if self.sharing == "qv" else k if self.sharing == "kv" else \
+            self.value(x).view(B, N, heads, hd).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(k, v, layer_idx)  # B×H×T×hd, the past tokens' keys/values in front
         p = self.dropout_p if self.training else 0.0
         if eager or capture.attn_probs:
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # B×H×N×N
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # B×H×N×T
             if mask is not None:
                 scores = scores + mask
             probs = torch.softmax(scores, dim=-1)
             if trace is not None and capture.attn_probs:
                 trace.attn_probs = probs
-            ctx = torch.matmul(F.dropout(probs, p, self.training) if p else probs, v)  # B×H×N×hd
+            ctx = torch.matmul(F.dropout(probs, p, self.training) if p else probs, v)  # B×H×N×hd (T summed)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         if trace is not None and capture.head_context:
@@ -224,10 +232,12 @@ class BertBlock(nn.Module):
         return [self.ffn]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *, heads: int | None = None,
-                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING):
-        """x: B×N×d -> (B×N×d, BlockTrace or None)."""
+                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING, cache=None,
+                layer_idx: int = 0):
+        """x: B×N×d -> (B×N×d, BlockTrace or None); `cache`/`layer_idx`: see `Attention`."""
         trace = BlockTrace() if capture.any else None
-        a = self.attention(x, mask, heads or self.heads, eager=eager, trace=trace, capture=capture)
+        a = self.attention(x, mask, heads or self.heads, eager=eager, trace=trace, capture=capture,
+                           cache=cache, layer_idx=layer_idx)
         x = self.attn_norm(x + self.dropout(a))
         keep = [] if capture.ffn_hidden else None
         x = self.ffn_norm(x + self.dropout(self.ffn(x, ffn_dim, keep)))
@@ -267,12 +277,14 @@ class MobileBlock(nn.Module):
         return list(self.ffn)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *, heads: int | None = None,
-                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING):
-        """x: B×N×d -> (B×N×d, BlockTrace or None)."""
+                ffn_dim: int | None = None, eager: bool = False, capture: Capture = NOTHING, cache=None,
+                layer_idx: int = 0):
+        """x: B×N×d -> (B×N×d, BlockTrace or None); `cache`/`layer_idx`: see `Attention`."""
         trace = BlockTrace() if capture.any else None
         b = self.bottleneck_norm(self.bottleneck_in(x))  # B×N×i
         a = self.attn_norm(b + self.dropout(self.attention(b, mask, heads or self.heads, eager=eager,
-                                                           trace=trace, capture=capture)))
+                                                           trace=trace, capture=capture, cache=cache,
+                                                           layer_idx=layer_idx)))
         keep = [] if capture.ffn_hidden else None
         for ffn, norm in zip(self.ffn, self.ffn_norms):
             a = norm(a + self.dropout(ffn(a, ffn_dim, keep)))  # B×N×i
@@ -331,6 +343,30 @@ def additive_mask(attention_mask: torch.Tensor | None, n: int, *, causal: bool, 
         c = torch.zeros(n, n, dtype=dtype, device=device).masked_fill(future, neg)[None, None]  # 1×1×N×N
         mask = c if mask is None else (mask + c).clamp(min=neg)
     return mask
+
+
+def decoder_mask(attention_mask: torch.Tensor | None, past: int, n: int, *, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor | None:
+    """The additive mask of `n` new tokens that follow `past` cached ones: query i (at position
+    past + i) sees keys 0..past + i that are not padding. attention_mask: B×(past + n) 1/0 or None.
+
+    Returns None when nothing needs masking (one new token and no padding: the decoding step), else
+    B×1×n×(past + n) (1×1×n×(past + n) without padding) with 0 = allowed, the dtype's minimum elsewhere.
+    """
+    t = past + n
+    if attention_mask is not None and attention_mask.shape[-1] != t:
+        raise ElasticLMError(f"attention_mask covers {attention_mask.shape[-1]} positions, but there are "
+                             f"{past} cached and {n} new tokens; pass the mask of the whole sequence")
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if n == 1 and not padded:
+        return None
+    neg = torch.finfo(dtype).min
+    keys = torch.arange(t, device=device)
+    future = keys[None, :] > (keys[past:])[:, None]  # n×T, True where the key comes after the query
+    blocked = future[None, None]  # 1×1×n×T
+    if padded:
+        blocked = blocked | ~attention_mask[:, None, None, :].to(torch.bool)  # B×1×n×T
+    return torch.zeros(blocked.shape, dtype=dtype, device=device).masked_fill(blocked, neg)
 
 
 def compute_dtype(reference: torch.Tensor) -> torch.dtype:

@@ -8,7 +8,9 @@ carries the architecture and the space's dimensions and round-trips through `con
     ElasticLMForSequenceClassification  + [CLS] pooler (Linear(d, d), tanh) -> Linear(d, num_labels);
                                           num_labels == 1 (or problem_type "regression") -> MSE
     ElasticLMForQuestionAnswering       + Linear(d, 2) -> start / end logits
-    ElasticLMForCausalLM                causal mask, the MLM-style head tied to the embedding
+    ElasticLMForCausalLM                causal mask, the MLM-style head tied to the embedding; a
+                                          key/value cache and transformers' `generate()` (greedy,
+                                          sampling, top-k/top-p, eos, streamers)
 
 All are registered with the Auto classes (`model_type = "elasticlm"`), so `AutoModel*.from_pretrained`
 loads a saved folder once `elasticlm` is imported.
@@ -26,19 +28,30 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    DynamicCache,
+    GenerationMixin,
     PreTrainedConfig,
     PreTrainedModel,
 )
 from transformers.modeling_outputs import (
     BaseModelOutput,
-    CausalLMOutput,
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
     MaskedLMOutput,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
 )
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.models.blocks import NOTHING, Capture, Embeddings, init_weights, make_block
+from elasticlm.models.blocks import (
+    NOTHING,
+    Capture,
+    Embeddings,
+    compute_dtype,
+    decoder_mask,
+    init_weights,
+    make_block,
+)
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.space import Architecture, SearchSpace
 
@@ -203,12 +216,50 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
                            checkpoint=self._gradient_checkpointing_func
                            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else None)
 
+    def decode(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+               inputs_embeds=None, cache=None, capture: Capture = NOTHING) -> BaseModelOutputWithPast:
+        """One decoder step over `cache` (a transformers `Cache`; a fresh `DynamicCache` when None):
+        the new tokens attend to the cached ones and to each other causally, and their keys/values
+        are appended. attention_mask, when given, covers cached + new tokens (B×T, 1/0)."""
+        if not self.config.is_decoder:
+            raise ElasticLMError("a key/value cache needs a decoder (is_decoder=True, ElasticLMForCausalLM)")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ElasticLMError("pass exactly one of input_ids or inputs_embeds")
+        cache = DynamicCache(config=self.config) if cache is None else cache
+        n = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        past = cache.get_seq_length()
+        limit = self.config.max_position_embeddings
+        if past + n > limit:
+            raise ElasticLMError(f"{past + n} tokens exceed the model's context of {limit} positions "
+                                 f"(max_position_embeddings); shorten the prompt or generate fewer tokens")
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if position_ids is None:
+            position_ids = torch.arange(past, past + n, device=ref.device)[None]  # 1×n
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # B×n×d
+        mask = decoder_mask(attention_mask, past, n, dtype=compute_dtype(x), device=x.device)
+        eager = use_eager(self._attention_backend(), self)
+        outs, attns = ([x] if capture.block_output else None), ([] if capture.attn_probs else None)
+        for l, block in enumerate(self.layers):
+            x, trace = block(x, mask, eager=eager, capture=capture, cache=cache, layer_idx=l)
+            if attns is not None:
+                attns.append(trace.attn_probs)  # B×H×n×T
+            if outs is not None:
+                outs.append(x)
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache,
+                                       hidden_states=tuple(outs) if outs is not None else None,
+                                       attentions=tuple(attns) if attns is not None else None)
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                **kwargs) -> BaseModelOutput | tuple:
+                cache=None, use_cache=None, past_key_values=None, **kwargs) -> BaseModelOutput | tuple:
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
+        cache = cache if cache is not None else past_key_values
+        if cache is not None or (use_cache and self.config.is_decoder):
+            result = self.decode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, cache,
+                                 Capture(attn_probs=bool(output_attentions), block_output=bool(output_hidden_states)))
+            return _returned(result, return_dict, self.config)
         out = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                           Capture(attn_probs=bool(output_attentions), block_output=bool(output_hidden_states)))
         result = BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states,
@@ -291,12 +342,42 @@ class ElasticLMForMaskedLM(_WithLMHead):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
 
 
-class ElasticLMForCausalLM(_WithLMHead):
-    output_class = CausalLMOutput
+class ElasticLMForCausalLM(_WithLMHead, GenerationMixin):
+    """Causal LM. With `use_cache=True` (what `generate()` passes) or a `cache`, each call runs only
+    the new tokens and returns the cache; without, it runs the whole sequence (training).
+    With an attention_mask and no position_ids, positions count real tokens only, so left-padded
+    prompts get the positions they would have alone."""
+
+    output_class = CausalLMOutputWithPast
 
     def __init__(self, config: ElasticLMConfig):
         config.is_decoder = True
         super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None, use_cache=None, past_key_values=None,
+                logits_to_keep: int = 0, **kwargs):
+        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                             output_attentions, output_hidden_states, return_dict=True, cache=cache,
+                             use_cache=use_cache, past_key_values=past_key_values)
+        h = out.last_hidden_state  # B×n×d
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
+        logits = self.lm_head(h)  # B×n×V (or the last logits_to_keep positions)
+        loss = self.lm_loss(logits, labels) if labels is not None else None
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, cache=getattr(out, "cache", None),
+                                        hidden_states=out.hidden_states, attentions=out.attentions)
+        return _returned(result, return_dict, self.config)
+
+    def prepare_inputs_for_generation(self, input_ids, *args, **kwargs):
+        """transformers' inputs, plus position ids that skip left padding (B×n, n = new tokens)."""
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
+        mask = inputs.get("attention_mask")
+        ids = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
+        if inputs.get("position_ids") is None and isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        return inputs
 
     def lm_loss(self, logits, labels):
         """Next-token prediction: position t predicts labels[t + 1] (-100 = ignored)."""
