@@ -189,3 +189,48 @@ def test_search_fitness_equals_the_extracted_standalone_model(tiny_net, tiny_spa
                 preds.append(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits)
         plain = compute_metrics(spec, torch.cat(preds).numpy(), np.asarray(ds["labels"]))
         assert plain["accuracy"] == metrics["accuracy"]
+
+
+DIST_SEARCH = """
+import json, random, sys
+import datasets, torch
+from elasticlm.data.spec import TaskSpec
+from elasticlm.search.evaluator import SupernetFitness
+from elasticlm.search.evolution import EvolutionConfig, evolve
+from elasticlm.space import SearchSpace
+from elasticlm.train.engine import Dist
+from elasticlm.train.evaluation import Batches
+from elasticlm.train.supernet import build_supernet
+dist = Dist.setup()
+space = SearchSpace(hidden_size=48, num_layers=4, num_heads=12, embedding_size=16, vocab_size=97,
+                    max_position_embeddings=64)
+net = build_supernet(space, fixed=False, seed=0, task_heads={"toy": {"kind": "classification", "num_labels": 3}})
+rng = random.Random(0)
+rows = [{"input_ids": [rng.randrange(5, 97) for _ in range(k)], "attention_mask": [1] * k, "token_type_ids": [0] * k,
+         "labels": i % 3} for i, k in enumerate(rng.randint(3, 20) for _ in range(60))]
+batches = Batches.build(datasets.Dataset.from_list(rows), 0, batch_size=16)
+spec = TaskSpec("toy", "classification", ("t",), ("a", "b", "c"), ("accuracy",), "accuracy")
+fit = SupernetFitness(net, "toy", spec, batches, bf16=False, dist=dist)
+out = evolve(space, fit, EvolutionConfig(population=5, generations=2, parents=2), widths=net.widths())
+open(sys.argv[1] + f".{dist.rank}", "w").write(json.dumps({a.short(): s for a, s in out.scores.items()}))
+"""
+
+
+def test_distributed_scoring_equals_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "s.py"
+    script.write_text(DIST_SEARCH)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    two = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29531", str(script),
+                          str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    ref = json.loads((tmp_path / "one.0").read_text())
+    assert json.loads((tmp_path / "two.0").read_text()) == ref == json.loads((tmp_path / "two.1").read_text())
