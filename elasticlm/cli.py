@@ -31,12 +31,33 @@ COMMAND_MODULES = (
 )
 
 
+EXAMPLES = """examples (each command's --help has more):
+  elasticlm run --preset demo --out runs/demo              the whole pipeline, resumable (~20 min on 2 cores)
+  elasticlm space --preset small --sample 3                a search space, sampled architectures, counts
+  elasticlm data show rt-polarity                          a task: sizes, labels, an example
+  elasticlm teacher finetune --task rt-polarity            fine-tune (and cache) the task teacher
+  elasticlm supernet pretrain --preset demo --out DIR      stage 1: supernet pretraining with growth
+  elasticlm supernet finetune --supernet DIR --out DIR2    stage 2: supernet fine-tuning on a task
+  elasticlm search --supernet DIR2 --out DIR3              evolutionary / Pareto search
+  elasticlm heads --supernet DIR2 --arch DIR3 --out DIR4   head-number search (CKA)
+  elasticlm retrain --supernet DIR2 --arch DIR4/arch.json --out DIR5     the final model
+  elasticlm evaluate DIR5 --task rt-polarity               score a saved model
+  elasticlm compare runs/demo                              found model vs equal-budget baselines
+  elasticlm ablate --preset demo --out runs/ablate         the ablation grid
+  elasticlm export runs/demo --out my-model --onnx         a self-contained HF folder (+ ONNX)
+  elasticlm report runs/demo                               report.md with plots
+  elasticlm bench --quick                                  the benchmarks, each ratio beside its target
+  elasticlm generate MODEL "Once upon a time"              stream text from a causal model
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from elasticlm import __version__
 
     parser = argparse.ArgumentParser(
         prog="elasticlm",
         description="Elastic architecture search for compact language models (ELM).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"elasticlm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
