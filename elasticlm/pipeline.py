@@ -260,10 +260,11 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
             results.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
                                          run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
                                                      else "scratch"}))
-        metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name)}
+        metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name,
+                                                                     out / "models" / name / "latency.json")}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
-                          "latency_ms": _latency(Path(str(teacher.path))),
+                          "latency_ms": _latency(Path(str(teacher.path)), out / "models" / "teacher-latency.json"),
                           **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
     train_labels = data.train["labels"]
     maj = {"params": 0, "latency_ms": 0.0, "dev": majority_metrics(data.spec, train_labels, data.dev["labels"])}
@@ -273,12 +274,11 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     return metrics
 
 
-def _latency(model_dir: Path) -> float:
-    """Median latency (ms) at batch 1, N=128 of the model saved in `model_dir`, measured once and kept
-    in `latency.json` beside it (teachers: in the run's own cache)."""
+def _latency(model_dir: Path, cache: Path) -> float:
+    """Median latency (ms) at batch 1, N=128 on this machine of the model saved in `model_dir`,
+    measured once and kept in `cache` (a file of the run folder)."""
     from elasticlm.search.latency import model_latency
 
-    cache = model_dir / "latency.json"
     if cache.exists():
         return float(json.loads(cache.read_text())["batch1_ms"])
     from transformers import AutoModelForSequenceClassification
@@ -286,11 +286,11 @@ def _latency(model_dir: Path) -> float:
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    ms = float(model_latency(model, batch=1, seq_len=128, device="cpu"))
-    try:
-        _write_json(cache, {"batch1_ms": ms, "seq_len": 128})
-    except OSError:
-        pass
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ms = float(model_latency(model, batch=1, seq_len=128, device=device))
+    _write_json(cache, {"batch1_ms": ms, "seq_len": 128, "device": device})
     return ms
 
 
