@@ -229,7 +229,10 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
 
     net, _ = load_supernet(out / "supernet-ft")
     space = net.space
-    data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say)
+    names = ["found", *cfg.baselines]
+    todo = any(not (out / "models" / n / ("" if i == 0 else f"seed-{s}") / "result.json").exists()
+               for n in names for i, s in enumerate(cfg.retrain.seeds))
+    data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo)
     task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"

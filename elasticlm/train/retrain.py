@@ -104,8 +104,10 @@ class RetrainData:
     teacher_metrics: dict = field(default_factory=dict)
 
 
-def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print) -> RetrainData:
-    """Load and encode the task, fine-tune (or reuse) its teacher, and precompute teacher logits."""
+def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print,
+                 targets: bool = True) -> RetrainData:
+    """Load and encode the task, fine-tune (or reuse) its teacher, and precompute teacher logits
+    (and augmented copies) unless `targets` is False (nothing left to train)."""
     from elasticlm.data.tasks import encode_task, load_task
     from elasticlm.distill.teachers import check_vocab, load_teacher
     from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
@@ -134,7 +136,7 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     out = RetrainData(spec, enc(train), enc(cut(data.splits["dev"])), enc(cut(test)) if test is not None else None,
                       teacher.tokenizer, teacher, teacher.tokenizer.pad_token_id or 0, max_length,
                       teacher_metrics=tres.metrics)
-    if cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
+    if targets and cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
         say(f"teacher logits for {len(out.train):,} training examples (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
         if cfg.augment > 0 and spec.kind == "classification":
