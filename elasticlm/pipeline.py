@@ -229,7 +229,7 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
 
     net, _ = load_supernet(out / "supernet-ft")
     space = net.space
-    names = ["found", *cfg.baselines]
+    names = ["found", *(b for b in cfg.baselines if b != "random-search" or "random" in found)]
     todo = any(not (out / "models" / n / ("" if i == 0 else f"seed-{s}") / "result.json").exists()
                for n in names for i, s in enumerate(cfg.retrain.seeds))
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo)
