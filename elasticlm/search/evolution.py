@@ -200,6 +200,37 @@ class _Drawer:
         return self.uniform(rng, seen)
 
 
+class SearchState:
+    """What both strategies keep while searching: the log, the score cache, the drawer, every scored
+    architecture and the clock (resumed from the log)."""
+
+    def __init__(self, space: SearchSpace, fitness: Fitness, cfg: EvolutionConfig, budget: Budget, widths,
+                 accept: Constraint | None, log: str | Path | None):
+        cfg.validate()
+        budget.check(space, widths)
+        self.space = space
+        self.log = GenerationLog(log, space)
+        self.cached = CachedFitness(fitness, self.log.scores)
+        self.drawer = _Drawer(space, budget, widths, accept, cfg.max_redraws)
+        self.seen: dict[Architecture, None] = {}
+        self.t0 = time.perf_counter() - (self.log.lines[-1]["seconds"] if self.log.lines else 0.0)
+
+    def score(self, g: int, pop: list[Architecture]) -> tuple[list[float], dict]:
+        """Score generation `g` (cache first), log it, return its scores and its log line."""
+        scores = self.cached(pop)
+        self.seen.update(dict.fromkeys(pop))
+        best = self.ranked()[0]
+        line = self.log.record(g, pop, scores, best=candidate(self.space, best, self.cached.scores[best]),
+                               evaluated=len(self.seen), seconds=time.perf_counter() - self.t0)
+        return scores, line
+
+    def scores(self) -> dict[Architecture, float]:
+        return {a: self.cached.scores[a] for a in self.seen}
+
+    def ranked(self) -> list[Architecture]:
+        return rank(self.scores(), self.space)
+
+
 def initial_population(space: SearchSpace, n: int, rng: random.Random, drawer: _Drawer, seen) -> list[Architecture]:
     pop: list[Architecture] = []
     taken = set(seen)
@@ -217,48 +248,37 @@ def evolve(space: SearchSpace, fitness: Fitness, cfg: EvolutionConfig, *, budget
            say: Callable[[str], None] = lambda s: None) -> SearchOutcome:
     """Single-objective evolution (see the module docstring). `widths`: the supernet's per-block FFN
     widths (the choices); `log`: the `generations.jsonl` to append to and resume from."""
-    cfg.validate()
-    budget.check(space, widths)
-    glog = GenerationLog(log, space)
-    cached = CachedFitness(fitness, glog.scores)
-    drawer = _Drawer(space, budget, widths, accept, cfg.max_redraws)
-    seen: dict[Architecture, None] = {}
-    t0 = time.perf_counter() - (glog.lines[-1]["seconds"] if glog.lines else 0.0)
-    pop = initial_population(space, cfg.population, random.Random(f"{cfg.seed}:0"), drawer, seen)
+    st = SearchState(space, fitness, cfg, budget, widths, accept, log)
+    pop = initial_population(space, cfg.population, random.Random(f"{cfg.seed}:0"), st.drawer, st.seen)
     g = 0
     while pop:
-        scores = cached(pop)
-        seen.update(dict.fromkeys(pop))
-        ordered = rank({a: cached.scores[a] for a in seen}, space)
-        best = ordered[0]
-        line = glog.record(g, pop, scores, best=candidate(space, best, cached.scores[best]), evaluated=len(seen),
-                           seconds=time.perf_counter() - t0)
+        _, line = st.score(g, pop)
         say(f"generation {g}: best {line['best']['fitness']:.4f} ({line['best']['short']}, "
-            f"{line['best']['params'] / 1e6:.2f}M), mean {line['mean_fitness']:.4f}, {len(seen)} scored")
+            f"{line['best']['params'] / 1e6:.2f}M), mean {line['mean_fitness']:.4f}, {len(st.seen)} scored")
         if g >= cfg.generations:
             break
         g += 1
-        parents = ordered[: cfg.parents]
+        parents = st.ranked()[: cfg.parents]
         rng = random.Random(f"{cfg.seed}:{g}")
         pop = []
-        taken = dict(seen)
+        taken = dict(st.seen)
         for i in range(cfg.population):
             cross = (i % 2 == 0) if cfg.crossover_prob >= 1.0 else rng.random() < cfg.crossover_prob
             if cross and len(parents) > 1:
                 make = lambda: space.crossover(*rng.sample(parents, 2), rng)  # noqa: E731
             else:
                 make = lambda: space.mutate(rng.choice(parents), rng, cfg.mutation_prob, widths)  # noqa: E731
-            child = drawer.child(make, rng, taken)
+            child = st.drawer.child(make, rng, taken)
             if child is None:
                 say(f"generation {g}: no unseen architecture left within the budget after {cfg.max_redraws} redraws")
                 break
             pop.append(child)
             taken[child] = None
-    if not seen:
+    if not st.seen:
         raise ElasticLMError("search: no architecture satisfies the budget and constraints")
-    scores = {a: cached.scores[a] for a in seen}
+    scores = st.scores()
     best = rank(scores, space)[0]
-    return SearchOutcome(best, scores[best], scores, g, time.perf_counter() - t0)
+    return SearchOutcome(best, scores[best], scores, g, time.perf_counter() - st.t0)
 
 
 def random_search(space: SearchSpace, fitness: Fitness, n: int, *, budget: Budget = Budget(), widths=None,

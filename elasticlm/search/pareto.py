@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.search.evolution import (Budget, CachedFitness, Constraint, EvolutionConfig, Fitness, GenerationLog,
-                                        _Drawer, best_within, candidate, rank)
+from elasticlm.search.evolution import (Budget, Constraint, EvolutionConfig, Fitness, SearchState, best_within,
+                                        candidate)
 from elasticlm.space import Architecture, SearchSpace
 
 
@@ -67,13 +67,8 @@ def pareto_search(space: SearchSpace, fitness: Fitness, cfg: EvolutionConfig, *,
     from pymoo.core.sampling import Sampling
     from pymoo.optimize import minimize
 
-    cfg.validate()
-    budget.check(space, widths)
-    glog = GenerationLog(log, space)
-    cached = CachedFitness(fitness, glog.scores)
-    drawer = _Drawer(space, budget, widths, accept, cfg.max_redraws)
-    seen: dict[Architecture, None] = {}
-    t0 = time.perf_counter() - (glog.lines[-1]["seconds"] if glog.lines else 0.0)
+    st = SearchState(space, fitness, cfg, budget, widths, accept, log)
+    drawer, seen = st.drawer, st.seen
     gen = [0]
 
     class _Space(Problem):
@@ -82,13 +77,9 @@ def pareto_search(space: SearchSpace, fitness: Fitness, cfg: EvolutionConfig, *,
 
         def _evaluate(self, X, out, *args, **kwargs):
             archs = [x[0] for x in X]
-            vals = cached(archs)
-            seen.update(dict.fromkeys(archs))
-            best = rank({a: cached.scores[a] for a in seen}, space)[0]
-            line = glog.record(gen[0], archs, vals, best=candidate(space, best, cached.scores[best]),
-                               evaluated=len(seen), seconds=time.perf_counter() - t0)
+            vals, line = st.score(gen[0], archs)
             say(f"generation {gen[0]}: {len(archs)} children, best {line['best']['fitness']:.4f}, "
-                f"front {len(pareto_front({a: cached.scores[a] for a in seen}, space))}, {len(seen)} scored")
+                f"front {len(pareto_front(st.scores(), space))}, {len(seen)} scored")
             gen[0] += 1
             out["F"] = np.array([[space.count_params(a).total, -v] for a, v in zip(archs, vals)], dtype=float)
 
@@ -137,8 +128,8 @@ def pareto_search(space: SearchSpace, fitness: Fitness, cfg: EvolutionConfig, *,
     algorithm = NSGA2(pop_size=cfg.population, sampling=_Sample(), crossover=_Cross(), mutation=_Mutate(prob=1.0),
                       eliminate_duplicates=_Same())
     minimize(_Space(), algorithm, ("n_gen", cfg.generations + 1), seed=cfg.seed, verbose=False)
-    scores = {a: cached.scores[a] for a in seen}
-    return ParetoOutcome(pareto_front(scores, space), scores, gen[0], time.perf_counter() - t0)
+    scores = st.scores()
+    return ParetoOutcome(pareto_front(scores, space), scores, gen[0], time.perf_counter() - st.t0)
 
 
 def pareto_json(space: SearchSpace, scores: dict[Architecture, float], metric: str,
