@@ -219,9 +219,6 @@ def test_finished_run_renders_every_section_with_valid_pngs(tmp_path):
 
 
 def test_partial_run_renders_with_missing_sections_noted(tmp_path):
-    run = make_run(tmp_path / "run")
-    write_report(run)
-    assert (run / "report" / "architecture.png").exists()
     # a run killed after supernet pretraining: only its config and stage 1
     partial = make_run(tmp_path / "partial", parts=("config", "supernet"))
     text = write_report(partial).read_text()
@@ -235,23 +232,30 @@ def test_partial_run_renders_with_missing_sections_noted(tmp_path):
     assert sorted(p.name for p in linked_pngs(partial / "report.md")) == ["growth.png", "pca_scores.png"]
     for png in linked_pngs(partial / "report.md"):
         assert_valid_png(png)
-    # a re-render of the full run after its later stages are gone drops their figures
-    for rel in ("arch.json", "metrics.json"):
-        (run / rel).unlink()
+    assert "| supernet pretraining | 240 |" in text and "| retraining" not in text
+
+
+def test_rerender_drops_figures_of_sections_now_skipped(tmp_path):
+    run = make_run(tmp_path / "run", parts=("config", "arch", "metrics"))
+    write_report(run)
+    assert (run / "report" / "architecture.png").exists()
+    (run / "arch.json").unlink()
     text = write_report(run).read_text()
     assert not (run / "report" / "architecture.png").exists()
     assert "_Skipped: no `arch.json` in this run._" in text
 
 
 def test_unreadable_file_skips_only_its_section(tmp_path):
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run", parts=("config", "search", "metrics"))
     (run / "metrics.json").write_text('{"found": {"params": 1,')  # a torn write
     with (run / "search" / "generations.jsonl").open("a") as f:
         f.write('{"generation": 4, "popul')  # a torn last line is dropped, the rest kept
     text = write_report(run).read_text()
     assert "_Skipped: `metrics.json` is not valid JSON" in text
     assert "4 generations" in text and "search_progress.png" in text
-    assert text.count("_Skipped") == 1
+    skipped = [l for l in text.splitlines() if l.startswith("_Skipped")]
+    assert len(skipped) == 7 and "`metrics.json` is not valid JSON" in skipped[0]
+    assert "## Search" in text and "_Skipped" not in text.split("## Search")[1].split("## FFN growth")[0]
 
 
 @pytest.mark.parametrize("tfidf_test", [0.789, 0.813, 0.801])
