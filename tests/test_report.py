@@ -291,6 +291,16 @@ def test_verdicts_follow_the_numbers():
     assert verdicts({"teacher": {"dev": {"mcc": 0.5}}}, "mcc") == []
 
 
+def test_the_folder_of_elasticlm_ablate_renders_its_table(tmp_path):
+    run = make_run(tmp_path / "grid", parts=("ablation",))
+    (run / "ablation" / "ablation.json").rename(run / "ablation.json")  # where `elasticlm ablate --out` puts it
+    text = write_report(run).read_text()
+    assert "| classic-kd | 3 | 79.5 ± 0.4 | 79.9 ± 0.4 |" in text
+    assert "classic-kd: dev +0.3 points, test -0.2 points against the full method (worse on one split, not the " \
+           "other)." in text
+    assert "block_similarity.png" in text
+
+
 def test_not_a_run_folder_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hello")

@@ -18,7 +18,7 @@ from typing import Any
 REPORT_FILES: tuple[str, ...] = (
     "supernet/growth.jsonl", "supernet/result.json", "supernet-ft/result.json", "search/generations.jsonl",
     "search/pareto.json", "search/result.json", "heads/cka.npz", "heads/heads.json", "arch.json", "metrics.json",
-    "ablation/ablation.json", "ablation/similarity.json",
+    "ablation/ablation.json", "ablation/similarity.json", "ablation.json", "similarity.json",
 )
 
 
@@ -88,6 +88,10 @@ class RunFiles:
         except (OSError, ValueError) as err:
             self.problems[rel] = f"not a readable .npz ({err.__class__.__name__})"
             return None
+
+    def first(self, *rels: str) -> str:
+        """The first of `rels` that exists (else the first): where a file may live in two places."""
+        return next((rel for rel in rels if self.exists(rel)), rels[0])
 
     def missing(self, *rels: str) -> str:
         """The one-line reason a section is skipped: the first of `rels` that is absent or unreadable."""

@@ -209,10 +209,11 @@ def _heads(ctx: Context) -> list[str]:
 
 
 def _similarity(ctx: Context) -> list[str]:
-    data = ctx.need(ctx.files.json("ablation/similarity.json"), "ablation/similarity.json")
+    rel = ctx.files.first("ablation/similarity.json", "similarity.json")
+    data = ctx.need(ctx.files.json(rel), rel)
     data = {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("matrix"), list) and v["matrix"]}
     if not data:
-        raise Skip("`ablation/similarity.json` holds no matrix")
+        raise Skip(f"`{rel}` holds no matrix")
     import numpy as np
 
     means = {k: plots.off_diagonal_mean(np.asarray(v["matrix"], dtype=float)) for k, v in data.items()}
@@ -226,9 +227,10 @@ def _similarity(ctx: Context) -> list[str]:
 
 
 def _ablation(ctx: Context) -> list[str]:
-    data = ctx.need(ctx.files.json("ablation/ablation.json"), "ablation/ablation.json")
+    rel = ctx.files.first("ablation/ablation.json", "ablation.json")  # in a run, or the folder of `elasticlm ablate`
+    data = ctx.need(ctx.files.json(rel), rel)
     if not data.get("rows"):
-        raise Skip("`ablation/ablation.json` holds no rows")
+        raise Skip(f"`{rel}` holds no rows")
     table, said = tables.ablation_table(data)
     return ["The found model of each variant (one component switched off), ×100, mean ± std over seeds.", "",
             *table, "", *said, *([""] if said else [])]
