@@ -72,11 +72,40 @@ def run_dir(tmp_path_factory, tokenizer, sentiment) -> Path:
                "teacher": {"params": 90000, "latency_ms": 3.0, "dev": {"accuracy": 0.9}, "test": {"accuracy": 0.88}},
                "majority": {"params": 0, "latency_ms": 0.0, "dev": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}}
     (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "search").mkdir()
+    (run / "search" / "result.json").write_text(json.dumps({"best": {}, "evaluated": 57, "seconds": 12.5}))
+    (run / "heads").mkdir()
+    (run / "heads" / "heads.json").write_text(json.dumps({"eta": 0.9, "layers": [
+        {"layer": i, "kind": c.kind, "width": 48, "heads_before": 12, "kept": [], "heads_after": c.heads}
+        for i, c in enumerate(ARCH)]}))
     return run
 
 
+REGISTRATION = textwrap.dedent("""
+    import sys
+    import elasticlm
+    assert "torch" not in sys.modules and "transformers" not in sys.modules
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+    print(type(model).__module__, type(AutoConfig.for_model("elasticlm")).__name__)
+""")
+
+
 @pytest.fixture(scope="module")
-def run_export(run_dir, tmp_path_factory):
+def registration(run_dir, tmp_path_factory):
+    """A subprocess (started early, so it overlaps the exports) where `import elasticlm` alone lets
+    AutoModelForSequenceClassification load a saved model."""
+    proc = subprocess.Popen([sys.executable, "-c", REGISTRATION, str(run_dir / "models" / "found")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path_factory.mktemp("registration"), env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def run_export(run_dir, registration, tmp_path_factory):
     out = tmp_path_factory.mktemp("exports") / "run"
     said: list[str] = []
     result = export_model(run_dir, out, int8=True, say=said.append)
@@ -227,6 +256,7 @@ def test_model_card(run_export, causal_export):
     assert "is below: teacher (88.0)" in text and "majority" in text
     assert "preset `demo`" in text and "trust_remote_code=True" in text and "1 = `positive`" in text
     assert "int8" in text and "speed-up" in text
+    assert "scored 57 distinct architectures in 12 s" in text and "kept 12 of 36 attention heads" in text
     lm = (causal_export[0] / "README.md").read_text()
     assert "pipeline_tag: text-generation" in lm and "No evaluation results" in lm
 
@@ -264,19 +294,10 @@ def test_cli_export_prints_how_to_load(run_dir, tmp_path, capsys):
     assert "onnx" not in json.loads((out / "export.json").read_text())
 
 
-def test_import_elasticlm_registers_auto_classes_without_torch(run_dir, tmp_path):
-    code = textwrap.dedent(f"""
-        import sys
-        import elasticlm
-        assert "torch" not in sys.modules and "transformers" not in sys.modules
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained({str(run_dir / 'models' / 'found')!r})
-        print(type(model).__module__, type(AutoConfig.for_model("elasticlm")).__name__)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["elasticlm.models.modeling", "ElasticLMConfig"]
+def test_import_elasticlm_registers_auto_classes_without_torch(registration):
+    out, err = registration.communicate(timeout=300)
+    assert registration.returncode == 0, err[-3000:]
+    assert out.split() == ["elasticlm.models.modeling", "ElasticLMConfig"]
 
 
 @pytest.mark.parametrize("head", ["mlm", "qa", "base"])

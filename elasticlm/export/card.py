@@ -124,11 +124,32 @@ def _how_made(source, run_config: dict | None) -> list[str]:
         f"task teacher ({train.get('epochs', '?')} epochs, seeds {retrain.get('seeds', '?')}) and evaluated on "
         f"dev and test, as are the equal-budget baselines in the table above.",
         "",
+        *_run_facts(source.run_dir),
         "The run's resolved configuration is in its `run_config.json`; see the elasticlm README "
         "(\"The run folder\") for what each stage writes.",
         "",
     ]
     return lines
+
+
+def _run_facts(run_dir: Path) -> list[str]:
+    """What the run's search and head-search stages recorded, when their files are there."""
+    facts = []
+    search = _read_json(run_dir / "search" / "result.json")
+    if isinstance(search, dict) and search.get("evaluated"):
+        facts.append(f"The search scored {int(search['evaluated']):,} distinct architectures"
+                     + (f" in {float(search['seconds']):.0f} s." if search.get("seconds") else "."))
+    heads = _read_json(run_dir / "heads" / "heads.json")
+    layers = heads.get("layers") if isinstance(heads, dict) else None
+    if isinstance(layers, list) and layers and all(isinstance(l, dict) for l in layers):
+        try:
+            before = sum(int(l["heads_before"]) for l in layers)
+            after = sum(int(l["heads_after"]) for l in layers)
+        except (KeyError, TypeError, ValueError):
+            return facts
+        eta = f" (CKA threshold {heads['eta']})" if heads.get("eta") is not None else ""
+        facts.append(f"Head search{eta} kept {after} of {before} attention heads.")
+    return [" ".join(facts), ""] if facts else []
 
 
 def _export_section(result: dict) -> list[str]:
