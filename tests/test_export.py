@@ -281,6 +281,13 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys, run_dir):
     (busy / "keep.txt").write_text("mine")
     assert cli.main(["export", str(run_dir), "--out", str(busy)]) == 2
     assert "--force" in capsys.readouterr().err and (busy / "keep.txt").exists()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((run_dir / "models" / "found" / name).read_bytes())
+    assert cli.main(["export", str(bare), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no tokenizer beside the model" in err and not (tmp_path / "x").exists()
     with pytest.raises(ElasticLMError, match="is \\(or holds\\) the model"):
         export_model(run_dir, run_dir, force=True)
 

@@ -41,6 +41,9 @@ Say = Callable[[str], None]
 AUTO_CLASSES = ("AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification",
                 "AutoModelForQuestionAnswering", "AutoModelForCausalLM")
 """Auto classes written into `auto_map` (each that has an elasticlm model class registered)."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "tokenizer.model")
+"""Files of which a saved tokenizer has at least one."""
 RELOAD_TOLERANCE = 1e-5
 """Largest allowed |exported code - library| difference of the outputs at export time."""
 
@@ -137,6 +140,9 @@ def _load(source: Source):
     if name not in classes or name not in HEADS:
         raise ElasticLMError(f"{folder}/config.json: architectures names {name!r}; export supports "
                              f"{', '.join(sorted(HEADS))}")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ElasticLMError(f"{folder}: no tokenizer beside the model (none of {', '.join(TOKENIZER_FILES)}); "
+                             f"save it there with tokenizer.save_pretrained")
     try:
         model, info = classes[name].from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
     except OSError as err:
