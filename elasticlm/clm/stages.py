@@ -1,0 +1,457 @@
+"""The causal pipeline's stages (README, "Causal language models").
+
+    pretrain   the architecture as a decoder with the teacher's tokenizer: next-token loss on a
+               corpus (optionally + the teacher's logits)                    -> OUT/model/
+    sft        supervised fine-tuning on instruction pairs (the baseline)      -> OUT/model/
+    distill    MiniLLM reverse-KL distillation from the causal teacher, starting from the SFT
+               model (as MiniLLM does), with the LM loss on pretraining text  -> OUT/model/
+    evaluate   Rouge-L of greedy responses to the held-out instructions        -> OUT/rouge.json
+    run        all of them for the architecture and for a uniform baseline of about the same
+               parameters trained the same way, the teacher evaluated too    -> OUT/rouge.json, OUT/export/
+
+Each stage folder holds run_config.json and, when finished, result.json; a finished stage is skipped,
+an unfinished one resumes from its newest checkpoint (the training engine's).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from elasticlm.config import to_dict
+from elasticlm.data.cache import atomic_file
+from elasticlm.errors import ElasticLMError
+from elasticlm.space import Architecture, SearchSpace
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class StageTrain:
+    """Optimisation of one stage."""
+
+    steps: int = 100
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Sequences per step."""
+    lr: float = 5e-4
+    """Peak learning rate (linear warm-up over 10%, then linear decay)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+
+
+@dataclass
+class ClmConfig:
+    """Everything the causal pipeline's stages read."""
+
+    preset: str = "demo"
+    """Search space whose dimensions the decoder takes (hidden size, heads, embedding size)."""
+    arch: str | None = None
+    """arch.json of the architecture (a file, or a run folder holding arch.json); None: a seeded
+    sample within the preset's parameter ceiling."""
+    teacher: str = "smollm2-135m-instruct"
+    """Causal teacher (offline alias, hub id or folder); its tokenizer becomes the student's."""
+    corpus: str = "demo"
+    """Pretraining text: demo, a .txt file, a folder of them, or a datasets name."""
+    instructions: str = "sharegpt"
+    """Instruction pairs: sharegpt, dolly (datasets), a Dolly-format .jsonl file or folder."""
+    context: int = 256
+    """The decoder's positions (max_position_embeddings)."""
+    block_size: int = 128
+    """Tokens per pretraining block."""
+    max_blocks: int | None = 20000
+    """Pretraining blocks taken from the corpus (None: all)."""
+    max_pairs: int = 4000
+    """Instruction pairs read from the source (before the length filter)."""
+    max_prompt: int = 112
+    """Longest prompt kept, in tokens (chat template included)."""
+    max_response: int = 64
+    """Response tokens kept for SFT (longer ones are cut)."""
+    ascii_share: float = 0.95
+    """Drop pairs whose text is less ASCII than this (keeps mostly English text); 0 keeps all."""
+    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=300, batch_size=16, lr=1e-3))
+    """Pretraining."""
+    kd_weight: float = 0.0
+    """Weight of the teacher-logit KL in pretraining (0: next-token loss only)."""
+    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=150, batch_size=8, lr=5e-4))
+    """Supervised fine-tuning."""
+    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=40, batch_size=8, lr=1e-4))
+    """MiniLLM distillation (from the SFT model)."""
+    mix: float = 0.2
+    """Teacher share of the sampling distribution."""
+    lm_weight: float = 1.0
+    """Weight of the next-token loss on pretraining blocks during distillation."""
+    sample_tokens: int = 48
+    """Most response tokens sampled per distillation prompt."""
+    eval_prompts: int = 40
+    """Held-out instructions scored by Rouge-L."""
+    eval_tokens: int = 48
+    """Most tokens generated per evaluation prompt (greedy)."""
+    precision: str = "auto"
+    """auto, bf16 or fp32 (see TrainConfig.precision)."""
+    seed: int = 0
+    """Seeds initialisation, data order, sampling and the default architecture."""
+    progress: bool = True
+    """Progress lines while training."""
+
+    def validate(self) -> None:
+        checks = [("mix", 0 <= self.mix <= 1, "must be in [0, 1]"), ("context", self.context >= 16, "must be >= 16"),
+                  ("block_size", 8 <= self.block_size <= self.context, "must be in [8, context]"),
+                  ("max_prompt", 0 < self.max_prompt < self.context, "must be in (0, context)"),
+                  ("eval_prompts", self.eval_prompts > 0, "must be > 0"),
+                  ("kd_weight", 0 <= self.kd_weight <= 1, "must be in [0, 1]")]
+        for name, ok, why in checks:
+            if not ok:
+                raise ElasticLMError(f"clm config: {name}={getattr(self, name)!r} {why}")
+        if self.max_prompt + max(self.max_response, self.sample_tokens, self.eval_tokens) > self.context:
+            raise ElasticLMError(f"clm config: max_prompt {self.max_prompt} + response tokens exceed the context "
+                                 f"{self.context}; raise context or lower max_prompt")
+
+    def train_config(self, stage: StageTrain):
+        from elasticlm.train.engine import TrainConfig
+
+        return TrainConfig(lr=stage.lr, batch_size=stage.batch_size, max_steps=stage.steps,
+                           weight_decay=stage.weight_decay, precision=self.precision, seed=self.seed,
+                           log_every=10, progress=self.progress, device="cpu" if not torch.cuda.is_available() else "auto")
+
+
+def _say(s: str) -> None:
+    print(s, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Architecture and model
+# ------------------------------------------------------------------------------------------------
+
+
+def decoder_space(cfg: ClmConfig, vocab_size: int) -> SearchSpace:
+    from elasticlm.space import get_preset
+
+    return replace(get_preset(cfg.preset).space, vocab_size=vocab_size, max_position_embeddings=cfg.context)
+
+
+def resolve_arch(cfg: ClmConfig) -> Architecture:
+    """The architecture of `cfg.arch`, or a seeded sample within the preset's ceiling."""
+    from elasticlm.space import get_preset
+
+    space = get_preset(cfg.preset).space
+    if cfg.arch:
+        path = Path(cfg.arch)
+        path = path / "arch.json" if path.is_dir() else path
+        if not path.is_file():
+            raise ElasticLMError(f"{cfg.arch}: no arch.json there; give an arch.json file or a folder holding one")
+        from elasticlm.data.textfile import read_text
+
+        return space.arch_from_json(read_text(path))
+    return space.sample_within(random.Random(cfg.seed), space.param_ceiling)
+
+
+def uniform_like(space: SearchSpace, arch: Architecture) -> Architecture:
+    """The uniform no-sharing architecture (bert or mobile blocks, one FFN width) with the most
+    parameters not above `arch`'s (the closest one when none is below)."""
+    target = space.count_params(arch).total
+    options = [space.uniform(k, "none", f) for k in ("bert", "mobile") for f in space.ffn_grid]
+    below = [a for a in options if space.count_params(a).total <= target]
+    if below:
+        return max(below, key=lambda a: space.count_params(a).total)
+    return min(options, key=lambda a: abs(space.count_params(a).total - target))
+
+
+def new_student(space: SearchSpace, arch: Architecture, tokenizer, seed: int):
+    """A freshly initialised decoder for `arch` with the tokenizer's special ids."""
+    from elasticlm.models import ElasticLMConfig, ElasticLMForCausalLM
+
+    config = ElasticLMConfig.from_space(space, arch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                        bos_token_id=tokenizer.bos_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return ElasticLMForCausalLM(config)
+
+
+def load_student(folder: Path):
+    """(model, tokenizer) saved by a stage (its folder or its model/ folder)."""
+    from transformers import AutoTokenizer
+
+    from elasticlm.models import ElasticLMForCausalLM
+
+    folder = _model_dir(folder)
+    if not (folder / "config.json").is_file():
+        raise ElasticLMError(f"{folder}: no saved causal model here (config.json missing); run the previous stage")
+    return ElasticLMForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
+def check_same_tokenizer(teacher, tokenizer, teacher_name: str) -> None:
+    """One-line error when the teacher's tokenizer is not the student's."""
+    if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ElasticLMError(f"teacher {teacher_name}'s tokenizer differs from the student's ({len(teacher.tokenizer):,} "
+                             f"vs {len(tokenizer):,} tokens); use the teacher whose tokenizer the student was built with")
+
+
+def _finish(out: Path, model, tokenizer, result: dict) -> dict:
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    with atomic_file(out / "result.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Data shared by the stages
+# ------------------------------------------------------------------------------------------------
+
+
+def blocks_for(cfg: ClmConfig, tokenizer):
+    from elasticlm.clm.data import causal_blocks
+
+    return causal_blocks(cfg.corpus, tokenizer, cfg.block_size, tokenizer_id=cfg.teacher, max_blocks=cfg.max_blocks)
+
+
+def instruction_items(cfg: ClmConfig, tokenizer):
+    """(train items, held-out items) of `cfg.instructions` in the teacher's chat format."""
+    from elasticlm.clm.data import load_instructions, split_pairs, tokenize_pairs
+
+    train, held = split_pairs(load_instructions(cfg.instructions, limit=cfg.max_pairs))
+    kw = dict(max_prompt=cfg.max_prompt, max_response=cfg.max_response, ascii_only=cfg.ascii_share)
+    train_items, held_items = tokenize_pairs(train, tokenizer, **kw), tokenize_pairs(held, tokenizer, **kw)
+    if not train_items or not held_items:
+        raise ElasticLMError(f"instructions {cfg.instructions!r}: {len(train_items)} training and {len(held_items)} "
+                             f"held-out pairs fit max_prompt={cfg.max_prompt}; give more pairs or a longer max_prompt")
+    return train_items, held_items[:cfg.eval_prompts]
+
+
+def _teacher(cfg: ClmConfig, teacher=None):
+    from elasticlm.distill.teachers import load_teacher
+
+    if teacher is None:
+        teacher = load_teacher(cfg.teacher, kind="causal", dtype="fp32" if cfg.precision == "fp32" else "bf16")
+    if teacher.kind != "causal":
+        raise ElasticLMError(f"teacher {cfg.teacher} is an {teacher.kind} model; the causal pipeline needs a causal LM")
+    return teacher
+
+
+# ------------------------------------------------------------------------------------------------
+# Stages
+# ------------------------------------------------------------------------------------------------
+
+
+def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = None, teacher=None,
+             say: Say = _say) -> dict[str, Any]:
+    """Pretrain the decoder of `arch` (default `resolve_arch(cfg)`) into OUT/model/."""
+    from elasticlm.clm.train import CausalPretrain
+    from elasticlm.train.engine import fit
+    from elasticlm.train.run_folder import check_out, claim_out
+
+    cfg.validate()
+    out = Path(out)
+    arch = arch or resolve_arch(cfg)
+    stage_cfg = {"arch": arch.to_list(), **_fields(cfg, "preset", "teacher", "corpus", "context", "block_size",
+                                                   "max_blocks", "pretrain", "kd_weight", "precision", "seed")}
+    done = check_out(out, "clm-pretrain", stage_cfg)
+    if done is not None:
+        say(f"{out}: pretraining already complete")
+        return done
+    teacher = _teacher(cfg, teacher)
+    tokenizer = teacher.tokenizer
+    space = decoder_space(cfg, len(tokenizer))
+    model = new_student(space, arch, tokenizer, cfg.seed)
+    blocks = blocks_for(cfg, tokenizer)
+    train = cfg.train_config(cfg.pretrain)
+    heldout_n = max(1, len(blocks) // 100)
+    claim_out(out, "clm-pretrain", stage_cfg, _dist())
+    say(f"pretraining the decoder {arch.short()} ({model.num_parameters():,} parameters) on {cfg.corpus}: "
+        f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.steps} steps of {cfg.pretrain.batch_size}")
+    objective = CausalPretrain(model, blocks[:-heldout_n], train, teacher=teacher if cfg.kd_weight else None,
+                               kd_weight=cfg.kd_weight)
+    state = fit(objective, train, out, total=cfg.pretrain.steps, say=say)
+    loss = heldout_loss(model, blocks[-heldout_n:], bf16=train.bf16)
+    result = {"stage": "clm-pretrain", "steps": state["step"], "tokens": state["tokens"],
+              "seconds": round(state["seconds"], 1), "params": model.num_parameters(),
+              "heldout_loss": loss, "heldout_ppl": float(torch.tensor(loss).exp())}
+    say(f"pretrained: held-out next-token loss {loss:.3f} (perplexity {result['heldout_ppl']:.1f})")
+    return _finish(out, model, tokenizer, result)
+
+
+@torch.no_grad()
+def heldout_loss(model, blocks, *, bf16: bool, batch: int = 16) -> float:
+    import numpy as np
+
+    from elasticlm.train.engine import autocast
+
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, min(len(blocks), 256), batch):
+        ids = torch.from_numpy(np.asarray(blocks[s:s + batch], dtype=np.int64))
+        with autocast(bf16, "cpu"):
+            total += float(model(input_ids=ids, labels=ids).loss) * len(ids)
+        n += len(ids)
+    return total / max(n, 1)
+
+
+def sft(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: Say = _say) -> dict[str, Any]:
+    """Supervised fine-tuning of the model in `src` (a stage folder or model folder) into OUT/model/."""
+    from elasticlm.clm.train import SFT
+    from elasticlm.train.engine import fit
+    from elasticlm.train.run_folder import check_out, claim_out
+
+    cfg.validate()
+    out, src = Path(out), _model_dir(src)
+    stage_cfg = {"src": str(src), **_fields(cfg, "instructions", "max_pairs", "max_prompt", "max_response",
+                                            "ascii_share", "sft", "precision", "seed")}
+    done = check_out(out, "clm-sft", stage_cfg)
+    if done is not None:
+        say(f"{out}: SFT already complete")
+        return done
+    model, tokenizer = load_student(src)
+    items, _ = instruction_items(cfg, tokenizer)
+    train = cfg.train_config(cfg.sft)
+    claim_out(out, "clm-sft", stage_cfg, _dist())
+    say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.steps} steps of {cfg.sft.batch_size}")
+    state = fit(SFT(model, items, train, tokenizer.pad_token_id), train, out, total=cfg.sft.steps, say=say)
+    result = {"stage": "clm-sft", "steps": state["step"], "seconds": round(state["seconds"], 1),
+              "pairs": len(items), "loss": state.get("losses", {}).get("loss")}
+    return _finish(out, model, tokenizer, result)
+
+
+def distill(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: Say = _say) -> dict[str, Any]:
+    """MiniLLM distillation of the model in `src` (normally the SFT stage's) into OUT/model/."""
+    from elasticlm.clm.train import MiniLLM
+    from elasticlm.train.engine import fit
+    from elasticlm.train.run_folder import check_out, claim_out
+
+    cfg.validate()
+    out, src = Path(out), _model_dir(src)
+    stage_cfg = {"src": str(src), **_fields(cfg, "teacher", "instructions", "max_pairs", "max_prompt", "ascii_share",
+                                            "corpus", "block_size", "max_blocks", "distill", "mix", "lm_weight",
+                                            "sample_tokens", "precision", "seed")}
+    done = check_out(out, "clm-distill", stage_cfg)
+    if done is not None:
+        say(f"{out}: distillation already complete")
+        return done
+    model, tokenizer = load_student(src)
+    teacher = _teacher(cfg, teacher)
+    check_same_tokenizer(teacher, tokenizer, cfg.teacher)
+    items, _ = instruction_items(cfg, tokenizer)
+    blocks = blocks_for(cfg, tokenizer)
+    train = cfg.train_config(cfg.distill)
+    claim_out(out, "clm-distill", stage_cfg, _dist())
+    say(f"MiniLLM distillation of {src} from {cfg.teacher}: {cfg.distill.steps} steps of {cfg.distill.batch_size} "
+        f"prompts, responses of up to {cfg.sample_tokens} tokens sampled with teacher mix {cfg.mix}")
+    objective = MiniLLM(model, teacher, items, blocks, train, pad_id=tokenizer.pad_token_id,
+                        eos_id=tokenizer.eos_token_id, mix=cfg.mix, lm_weight=cfg.lm_weight,
+                        max_new=cfg.sample_tokens)
+    state = fit(objective, train, out, total=cfg.distill.steps, say=say, extra_state=objective.state,
+                restore_state=objective.restore,
+                tokens_of=lambda b: int(b["response_mask"].sum()))
+    result = {"stage": "clm-distill", "steps": state["step"], "seconds": round(state["seconds"], 1),
+              "losses": state.get("losses", {})}
+    return _finish(out, model, tokenizer, result)
+
+
+def evaluate(cfg: ClmConfig, models: dict[str, str | Path], out: str | Path, *, teacher=None,
+             say: Say = _say) -> dict[str, float]:
+    """Rouge-L F (0-1) of each model (name -> stage/model folder, or "teacher") on the held-out
+    instructions; writes OUT/rouge.json, OUT/rouge.md and OUT/responses.jsonl."""
+    from elasticlm.clm.data import write_jsonl
+    from elasticlm.clm.evaluate import greedy_responses, rouge_l
+    from elasticlm.train.engine import TrainConfig
+
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = _teacher(cfg, teacher) if any(str(v) == "teacher" for v in models.values()) or teacher else None
+    bf16 = TrainConfig(precision=cfg.precision).bf16
+    scores, rows, held = {}, [], None
+    for name, where in models.items():
+        if str(where) == "teacher":
+            model, tokenizer = teacher.model, teacher.tokenizer
+        else:
+            model, tokenizer = load_student(_model_dir(where))
+            if teacher is not None:
+                check_same_tokenizer(teacher, tokenizer, cfg.teacher)
+        if held is None:
+            _, held = instruction_items(cfg, tokenizer)
+        preds = greedy_responses(model, tokenizer, held, max_new=cfg.eval_tokens, bf16=bf16)
+        refs = [t.pair.response for t in held]
+        scores[name] = round(rouge_l(preds, refs), 4)
+        rows += [{"model": name, "instruction": t.pair.user_text(), "reference": r, "response": p}
+                 for t, p, r in zip(held, preds, refs)]
+        say(f"{name}: Rouge-L {scores[name]:.4f} on {len(held)} held-out instructions")
+    with atomic_file(out / "rouge.json") as tmp:
+        tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    table = "| model | Rouge-L (F) |\n|---|---|\n" + "".join(f"| {k} | {v:.4f} |\n" for k, v in scores.items())
+    with atomic_file(out / "rouge.md") as tmp:
+        tmp.write_text(f"Rouge-L on {len(held or [])} held-out {cfg.instructions} instructions, greedy, "
+                       f"at most {cfg.eval_tokens} tokens\n\n{table}")
+    write_jsonl(out / "responses.jsonl", rows)
+    return scores
+
+
+def run(cfg: ClmConfig, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
+    """The whole causal pipeline into OUT (resumable); returns rouge.json's contents."""
+    out = Path(out)
+    cfg.validate()
+    teacher = _teacher(cfg)
+    arch = resolve_arch(cfg)
+    space = decoder_space(cfg, len(teacher.tokenizer))
+    base = uniform_like(space, arch)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "arch.json").write_text(arch.to_json() + "\n")
+    say(f"architecture {arch.short()} ({space.count_params(arch).total:,} parameters); uniform baseline "
+        f"{base.short()} ({space.count_params(base).total:,})")
+    for name, a in (("found", arch), ("uniform", base)):
+        pretrain(cfg, out / name / "pretrain", arch=a, teacher=teacher, say=say)
+        sft(cfg, out / name / "pretrain", out / name / "sft", teacher=teacher, say=say)
+        distill(cfg, out / name / "sft", out / name / "distill", teacher=teacher, say=say)
+    rouge_file = out / "rouge.json"
+    if rouge_file.is_file():
+        scores = json.loads(rouge_file.read_text())
+        say(f"{rouge_file}: evaluation already complete")
+    else:
+        scores = evaluate(cfg, {"distilled": out / "found" / "distill", "sft": out / "found" / "sft",
+                                "uniform": out / "uniform" / "distill", "teacher": "teacher"},
+                          out / "evaluate", teacher=teacher, say=say)
+        with atomic_file(rouge_file) as tmp:
+            tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    export_decoder(out / "found" / "distill" / "model", out / "export", say=say)
+    return scores
+
+
+def export_decoder(model_dir: Path, out: Path, *, say: Say = _say) -> str:
+    """Export with `elasticlm.export.export_model` when that package is there, else a plain
+    save_pretrained copy with the tokenizer. Returns which of the two ("export" / "save_pretrained")."""
+    if (out / "config.json").is_file():
+        return "done"
+    try:
+        from elasticlm.export import export_model
+    except ImportError:
+        export_model = None
+    if export_model is not None:
+        export_model(model_dir, out, say=say)
+        return "export"
+    model, tokenizer = load_student(model_dir)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    say(f"saved {out} (save_pretrained; elasticlm.export is not available)")
+    return "save_pretrained"
+
+
+def _model_dir(src: str | Path) -> Path:
+    src = Path(src)
+    return src / "model" if (src / "model" / "config.json").is_file() else src
+
+
+def _fields(cfg: ClmConfig, *names: str) -> dict:
+    full = to_dict(cfg)
+    return {n: full[n] for n in names}
+
+
+def _dist():
+    from elasticlm.train.engine import Dist
+
+    return Dist()
