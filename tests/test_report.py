@@ -203,7 +203,7 @@ def test_finished_run_renders_every_section_with_valid_pngs(tmp_path):
              default_metrics()]
     assert order == ["found", "uniform-bert", "uniform-mobile", "random-search", "teacher", "majority", "tfidf-logreg"]
     found_row = next(l for l in table if "**found**" in l)
-    params = f"{SPACE.count_params(FOUND).total / 1e6:.2f}"
+    params = f"{SPACE.count_params(FOUND).total / 1e6:.2f}M"
     assert found_row.startswith(f"| **found** | {params} | 3.10 | 79.2 ± 0.4 | 78.2 ± 0.5 | 80.1 ± 0.3 |"), found_row
     # computed sentences, the ablation table, what it cost
     assert "found beats tfidf-logreg on test accuracy by 1.2 points (80.1 vs 78.9" in text

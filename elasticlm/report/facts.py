@@ -4,7 +4,7 @@ table of every stage's steps, tokens and seconds from the stage `result.json` fi
 from __future__ import annotations
 
 from elasticlm.report.files import RunFiles, number
-from elasticlm.report.tables import count, md_table, seconds
+from elasticlm.report.tables import count, md_table, params_text, seconds
 
 
 def _get(data: dict, *keys, default=None):
@@ -27,14 +27,14 @@ def config_sentence(cfg: dict) -> str:
         if evo.get("population") and evo.get("generations") is not None:
             s += f", population {evo['population']} × {evo['generations']} generations"
         if search.get("ceiling"):
-            s += f", ceiling {search['ceiling'] / 1e6:.2f}M parameters"
+            s += f", ceiling {params_text(search['ceiling'])} parameters"
         parts.append(s)
     retrain = cfg.get("retrain") or {}
     if retrain:
         s = f"retraining: seeds {retrain.get('seeds', '?')}, init {retrain.get('init', '?')}"
         epochs = _get(retrain, "train", "epochs")
         if epochs is not None:
-            s += f", {epochs:g} epochs" if isinstance(epochs, (int, float)) else ""
+            s += f", {epochs:g} epoch{'' if epochs == 1 else 's'}" if isinstance(epochs, (int, float)) else ""
         if retrain.get("pretrain_steps"):
             s += f" after {retrain['pretrain_steps']} distillation-pretraining steps"
         parts.append(s)

@@ -89,8 +89,9 @@ def _architecture(ctx: Context) -> list[str]:
         try:
             count = space.count_params(space.validate(Architecture.from_list(layers)))
             per_layer = list(count.per_layer)
-            lines += [f"{len(layers)} layers, {count.total / 1e6:.2f}M parameters ({count.embedding / 1e6:.2f}M "
-                      f"embeddings, {count.encoder / 1e6:.2f}M in the blocks).", ""]
+            lines += [f"{len(layers)} layers, {tables.params_text(count.total)} parameters "
+                      f"({tables.params_text(count.embedding)} embeddings, {tables.params_text(count.encoder)} in the "
+                      f"blocks).", ""]
         except (ElasticLMError, TypeError, ValueError) as err:
             lines += [f"_Parameters not counted: {str(err).splitlines()[0]}._", ""]
     kinds = [l.get("kind") for l in layers]
@@ -124,7 +125,7 @@ def _search(ctx: Context) -> list[str]:
             if best.get("short"):
                 s += f": `{best['short']}`"
             if number(best.get("params")) is not None:
-                s += f", {best['params'] / 1e6:.2f}M parameters"
+                s += f", {tables.params_text(best['params'])} parameters"
         lines += [s + ".", ""]
         lines += ctx.figure("search_progress.png", lambda p: searchplots.plot_search_progress(gens, p, metric=metric),
                             "best-so-far and mean fitness per generation")
@@ -134,10 +135,10 @@ def _search(ctx: Context) -> list[str]:
     if isinstance(rnd, dict) and isinstance(best, dict) and None not in (number(rnd.get("fitness")),
                                                                           number(best.get("fitness"))):
         diff = 100 * (best["fitness"] - rnd["fitness"])
-        word = "above" if diff > 0 else ("below" if diff < 0 else "level with")
+        where = f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'}" if diff else "level with"
         lines += [f"Random search with the same number of scored architectures "
                   f"({tables.count(rnd.get('evaluated'))}) found {100 * rnd['fitness']:.1f}: the search's best "
-                  f"is {abs(diff):.1f} points {word} it on the held-out split.", ""]
+                  f"is {where} it on the held-out split.", ""]
     if pareto is not None:
         points = [p for p in pareto.get("points", []) if isinstance(p, dict)
                   and number(p.get("params")) is not None and number(p.get("fitness")) is not None]

@@ -9,6 +9,7 @@ import numpy as np
 
 from elasticlm.report.files import number
 from elasticlm.report.plots import KIND_COLOURS, new_figure, save
+from elasticlm.report.tables import params_text
 
 SHARING_WORDS = {"none": "no sharing", "qv": "Q=V shared", "kv": "K=V shared"}
 SHARING_HATCH = {"none": "", "qv": "//", "kv": "\\\\"}
@@ -96,7 +97,7 @@ def plot_pareto(points: list[dict], front: list[dict], path: Path, *, metric: st
         ax.scatter([best["params"] / 1e6], [best["fitness"]], marker="*", s=220, color="#ffbf00", edgecolor="black",
                    zorder=4, label="found")
     if ceiling:
-        ax.axvline(ceiling / 1e6, ls="--", color="#555555", lw=1, label=f"ceiling {ceiling / 1e6:.2f}M")
+        ax.axvline(ceiling / 1e6, ls="--", color="#555555", lw=1, label=f"ceiling {params_text(ceiling)}")
     ax.set_xlabel("parameters (M, embeddings included)")
     ax.set_ylabel(f"held-out {metric}")
     ax.grid(alpha=0.3)

@@ -25,13 +25,14 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
     return out
 
 
-def millions(params: Any) -> str:
+def params_text(params: Any) -> str:
+    """A parameter count with its unit: 4.42M, 40.0k, 12."""
     p = number(params)
     if p is None:
         return "–"
-    if p == 0:
-        return "0"
-    return f"{p / 1e6:.4f}" if p < 5000 else f"{p / 1e6:.2f}"
+    if p >= 1e6:
+        return f"{p / 1e6:.2f}M"
+    return f"{p / 1e3:.1f}k" if p >= 1e3 else f"{int(p)}"
 
 
 def count(v: Any) -> str:
@@ -95,12 +96,12 @@ def results_table(metrics: dict) -> list[str]:
     names = metric_names(metrics)
     cols = [(split, m) for split in SPLITS for m in names
             if any(_value(metrics[x], split, m) is not None for x in metrics)]
-    header = ["model", "params (M)", "latency (ms)", *[f"{split} {m}" for split, m in cols], "seeds"]
+    header = ["model", "params", "latency (ms)", *[f"{split} {m}" for split, m in cols], "seeds"]
     rows = []
     for model in ordered_models(metrics):
         e = metrics[model] if isinstance(metrics[model], dict) else {}
         lat = number(e.get("latency_ms"))
-        row = [f"**{model}**" if model == "found" else model, millions(e.get("params")),
+        row = [f"**{model}**" if model == "found" else model, params_text(e.get("params")),
                "–" if lat is None else f"{lat:.2f}"]
         for split, m in cols:
             v, s = _value(e, split, m), _std(e, split, m)
@@ -133,7 +134,7 @@ def verdicts(metrics: dict, metric: str) -> list[str]:
             pair = f"({points(mine)} vs {points(theirs)}"
             sizes = (number(found.get("params")), number(metrics[other].get("params")))
             if all(p is not None and p > 0 for p in sizes):
-                pair += f"; {millions(sizes[0])}M vs {millions(sizes[1])}M parameters"
+                pair += f"; {params_text(sizes[0])} vs {params_text(sizes[1])} parameters"
             pair += ")"
             spread = max([s for s in (_std(found, split, metric), _std(metrics[other], split, metric))
                           if s is not None], default=None)
