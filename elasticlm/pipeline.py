@@ -292,8 +292,9 @@ def _latency(model_dir: Path, cache: Path) -> float:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    ms = float(model_latency(model, batch=1, seq_len=128, device=device))
-    _write_json(cache, {"batch1_ms": ms, "seq_len": 128, "device": device})
+    n = min(128, getattr(model.config, "max_position_embeddings", 128))  # N=128 unless the model is shorter
+    ms = float(model_latency(model, batch=1, seq_len=n, device=device))
+    _write_json(cache, {"batch1_ms": ms, "seq_len": n, "device": device})
     return ms
 
 

@@ -18,7 +18,7 @@ from elasticlm.search.evolution import Budget, EvolutionConfig, candidate, evolv
 from elasticlm.search.heads import HeadsConfig, search_heads, write_heads
 from elasticlm.search.pareto import pareto_json, pareto_search, write_pareto
 from elasticlm.space import Architecture
-from elasticlm.train.run_folder import check_out, claim_out
+from elasticlm.train.run_folder import check_out, claim_out, input_path
 
 Say = Callable[[str], None]
 
@@ -99,8 +99,10 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
 
     net, config = load_supernet(supernet_dir)
     heads = list(config.get("task_heads", {}))
-    data = load_task(task or (heads[0] if len(heads) == 1 else ""), data_dir=data_dir) if (task or len(heads) == 1) \
-        else None
+    sources = config.get("task_sources", {})  # head name -> the task name or folder it was trained on
+    if task is None and len(heads) == 1:
+        task = heads[0]
+    data = load_task(sources.get(task, task), data_dir=data_dir) if task else None
     if data is None:
         raise ElasticLMError(f"{supernet_dir} has task heads {heads or 'none'}: say which task to search for "
                              f"(--task NAME)" if heads else
@@ -137,7 +139,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
 
     cfg.validate()
     out, dist = Path(out), Dist.setup()
-    run_config = {**to_dict(cfg), "supernet": str(Path(supernet_dir).resolve())}
+    run_config = {**to_dict(cfg), "supernet": input_path(supernet_dir, out)}
     done = check_out(out, "search", run_config)
     if done is not None:
         say(f"{out}: search already complete")
@@ -206,7 +208,7 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
 
     out = Path(out)
     run_config = {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads), "arch": arch.to_list(),
-                  "supernet": str(Path(supernet_dir).resolve())}
+                  "supernet": input_path(supernet_dir, out)}
     done = check_out(out, "heads", run_config)
     if done is not None:
         say(f"{out}: head search already complete")

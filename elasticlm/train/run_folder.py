@@ -152,6 +152,14 @@ def load_checkpoint_weights(folder: Path, modules: dict[str, nn.Module]) -> dict
 # --------------------------------------------------------------------------------------------------
 
 
+def input_path(folder: str | Path, out: str | Path) -> str:
+    """How a stage's config names an input folder: relative to the stage's own folder, so a run folder
+    can be moved or copied whole and still resumes."""
+    import os
+
+    return os.path.relpath(Path(folder).resolve(), Path(out).resolve())
+
+
 def check_out(out: Path, stage: str, config: dict[str, Any]) -> dict | None:
     """Read-only: `out` is free (None), finished (its result), or an unfinished run of this same
     config (None, resumed); anything else is refused before a file is touched."""

@@ -26,7 +26,7 @@ from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time
-from elasticlm.train.run_folder import check_out, claim_out, truncate_jsonl
+from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
                                       save_supernet, widths_to_json)
@@ -220,7 +220,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     if Path(supernet_dir).resolve() == out.resolve():
         raise ElasticLMError("finetune: --out must differ from --supernet (the pretrained supernet is kept)")
     net, sconfig = load_supernet(supernet_dir)
-    run_config = {**to_dict(cfg), "supernet": str(Path(supernet_dir).resolve())}
+    run_config = {**to_dict(cfg), "supernet": input_path(supernet_dir, out)}
     done = check_out(out, "finetune", run_config)
     if done is not None:
         say(f"{out}: fine-tuning already complete")
@@ -228,7 +228,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     talk = say if dist.main else (lambda s: None)
     from elasticlm.data.tasks import encode_task, load_task, search_split
 
-    tasks, evals, lengths = [], {}, {}
+    tasks, evals, lengths, sources = [], {}, {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
     for name in cfg.tasks:
         data = load_task(name, data_dir=cfg.data_dir)
@@ -245,6 +245,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
         max_length = min(max_length, net.space.max_position_embeddings)
         lengths[spec.name] = max_length
+        sources[spec.name] = str(Path(name).resolve()) if Path(name).is_dir() else name
         fit_part, held = search_split(data.splits["train"])
         if cfg.max_train_examples:
             fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
@@ -276,7 +277,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     if dist.main:
         save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
                                  "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
-                                 "max_length": lengths,
+                                 "max_length": lengths, "task_sources": sources,
                                  "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
         with atomic_file(out / "result.json") as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
