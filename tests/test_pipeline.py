@@ -1,0 +1,187 @@
+"""A seconds-scale `elasticlm run` end to end: every artifact, resume between and inside stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from elasticlm.config import to_dict
+from elasticlm.pipeline import RunConfig, run_pipeline
+from elasticlm.search.evolution import EvolutionConfig
+from elasticlm.search.stage import SearchConfig
+from elasticlm.train.engine import TrainConfig
+from elasticlm.train.retrain import RetrainConfig
+from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig
+
+from conftest import STAGE_VOCAB
+
+SPACE = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embedding_size": 16, "vocab_size": len(STAGE_VOCAB),
+         "max_position_embeddings": 32, "param_ceiling": 14000}
+MODELS = ("found", "uniform-bert", "uniform-mobile", "random-search", "teacher", "majority", "tfidf-logreg")
+
+
+def train(**kw) -> TrainConfig:
+    base = dict(lr=2e-3, batch_size=8, precision="fp32", progress=False, log_every=2, checkpoint_every=4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def tiny_config(teacher_dir: Path, corpus: Path, sentiment: Path, **top) -> RunConfig:
+    return RunConfig(
+        preset="demo", task=str(sentiment), teacher=str(teacher_dir), corpus=str(corpus), **top,
+        pretrain=PretrainConfig(space=dict(SPACE), max_length=16, train=train(max_steps=8),
+                                growth=GrowthConfig(every=3, probe_blocks=8, k=3)),
+        finetune=FinetuneConfig(teacher_epochs=2.0, eval_paths=2, train=train(epochs=1.0)),
+        search=SearchConfig(evolution=EvolutionConfig(population=4, generations=2, parents=2), batch_size=32,
+                            precision="fp32"),
+        retrain=RetrainConfig(train=train(epochs=1.0, lr=1e-3)))
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("ELASTICLM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def finished(teacher_dir, word_corpus, sentiment, tmp_path_factory):
+    os.environ["ELASTICLM_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = tiny_config(teacher_dir, word_corpus, sentiment)
+    lines: list[str] = []
+    metrics = run_pipeline(cfg, out, say=lines.append)
+    return out, cfg, metrics, lines
+
+
+def test_run_writes_every_artifact(finished):
+    out, cfg, metrics, _ = finished
+    for f in ("run_config.json", "arch.json", "metrics.json", "report.md", "export/config.json",
+              "supernet/growth.jsonl", "search/generations.jsonl", "search/pareto.json", "heads/cka.npz",
+              "heads/heads.json"):
+        assert (out / f).exists(), f
+    saved = json.loads((out / "metrics.json").read_text())
+    assert list(saved) == list(MODELS) and saved == json.loads(json.dumps(metrics))
+    for name, m in saved.items():
+        assert isinstance(m["params"], int) and isinstance(m["latency_ms"], float), name
+        assert set(m["dev"]) == {"accuracy", "f1"} and set(m["test"]) == {"accuracy", "f1"}, name
+    from elasticlm.space import SearchSpace
+    from elasticlm.train.supernet import resolve_space
+
+    space = resolve_space("demo", SPACE)
+    arch = space.arch_from_json((out / "arch.json").read_text())
+    assert saved["found"]["params"] == space.count_params(arch).total <= SPACE["param_ceiling"]
+    assert saved["uniform-bert"]["params"] <= SPACE["param_ceiling"]
+    assert isinstance(space, SearchSpace)
+
+
+def test_rerun_skips_every_stage(finished):
+    out, cfg, metrics, _ = finished
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")}
+    lines: list[str] = []
+    again = run_pipeline(cfg, out, say=lines.append)
+    assert again == metrics
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")} == before
+    text = "\n".join(lines)
+    for what in ("pretraining already complete", "fine-tuning already complete", "search already complete",
+                 "head search already complete", "already retrained"):
+        assert what in text, what
+
+
+def test_killed_between_and_inside_stages_resumes(finished, teacher_dir, word_corpus, sentiment, tmp_path):
+    out, cfg, metrics, _ = finished
+    # a copy whose search is cut after generation 0 and whose found model lost its result
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    gens = (run / "search" / "generations.jsonl").read_text().splitlines(keepends=True)
+    (run / "search" / "generations.jsonl").write_text(gens[0])
+    for f in ("search/result.json", "search/pareto.json", "heads/result.json", "metrics.json"):
+        (run / f).unlink()
+    shutil.rmtree(run / "models" / "found")
+    again = run_pipeline(cfg, run, say=lambda s: None)
+    strip = lambda m: {k: v for k, v in m.items() if k != "latency_ms"}  # noqa: E731  (timed anew)
+    assert strip(again["found"]) == strip(metrics["found"])
+    assert json.loads((run / "search" / "result.json").read_text())["best"] == \
+        json.loads((out / "search" / "result.json").read_text())["best"]
+
+
+def test_another_config_is_refused_and_force_starts_over(finished, teacher_dir, word_corpus, sentiment):
+    from elasticlm.errors import ElasticLMError
+
+    out, cfg, _, _ = finished
+    other = tiny_config(teacher_dir, word_corpus, sentiment, seed=1)
+    with pytest.raises(ElasticLMError, match="another config.*--force"):
+        run_pipeline(other, out, say=lambda s: None)
+    assert json.loads((out / "run_config.json").read_text())["config"] == to_dict(cfg.resolved())
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search:\n  evolution:\n    popsize: 3\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-m", "elasticlm", "run", str(bad), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "popsize" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "elasticlm", "run", "--out", str(tmp_path / "o"), "search.mode=3"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "search.mode" in r.stderr
+
+
+def test_every_config_file_validates():
+    from elasticlm.config import apply_yaml
+    from elasticlm.pipeline import preset_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"demo", "micro", "tiny", "small"}
+    for f in files:
+        cfg = apply_yaml(preset_config("demo"), str(f))
+        cfg.resolved()
+        if f.stem in ("demo", "micro", "tiny", "small"):
+            assert to_dict(cfg) == to_dict(preset_config(f.stem)), f"{f} differs from the {f.stem} preset"
+
+
+def cli(*args, cache_dir: Path | None = None):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "elasticlm", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+def test_stage_commands_on_a_finished_run(finished, sentiment, tmp_path):
+    out, cfg, metrics, _ = finished
+    r = cli("evaluate", out / "models" / "found", "--task", sentiment, "--max-length", 128, "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["dev"]["accuracy"] == pytest.approx(metrics["found"]["dev"]["accuracy"])
+    # a supernet without a task head, an invalid arch.json, a budget outside the space: exit 2, one line
+    r = cli("search", "--supernet", out / "supernet", "--out", tmp_path / "s")
+    assert r.returncode == 2 and "no task head" in r.stderr and r.stderr.count("\n") == 1
+    bad = tmp_path / "arch.json"
+    bad.write_text(json.dumps({"layers": [{"kind": "bert", "sharing": "none", "ffn_dim": 7, "heads": 4}] * 2}))
+    r = cli("heads", "--supernet", out / "supernet-ft", "--arch", bad, "--out", tmp_path / "h")
+    assert r.returncode == 2 and "ffn_dim" in r.stderr and not (tmp_path / "h").exists()
+    r = cli("search", "--supernet", out / "supernet-ft", "--ceiling", 10, "--out", tmp_path / "s2")
+    assert r.returncode == 2 and "achievable" in r.stderr and not (tmp_path / "s2").exists()
+    r = cli("export", tmp_path, "--out", tmp_path / "x")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp_path):
+    from elasticlm.ablation import ablate
+
+    cfg = tiny_config(teacher_dir, word_corpus, sentiment)
+    notes: list[str] = []
+    res = ablate(cfg, tmp_path / "abl", variants=["full", "no-head-search"], seeds=[0], say=notes.append)
+    saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert saved == res and [r["variant"] for r in res["rows"]] == ["full", "no-head-search"]
+    for r in res["rows"]:
+        assert 0 <= r["dev_mean"] <= 1 and r["seeds"] == 1 and "test_mean" in r
+    arch = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "arch.json").read_text())
+    searched = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "search" / "result.json").read_text())
+    assert arch["layers"] == searched["best"]["arch"]  # heads left as searched
+    assert not (tmp_path / "abl" / "full" / "seed-0" / "models" / "uniform-bert").exists()
