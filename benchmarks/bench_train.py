@@ -1,243 +1,39 @@
-"""Supernet-training speed: prints ratios measured in one run.
+"""Supernet-training speed: prints ratios measured in one run (the code is `elasticlm.bench.train`).
 
-1. Supernet KD step (path sampling + teacher forward + losses + backward + optimizer step) vs the
-   same step of a plain standalone student of that architecture (the extracted model).
-   Target: ratio <= 1.15.
-2. Model FLOPs utilisation of the supernet KD step: FLOPs of one step (counted by
-   torch.utils.flop_counter) per second over the bf16 matmul peak measured in this run.
-   Target >= 0.30 at ELM-Small dimensions with the MiniLM teacher, bf16. Also tokens/h for bf16 and
-   fp32, and peak memory (max RSS).
-3. Dynamic-width supernet (FFNs from d/4, PCA-guided growth rounds spread over the run, as ten epochs
-   would) vs fixed-width supernet (all FFNs d): wall time of the same number of steps.
-   Target: ratio < 0.9 (the paper reports 0.84).
+1. Supernet KD step vs the same step of the plain standalone student (target ≤ 1.15).
+2. MFU of the supernet KD step over the bf16 matmul peak measured in this run (target ≥ 0.30).
+3. Dynamic-width supernet vs fixed widths, wall time of the same steps (target < 0.9).
 
     python benchmarks/bench_train.py                # ELM-Small dims (d=528, L=12), B=32, N=128
     python benchmarks/bench_train.py --quick        # tiny settings: checks it runs
+`elasticlm bench` runs it together with the project's other benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import resource
-import statistics
-import time
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
-
-from elasticlm.data.corpus import MLMCollator
-from elasticlm.distill.losses import DistillConfig, HiddenProjection
-from elasticlm.distill.teachers import load_teacher
-from elasticlm.models import Capture
-from elasticlm.space import get_preset
-from elasticlm.train.engine import Dist, TrainConfig, autocast, fit, make_optimizer
-from elasticlm.train.stages import Growth
-from elasticlm.train.supernet import (GrowthConfig, MLMDistill, PretrainConfig, build_supernet, representation_losses,
-                                      sample_path)
-from elasticlm.distill.losses import weighted_total
-
-
-def synthetic_blocks(tokenizer, n: int, seq: int, seed: int = 0) -> list[dict]:
-    """Random corpus-like blocks ([CLS] ... [SEP], no padding) in the teacher's vocabulary."""
-    g = torch.Generator().manual_seed(seed)
-    special = set(tokenizer.all_special_ids)
-    ids = torch.randint(1000, len(tokenizer), (n, seq), generator=g)
-    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return [{"input_ids": r, "attention_mask": torch.ones(seq, dtype=torch.long),
-             "token_type_ids": torch.zeros(seq, dtype=torch.long),
-             "special_tokens_mask": torch.tensor([int(t) in special for t in r.tolist()], dtype=torch.long)}
-            for r in ids]
-
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def sync() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def matmul_peak(bf16: bool, n: int = 2048) -> float:
-    """Measured FLOP/s of a square matmul (bf16 or fp32) on this machine."""
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
-    t = median_time(lambda: torch.mm(a, b), 5)
-    return 2 * n ** 3 / t
-
-
-class Standalone:
-    """The reference: the same KD step on a plain extracted student (no supernet, no sampling)."""
-
-    def __init__(self, model, proj, teacher, cfg: DistillConfig):
-        self.model, self.proj, self.teacher, self.cfg = model, proj, teacher, cfg
-        self.lmap = [teacher.layer_for_student(l + 1, model.config.num_hidden_layers)
-                     for l in range(model.config.num_hidden_layers)]
-
-    def losses(self, batch, step):
-        ids, mask, types, labels = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"]
-        out = self.model.elasticlm.encode(ids, mask, types, capture=Capture(attn_probs=True, block_output=True))
-        t_out = self.teacher(ids, mask, types)
-        picked = labels != -100
-        logits = self.model.lm_head(out.last_hidden_state[picked])
-        losses = {"task": F.cross_entropy(logits.float(), labels[picked])}
-        losses.update(representation_losses(out, t_out, mask, self.proj, self.lmap, self.cfg))
-        return {"loss": weighted_total(losses, self.cfg), **losses}
-
-
-def kd_steps(preset: str, batch: int, seq: int, repeats: int, teacher, bf16: bool):
-    """(supernet step s, standalone step s, FLOPs per supernet step, arch)."""
-    space = get_preset(preset).space
-    cfg = PretrainConfig(preset=preset, train=TrainConfig(batch_size=batch, precision="bf16" if bf16 else "fp32", seed=0))
-    net = build_supernet(space, fixed=False, seed=0)
-    rng = random.Random(0)
-    for (l, kind, sharing), _ in net.blocks():  # realistic grown widths
-        net.grow_ffn(l, kind, sharing, rng.choice(space.ffn_grid))
-    net.to(DEVICE)
-    proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size).to(DEVICE)
-    blocks = synthetic_blocks(teacher.tokenizer, 4 * batch, seq)
-    collate = lambda g: MLMCollator(teacher.tokenizer, generator=g)  # noqa: E731
-    sup = MLMDistill(net, proj, teacher, blocks, collate, cfg, Dist())
-    sup_opt = make_optimizer(list(net.named_parameters()) + list(proj.named_parameters()), 1e-4, 0.01)
-    data = {k: v.to(DEVICE) for k, v in sup.batch(0, 0).items()}
-    arch = sample_path(space, net.widths(), 0, 0, cfg.paths)
-    model = net.extract(arch, head="mlm", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).to(DEVICE).train()
-    ref = Standalone(model, HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size).to(DEVICE),
-                     teacher, cfg.distill)
-    ref_opt = make_optimizer(list(model.named_parameters()) + list(ref.proj.named_parameters()), 1e-4, 0.01)
-
-    def step(obj, opt, params):
-        def run():
-            with autocast(bf16, DEVICE.type):
-                loss = obj.losses(data, 0)["loss"]  # step 0 always: the same path as the reference
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return run
-
-    sup_step = step(sup, sup_opt, list(net.parameters()) + list(proj.parameters()))
-    ref_step = step(ref, ref_opt, list(model.parameters()) + list(ref.proj.parameters()))
-    with FlopCounterMode(display=False) as counter:
-        sup_step()
-    flops = counter.get_total_flops()
-    times = {"supernet": [], "standalone": []}
-    for fn in (sup_step, ref_step, sup_step, ref_step):  # warm-up
-        fn()
-    for _ in range(repeats):  # interleaved, so machine noise hits both alike
-        for name, fn in (("supernet", sup_step), ("standalone", ref_step)):
-            sync()
-            t = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - t)
-    return statistics.median(times["supernet"]), statistics.median(times["standalone"]), flops, arch
-
-
-def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf16: bool, out: Path):
-    """Wall seconds of `steps` pretraining steps: dynamic (FFNs from d/4, a growth round every
-    steps/10, as one per epoch over ten epochs) vs fixed widths (all d). The growth rounds themselves
-    are timed apart (seconds per round): in a real run they come once per epoch, thousands of steps
-    apart, while here ten of them fall into a few dozen steps."""
-    space = get_preset(preset).space
-    blocks = synthetic_blocks(teacher.tokenizer, steps * batch, seq)
-    probe = [{k: torch.stack([b[k] for b in blocks[i:i + 16]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
-             for i in range(0, 32, 16)]
-    collate = lambda g: MLMCollator(teacher.tokenizer, generator=g)  # noqa: E731
-    seconds = {}
-    for mode in ("fixed", "dynamic", "fixed2", "dynamic2"):  # twice each, interleaved
-        kind = mode.rstrip("2")
-        cfg = PretrainConfig(preset=preset, train=TrainConfig(batch_size=batch, precision="bf16" if bf16 else "fp32", max_steps=steps,
-                                                              progress=False, log_every=steps),
-                             growth=GrowthConfig(mode=kind, every=max(1, steps // 10)))
-        net = build_supernet(space, fixed=kind == "fixed", seed=0)
-        proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size)
-        obj = MLMDistill(net, proj, teacher, blocks, collate, cfg, Dist())
-        run = out / mode
-        periodic = {}
-        if kind == "dynamic":
-            from elasticlm.train.engine import Periodic
-
-            run.mkdir(parents=True, exist_ok=True)
-            periodic["growth"] = Periodic(cfg.growth.every, Growth(net, probe, cfg, run, Dist()))
-        sync()
-        t = time.perf_counter()
-        fit(obj, cfg.train, run, total=steps, periodic=periodic, say=lambda s: None, resume=False)
-        sync()
-        took = time.perf_counter() - t
-        if kind == "dynamic":
-            import json
-
-            rounds = [json.loads(line) for line in (run / "growth.jsonl").read_text().splitlines()]
-            growth = sum(r.get("seconds", 0.0) for r in rounds)
-            seconds.setdefault("growth", []).append(growth / max(1, len(rounds)))
-            took -= growth  # growth rounds are timed apart: a real run has one per epoch
-            mean_width = net.mean_ffn_width()
-        seconds.setdefault(kind, []).append(took)
-    return min(seconds["dynamic"]), min(seconds["fixed"]), mean_width, min(seconds["growth"])
+from elasticlm.bench.train import train_speed
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="small")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=40, help="steps of the dynamic vs fixed comparison")
+    p.add_argument("--preset", default=None, help="space dimensions (default small; --quick: demo)")
+    p.add_argument("--batch", type=int, default=None, help="batch (default 32; --quick: 4)")
+    p.add_argument("--seq", type=int, default=None, help="sequence length (default 128; --quick: 32)")
+    p.add_argument("--repeats", type=int, default=None, help="timed steps per side (default 5; --quick: 2)")
+    p.add_argument("--steps", type=int, default=None, help="steps of the dynamic vs fixed comparison (default 40)")
     p.add_argument("--teacher", default="all-minilm-l6-v2")
     p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic vs fixed comparison")
     p.add_argument("--quick", action="store_true", help="tiny settings: only checks the benchmark runs")
     args = p.parse_args(argv)
-    if args.quick:
-        args.preset, args.batch, args.seq, args.repeats, args.steps = "demo", 4, 32, 2, 10
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}, "
-          f"B={args.batch} N={args.seq}, teacher {args.teacher}")
-    teacher = load_teacher(args.teacher, device=DEVICE)
-    print(f"device {torch.cuda.get_device_name() if DEVICE.type == 'cuda' else 'CPU'}")
-    peak = {bf16: matmul_peak(bf16, 512 if args.quick else (8192 if DEVICE.type == "cuda" else 2048))
-            for bf16 in (True, False)}
-    tokens = args.batch * args.seq
-    rows = {}
-    for bf16 in (True, False):
-        sup, ref, flops, arch = kd_steps(args.preset, args.batch, args.seq, args.repeats, teacher, bf16)
-        rows[bf16] = (sup, ref, flops)
-        name = "bf16" if bf16 else "fp32"
-        print(f"KD step {name}: supernet {sup * 1e3:8.1f} ms  standalone {ref * 1e3:8.1f} ms  ratio {sup / ref:.3f} "
-              f"(target <= 1.15)  MFU {flops / sup / peak[bf16]:.3f} of the {name} matmul peak "
-              f"{peak[bf16] / 1e12:.2f} TFLOP/s  {tokens / sup * 3600 / 1e6:.2f}M tokens/h  arch {arch.short()}")
-    sup, ref, flops = rows[True]
-    mfu = flops / sup / peak[True]
-    dyn = fixed = float("nan")
-    if not args.no_dynamic:
-        with tempfile.TemporaryDirectory() as tmp:
-            dyn, fixed, width, per_round = dynamic_vs_fixed(args.preset, args.batch, args.seq, args.steps, teacher,
-                                                                 TrainConfig().bf16, Path(tmp))
-        print(f"dynamic vs fixed widths, {args.steps} steps {'bf16' if TrainConfig().bf16 else 'fp32'}: dynamic {dyn:.1f} s "
-              f"(mean FFN width at the end {width:.0f}) fixed {fixed:.1f} s  ratio {dyn / fixed:.3f} (target < 0.9); "
-              f"each of the 10 growth rounds (PCA over all blocks) took {per_round:.2f} s more")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu = f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB" if DEVICE.type == "cuda" else ""
-    print(f"peak memory (max RSS) {peak_mb:,.0f} MB{gpu}")
-    print(f"summary: KD supernet/standalone {sup / ref:.3f} (<= 1.15 {'ok' if sup / ref <= 1.15 else 'MISSED'}); "
-          f"MFU {mfu:.3f} (>= 0.30 {'ok' if mfu >= 0.30 else 'MISSED'}); dynamic/fixed {dyn / fixed:.3f} "
-          f"(< 0.9 {'ok' if dyn / fixed < 0.9 else 'MISSED' if dyn == dyn else 'skipped'})")
+    results = train_speed(quick=args.quick, preset=args.preset, batch=args.batch, seq=args.seq, repeats=args.repeats,
+                          steps=args.steps, teacher=args.teacher, dynamic=not args.no_dynamic)
+    kd, mfu = results[0]["ratio"], results[1]["ratio"]
+    dyn = results[2]["ratio"] if len(results) > 2 else None
+    print(f"summary: KD supernet/standalone {kd:.3f} (<= 1.15 {'ok' if kd <= 1.15 else 'MISSED'}); "
+          f"MFU {mfu:.3f} (>= 0.30 {'ok' if mfu >= 0.30 else 'MISSED'}); dynamic/fixed "
+          + (f"{dyn:.3f} (< 0.9 {'ok' if dyn < 0.9 else 'MISSED'})" if dyn is not None else "skipped"))
     return 0
 
 

@@ -23,6 +23,7 @@ dimensions, the dtype, batch and sequence length: any change measures a new tabl
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import platform
@@ -47,14 +48,26 @@ def _on_cuda(inputs) -> bool:
     return any(isinstance(v, torch.Tensor) and v.is_cuda for v in values)
 
 
-def measure_latency(model_fn: Callable, inputs=None, *, warmup: int = 5, repeats: int = 30) -> float:
+CLOCKS = ("wall", "cpu")
+"""wall: elapsed time (the latency a user sees); cpu: CPU time of this process, all threads (what the
+call costs on a core of its own: a busy shared machine's waits for a core are not counted)."""
+
+
+def measure_latency(model_fn: Callable, inputs=None, *, warmup: int = 5, repeats: int = 30,
+                    clock: str = "wall") -> float:
     """Median wall milliseconds of one call of `model_fn` on `inputs` (a dict: keyword arguments, a
     tuple/list: positional ones, None: no arguments, anything else: the one argument).
 
     Runs under `torch.inference_mode`, with the garbage collector paused; on CUDA every call is
     bracketed by `torch.cuda.synchronize()` so queued kernels are counted. `warmup` calls first
     (allocator, kernel selection), then the median of `repeats` timed calls, which a few calls
-    slowed by other processes do not move."""
+    slowed by other processes do not move. clock="cpu" times CPU seconds instead (see `CLOCKS`): on a
+    machine whose cores other processes keep busy, a call longer than the scheduler's time slice is
+    preempted almost every time, so wall medians of long calls grow while short calls escape.
+    """
+    if clock not in CLOCKS:
+        raise ElasticLMError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     if repeats < 1 or warmup < 0:
         raise ElasticLMError(f"measure_latency: repeats must be ≥ 1 and warmup ≥ 0, got {repeats} and {warmup}")
     if inputs is None:
@@ -69,7 +82,6 @@ def measure_latency(model_fn: Callable, inputs=None, *, warmup: int = 5, repeats
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = []
     was_enabled = gc.isenabled()
-    gc.collect()
     gc.disable()
     try:
         with torch.inference_mode():
@@ -77,14 +89,30 @@ def measure_latency(model_fn: Callable, inputs=None, *, warmup: int = 5, repeats
                 call()
             sync()
             for _ in range(repeats):
-                t = time.perf_counter()
+                t = now()
                 call()
                 sync()
-                times.append(time.perf_counter() - t)
+                times.append(now() - t)
     finally:
         if was_enabled:
             gc.enable()
     return statistics.median(times) * 1000.0
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None):
+    """Run the `with` body with torch using `n` intra-op threads (None: leave as is); restored after. On a
+    machine shared with other busy processes, one thread times far more steadily: a multi-threaded op
+    waits for its slowest thread, and a descheduled one can stretch a 1 ms call a hundredfold."""
+    before = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ElasticLMError(f"threads must be ≥ 1, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -101,7 +129,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def model_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 128, device: str | None = None,
-                  dtype: str | torch.dtype | None = None, warmup: int = 5, repeats: int = 30, seed: int = 0) -> float:
+                  dtype: str | torch.dtype | None = None, warmup: int = 5, repeats: int = 30, seed: int = 0,
+                  clock: str = "wall") -> float:
     """Median milliseconds of `model(input_ids=..., attention_mask=...)` on random token ids, B×N =
     batch×seq_len, no padding, for any HF encoder (elasticlm models, `BertModel`, ...).
 
@@ -126,7 +155,8 @@ def model_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 128,
     was_training = model.training
     model.eval()
     try:
-        return measure_latency(model, {"input_ids": ids, "attention_mask": mask}, warmup=warmup, repeats=repeats)
+        return measure_latency(model, {"input_ids": ids, "attention_mask": mask}, warmup=warmup, repeats=repeats,
+                               clock=clock)
     finally:
         model.train(was_training)
 
@@ -161,13 +191,15 @@ def block_key(layer: LayerChoice) -> str:
 
 
 def table_key(space: SearchSpace, *, device: str = "cpu", batch: int = 1, seq_len: int = 128,
-              dtype: str | torch.dtype = torch.float32, ffn_dims: Iterable[int] | None = None) -> str:
-    """The cache key of a table: machine fingerprint + space dimensions + dtype, batch, N, widths."""
+              dtype: str | torch.dtype = torch.float32, ffn_dims: Iterable[int] | None = None,
+              clock: str = "wall") -> str:
+    """The cache key of a table: machine fingerprint + space dimensions + dtype, batch, N, widths, clock."""
     from elasticlm.data.cache import cache_key
 
     return cache_key({"format": FORMAT, "machine": machine_fingerprint(device), "space": space_dims(space),
                       "dtype": _dtype_name(_dtype(dtype)), "batch": batch, "seq_len": seq_len,
-                      "ffn_dims": sorted(ffn_dims) if ffn_dims is not None else None})
+                      "ffn_dims": sorted(ffn_dims) if ffn_dims is not None else None,
+                      **({"clock": clock} if clock != "wall" else {})})
 
 
 @dataclass
@@ -188,6 +220,8 @@ class LatencyTable:
     """B of the measured input."""
     seq_len: int
     """N of the measured input."""
+    clock: str = "wall"
+    """What was timed: "wall" or "cpu" (see `CLOCKS`)."""
     entries: dict[str, float] = field(default_factory=dict)
     """Milliseconds: "embeddings", "head" and one "kind/sharing/ffn_dim/heads" per distinct block."""
     seconds: float = 0.0
@@ -211,7 +245,7 @@ class LatencyTable:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "key": self.key, "machine": self.machine, "space": self.space,
                 "device": self.device, "dtype": self.dtype, "batch": self.batch, "seq_len": self.seq_len,
-                "seconds": self.seconds, "entries": dict(self.entries)}
+                "clock": self.clock, "seconds": self.seconds, "entries": dict(self.entries)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LatencyTable":
@@ -224,7 +258,8 @@ class LatencyTable:
     @classmethod
     def build(cls, space: SearchSpace, *, device: str = "cpu", batch: int = 1, seq_len: int = 128,
               dtype: str | torch.dtype = torch.float32, ffn_dims: Iterable[int] | None = None,
-              warmup: int = 5, repeats: int = 30, say: Callable[[str], None] | None = None) -> "LatencyTable":
+              warmup: int = 5, repeats: int = 30, clock: str = "wall",
+              say: Callable[[str], None] | None = None) -> "LatencyTable":
         """Time every distinct block (each kind × sharing of the space, each width in `ffn_dims`
         (default: the whole growth grid), each valid head count), the embeddings and the head."""
         from torch import nn
@@ -251,7 +286,7 @@ class LatencyTable:
         base = ElasticLMModel(ElasticLMConfig.from_space(space, one)).to(dev, dt).eval()
         base.layers = nn.ModuleList()
         entries["embeddings"] = measure_latency(base, {"input_ids": ids, "attention_mask": attention_mask},
-                                                warmup=warmup, repeats=repeats)
+                                                warmup=warmup, repeats=repeats, clock=clock)
         with torch.inference_mode():
             x = base(input_ids=ids, attention_mask=attention_mask).last_hidden_state  # B×N×d
         mask = additive_mask(attention_mask, seq_len, causal=False, dtype=x.dtype, device=dev)  # B×1×1×N
@@ -261,7 +296,7 @@ class LatencyTable:
         pooler, classifier = nn.Linear(d, d).to(dev, dt), nn.Linear(d, 2).to(dev, dt)
         entries["head"] = measure_latency(
             lambda h: classifier(torch.tanh(pooler(pool(h, attention_mask, "mean")))), x,
-            warmup=warmup, repeats=repeats)
+            warmup=warmup, repeats=repeats, clock=clock)
 
         blocks = [LayerChoice(kind, sharing, f, h) for kind, sharing in space.candidates for f in widths
                   for h in space.valid_heads(kind)]
@@ -271,12 +306,13 @@ class LatencyTable:
             block.apply(lambda m: init_weights(m, 0.02))
             block = block.to(dev, dt).eval()
             entries[block_key(layer)] = measure_latency(lambda b=block: b(x, mask, eager=False), None,
-                                                        warmup=warmup, repeats=repeats)
+                                                        warmup=warmup, repeats=repeats, clock=clock)
             if say and (i + 1) % 50 == 0:
                 say(f"latency table: {i + 1}/{len(blocks)} blocks")
-        return cls(key=table_key(space, device=device, batch=batch, seq_len=seq_len, dtype=dt, ffn_dims=ffn_dims),
+        return cls(key=table_key(space, device=device, batch=batch, seq_len=seq_len, dtype=dt, ffn_dims=ffn_dims,
+                                 clock=clock),
                    machine=machine_fingerprint(device), space=space_dims(space), device=str(dev),
-                   dtype=_dtype_name(dt), batch=batch, seq_len=seq_len, entries=entries,
+                   dtype=_dtype_name(dt), batch=batch, seq_len=seq_len, clock=clock, entries=entries,
                    seconds=round(time.perf_counter() - t0, 3))
 
     @staticmethod
@@ -288,14 +324,14 @@ class LatencyTable:
     @classmethod
     def load_or_build(cls, space: SearchSpace, *, device: str = "cpu", batch: int = 1, seq_len: int = 128,
                       dtype: str | torch.dtype = torch.float32, ffn_dims: Iterable[int] | None = None,
-                      rebuild: bool = False, warmup: int = 5, repeats: int = 30,
+                      rebuild: bool = False, warmup: int = 5, repeats: int = 30, clock: str = "wall",
                       say: Callable[[str], None] | None = None) -> "LatencyTable":
         """The cached table of this machine and space, measured (and written) when there is none
         or `rebuild` is set."""
         from elasticlm.data.cache import atomic_file
 
         ffn_dims = list(ffn_dims) if ffn_dims is not None else None
-        key = table_key(space, device=device, batch=batch, seq_len=seq_len, dtype=dtype, ffn_dims=ffn_dims)
+        key = table_key(space, device=device, batch=batch, seq_len=seq_len, dtype=dtype, ffn_dims=ffn_dims, clock=clock)
         path = cls.path_for(key)
         if path.exists() and not rebuild:
             try:
@@ -305,7 +341,7 @@ class LatencyTable:
         if say:
             say(f"measuring the latency table (batch {batch}, N={seq_len}, {_dtype_name(_dtype(dtype))} on {device})")
         table = cls.build(space, device=device, batch=batch, seq_len=seq_len, dtype=dtype, ffn_dims=ffn_dims,
-                          warmup=warmup, repeats=repeats, say=say)
+                          warmup=warmup, repeats=repeats, clock=clock, say=say)
         with atomic_file(path) as tmp:
             tmp.write_text(json.dumps(table.to_dict(), indent=1) + "\n")
         return table

@@ -1,0 +1,48 @@
+"""The project's speed benchmarks as library code, and the registry `elasticlm bench` runs.
+
+A benchmark is a function `fn(*, quick: bool = False, [say=print,] **options) -> dict | list[dict]`; each
+dict is one measured ratio: {"name", "ratio", "target", "ok", optional "cmp" ("<=" (default), "<",
+">="), and any further numbers}. Its keyword options are what `elasticlm bench NAME.key=value` sets.
+Adding a benchmark is one `Benchmark` entry in `BENCHMARKS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elasticlm.errors import ElasticLMError
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One registered benchmark."""
+
+    name: str
+    """Short name: `--only NAME`, `NAME.key=value` options, the key in the JSON output."""
+    function: str
+    """"package.module:function" that runs it (imported only when it runs)."""
+    about: str
+    """One line: what it measures against what."""
+
+    def load(self):
+        import importlib
+
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("train", "elasticlm.bench.train:train_speed",
+              "supernet KD step vs the standalone student's (≤ 1.15), MFU (≥ 0.30), dynamic vs fixed widths (< 0.9)"),
+    Benchmark("latency", "elasticlm.bench.latency:predictor_error",
+              "per-block latency table's prediction vs measured standalone models, median relative error (≤ 0.10)"),
+    Benchmark("search", "elasticlm.search.benchmark:search_speed",
+              "search wall time vs the bare forward passes of its distinct candidates (≤ 1.2)"),
+)
+
+
+def get_benchmark(name: str) -> Benchmark:
+    for b in BENCHMARKS:
+        if b.name == name:
+            return b
+    raise ElasticLMError(f"unknown benchmark {name!r}; known: {', '.join(b.name for b in BENCHMARKS)}")
