@@ -61,6 +61,7 @@ def tiny_config(root, cache_dir=None, **kw):
                      eval_tokens=6, precision="fp32", progress=False, **kw)
 
 
+@pytest.mark.slow  # ~40 s on two idle cores, minutes on a loaded machine
 def test_clm_run_end_to_end(clm_inputs, tmp_path, cache, capsys):
     from elasticlm.clm.stages import run
 

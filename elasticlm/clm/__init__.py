@@ -1,2 +1,2 @@
 """Causal language models: instruction data, pretraining, SFT and MiniLLM distillation, Rouge-L
-evaluation and the `elasticlm clm` stages (README, "Causal language models")."""
+evaluation and the `elasticlm clm` stages."""

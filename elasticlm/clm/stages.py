@@ -1,4 +1,4 @@
-"""The causal pipeline's stages (README, "Causal language models").
+"""The causal pipeline's stages.
 
     pretrain   the architecture as a decoder with the teacher's tokenizer: next-token loss on a
                corpus (optionally + the teacher's logits)                    -> OUT/model/

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from elasticlm.clm.data import Tokenized, pad_left, sft_batch
-from elasticlm.distill.minillm import minillm_losses
+from elasticlm.distill.minillm import (importance_weights, mix_logprobs, policy_gradient_loss, returns,
+                                       single_step_loss, token_logprobs)
 from elasticlm.train.engine import Dist, TrainConfig, autocast, step_rows
 
 
@@ -50,6 +51,14 @@ class Checkpointed(torch.nn.Module):
 def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding: B×N 1/0 -> B×N."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def selected_logits(model, ids: torch.Tensor, mask: torch.Tensor, select: torch.Tensor,
+                    position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """LM logits only at the positions where `select` (B×N bool) is set: M×V. The LM head over a
+    49k vocabulary costs more than the body of a small decoder, so the prompt's positions skip it."""
+    h = model.base_model(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state  # B×N×d
+    return model.lm_head(h[select])  # elasticlm and transformers causal LMs both name their head lm_head
 
 
 def causal_lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
@@ -98,7 +107,10 @@ class SFT:
         return sft_batch([self.items[i] for i in step_rows(len(self.items), self.cfg, step, micro, self.dist)], self.pad)
 
     def losses(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        loss = self.model(**batch).loss
+        labels = batch["labels"][:, 1:]  # position t predicts token t + 1
+        select = F.pad(labels != -100, (0, 1))  # B×N
+        logits = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], select)  # M×V
+        loss = F.cross_entropy(logits.float(), labels[labels != -100])
         return {"loss": loss}
 
 
@@ -177,11 +189,24 @@ class MiniLLM:
     def losses(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         pos = positions(mask)
-        s = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, :-1]  # B×(N-1)×V
+        target = batch["response_mask"][:, 1:].bool()  # B×(N-1): positions t whose next token was sampled
+        select = F.pad(target, (0, 1))  # B×N
+        tokens = ids[:, 1:][target]  # M
+        s = selected_logits(self.model, ids, mask, select, pos)  # M×V
         with torch.no_grad():
-            t = self.teacher.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, :-1, :s.shape[-1]]
-        parts = minillm_losses(s, t, ids[:, 1:], batch["response_mask"][:, 1:], mix=self.mix, baseline=self.baseline)
-        self.baseline = self.decay * self.baseline + (1 - self.decay) * float(parts["return"])
+            t = selected_logits(self.teacher.model, ids, mask, select, pos)[:, :s.shape[-1]]
+        s_lp = token_logprobs(s[None], tokens[None])[0]  # M
+        t_lp = token_logprobs(t[None], tokens[None])[0]
+        mix_lp = mix_logprobs(s, t, self.mix).gather(-1, tokens[:, None])[:, 0]
+        w = importance_weights(s_lp, mix_lp)  # M
+        dense = lambda v: torch.zeros(target.shape, dtype=v.dtype, device=v.device).index_put(  # noqa: E731
+            tuple(target.nonzero().T), v)  # M -> B×(N-1)
+        rewards = dense((t_lp - s_lp).detach())
+        ret = returns(rewards, target)
+        single = single_step_loss(s[None], t[None], torch.ones_like(tokens)[None], w[None])
+        long = policy_gradient_loss(dense(s_lp), ret - self.baseline, target, dense(w))
+        mean_ret = float((ret * target).sum() / target.sum().clamp(min=1))
+        self.baseline = self.decay * self.baseline + (1 - self.decay) * mean_ret
         lm = causal_lm_loss(self.model, batch["lm_ids"])
-        loss = parts["single"] + parts["long"] + self.lm_weight * lm
-        return {"loss": loss, "single": parts["single"], "long": parts["long"], "lm": lm, "reward": parts["reward"]}
+        loss = single + long + self.lm_weight * lm
+        return {"loss": loss, "single": single, "long": long, "lm": lm, "reward": rewards.sum() / target.sum().clamp(min=1)}
