@@ -74,21 +74,21 @@ class ClmConfig:
     """Response tokens kept for SFT (longer ones are cut)."""
     ascii_share: float = 0.95
     """Drop pairs whose text is less ASCII than this (keeps mostly English text); 0 keeps all."""
-    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=300, batch_size=16, lr=1e-3))
+    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=200, batch_size=8, lr=1e-3))
     """Pretraining."""
     kd_weight: float = 0.0
     """Weight of the teacher-logit KL in pretraining (0: next-token loss only)."""
-    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=150, batch_size=8, lr=5e-4))
+    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=80, batch_size=8, lr=5e-4))
     """Supervised fine-tuning."""
-    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=40, batch_size=8, lr=1e-4))
+    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=20, batch_size=4, lr=1e-4))
     """MiniLLM distillation (from the SFT model)."""
     mix: float = 0.2
     """Teacher share of the sampling distribution."""
     lm_weight: float = 1.0
     """Weight of the next-token loss on pretraining blocks during distillation."""
-    sample_tokens: int = 48
+    sample_tokens: int = 32
     """Most response tokens sampled per distillation prompt."""
-    eval_prompts: int = 40
+    eval_prompts: int = 32
     """Held-out instructions scored by Rouge-L."""
     eval_tokens: int = 48
     """Most tokens generated per evaluation prompt (greedy)."""
