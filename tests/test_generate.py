@@ -124,3 +124,30 @@ def test_generation_benchmark_quick(capsys):
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "target >= 0.9" in out and "target >= 3" in out
+
+
+def test_generate_command_streams_and_rejects_long_prompts(tiny_space, tiny_tokenizer, tmp_path, capsys):
+    from dataclasses import replace
+
+    from elasticlm.cli import main
+
+    tok = tiny_tokenizer(["hello", "world", "what", "is", "it"])
+    tok.eos_token = "[SEP]"
+    space = replace(tiny_space, vocab_size=len(tok))
+    cfg = ElasticLMConfig.from_space(space, space.uniform("bert", "qv", 48, 4), pad_token_id=0,
+                                     eos_token_id=tok.eos_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ElasticLMForCausalLM(cfg).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "m"), "hello world", "--raw", "--max-new-tokens", "6"]) == 0
+    streamed = capsys.readouterr().out
+    from elasticlm.clm.generate import generate_text
+
+    reply = generate_text(tmp_path / "m", "hello world", chat=False, max_new_tokens=6, stream=False)
+    assert streamed.strip() == reply.strip()
+    assert main(["generate", str(tmp_path / "m"), "hello " * 70, "--raw"]) == 2
+    err = capsys.readouterr().err
+    lines = [l for l in err.strip().splitlines() if "error" in l]
+    assert len(lines) == 1 and "context" in lines[0] and "shorten the prompt" in lines[0]

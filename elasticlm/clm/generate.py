@@ -24,8 +24,11 @@ def generate_text(model_dir: str | Path, prompt: str, *, max_new_tokens: int = 6
         folder = folder / "model"
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{model_dir}: no saved model here (config.json missing); give a model or stage folder")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=(folder / "modeling_elasticlm.py").exists())
+    from elasticlm.distill.teachers import quiet_transformers
+
+    with quiet_transformers():  # no loading bars before the streamed reply
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=(folder / "modeling_elasticlm.py").exists())
     model.eval()
     if chat and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
