@@ -221,18 +221,26 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
         """One decoder step over `cache` (a transformers `Cache`; a fresh `DynamicCache` when None):
         the new tokens attend to the cached ones and to each other causally, and their keys/values
         are appended. attention_mask, when given, covers cached + new tokens (B×T, 1/0)."""
+        x, cache, outs, attns = self._decode(input_ids, attention_mask, token_type_ids, position_ids,
+                                             inputs_embeds, cache, capture)
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache, hidden_states=outs, attentions=attns)
+
+    def _decode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, cache,
+                capture: Capture):
+        """`decode` as a plain tuple (last hidden B×n×d, cache, hidden states, attentions): the
+        generation loop calls this once per token, so it builds no output object."""
         if not self.config.is_decoder:
             raise ElasticLMError("a key/value cache needs a decoder (is_decoder=True, ElasticLMForCausalLM)")
         if (input_ids is None) == (inputs_embeds is None):
             raise ElasticLMError("pass exactly one of input_ids or inputs_embeds")
         cache = DynamicCache(config=self.config) if cache is None else cache
-        n = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        ref = input_ids if input_ids is not None else inputs_embeds
+        n = ref.shape[1]
         past = cache.get_seq_length()
         limit = self.config.max_position_embeddings
         if past + n > limit:
             raise ElasticLMError(f"{past + n} tokens exceed the model's context of {limit} positions "
                                  f"(max_position_embeddings); shorten the prompt or generate fewer tokens")
-        ref = input_ids if input_ids is not None else inputs_embeds
         if position_ids is None:
             position_ids = torch.arange(past, past + n, device=ref.device)[None]  # 1×n
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # B×n×d
@@ -245,9 +253,7 @@ class ElasticLMModel(ElasticLMPreTrainedModel):
                 attns.append(trace.attn_probs)  # B×H×n×T
             if outs is not None:
                 outs.append(x)
-        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache,
-                                       hidden_states=tuple(outs) if outs is not None else None,
-                                       attentions=tuple(attns) if attns is not None else None)
+        return x, cache, tuple(outs) if outs is not None else None, tuple(attns) if attns is not None else None
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
@@ -358,16 +364,25 @@ class ElasticLMForCausalLM(_WithLMHead, GenerationMixin):
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, use_cache=None, past_key_values=None,
                 logits_to_keep: int = 0, **kwargs):
-        out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True, cache=cache,
-                             use_cache=use_cache, past_key_values=past_key_values)
-        h = out.last_hidden_state  # B×n×d
+        cache = cache if cache is not None else past_key_values
+        if cache is not None or use_cache:  # the generation step: no intermediate output object
+            cfg = self.config
+            attn = output_attentions if output_attentions is not None else cfg.output_attentions
+            hid = output_hidden_states if output_hidden_states is not None else cfg.output_hidden_states
+            capture = Capture(attn_probs=True, block_output=bool(hid)) if attn else \
+                Capture(block_output=True) if hid else NOTHING
+            h, cache, hidden_states, attentions = self.elasticlm._decode(
+                input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, cache, capture)
+        else:
+            out = self.elasticlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                 output_attentions, output_hidden_states, return_dict=True)
+            h, hidden_states, attentions = out.last_hidden_state, out.hidden_states, out.attentions  # B×n×d
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
         logits = self.lm_head(h)  # B×n×V (or the last logits_to_keep positions)
         loss = self.lm_loss(logits, labels) if labels is not None else None
-        result = CausalLMOutputWithPast(loss=loss, logits=logits, cache=getattr(out, "cache", None),
-                                        hidden_states=out.hidden_states, attentions=out.attentions)
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache, hidden_states=hidden_states,
+                                        attentions=attentions)
         return _returned(result, return_dict, self.config)
 
     def prepare_inputs_for_generation(self, input_ids, *args, **kwargs):
