@@ -63,8 +63,9 @@ def _results(ctx: Context) -> list[str]:
     metrics = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     if not metrics:
         raise Skip("`metrics.json` lists no model")
-    lines = ["Metrics ×100 (mean ± std over seeds where several ran); parameters include embeddings and "
-             "exclude the task head; latency is batch 1, 128 tokens, as measured on the machine that made the run.",
+    lines = ["Metrics ×100 (mean ± std over seeds where several ran). Parameters and latency as `metrics.json` "
+             "records them: the elasticlm models count embeddings and encoder without the task head, and their "
+             "latency is batch 1 at 128 tokens on the machine that made the run.",
              "", *tables.results_table(metrics), ""]
     metric = tables.main_metric(metrics, ctx.search_metric())
     said = tables.verdicts(metrics, metric) if metric else []
