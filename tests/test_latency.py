@@ -37,6 +37,9 @@ def test_measure_latency_is_the_median_of_the_timed_calls():
     assert 15 < slow < 500
     with pytest.raises(ElasticLMError):
         measure_latency(lambda: None, repeats=0)
+    with pytest.raises(ElasticLMError, match="clock"):
+        measure_latency(lambda: None, clock="gpu")
+    assert measure_latency(lambda: time.sleep(0.02), repeats=3, warmup=0, clock="cpu") < 15  # waiting is no CPU
 
 
 def test_table_has_every_distinct_block_and_predicts_their_sum():
@@ -85,7 +88,7 @@ def test_table_key_follows_the_space_dims_dtype_and_machine(monkeypatch):
                     dict(sharings=("none",))):
         assert table_key(dataclasses.replace(SPACE, **changed)) != key, changed
     assert table_key(SPACE, dtype="bfloat16") != key and table_key(SPACE, seq_len=64) != key
-    assert table_key(SPACE, batch=2) != key
+    assert table_key(SPACE, batch=2) != key and table_key(SPACE, clock="cpu") != key
     monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
     assert table_key(SPACE) != key
 
@@ -95,9 +98,11 @@ def test_prediction_tracks_the_measured_model_order_of_magnitude():
     from elasticlm.models import ElasticLMConfig, ElasticLMModel
 
     space = dataclasses.replace(SPACE, hidden_size=64, num_heads=2, max_position_embeddings=32, num_layers=2)
-    table = LatencyTable.build(space, seq_len=32, ffn_dims=[64], warmup=2, repeats=10)
     arch = space.uniform("bert", "none", 64, 2)
-    measured = model_latency(ElasticLMModel(ElasticLMConfig.from_space(space, arch)), seq_len=32, repeats=10)
+    with latency.num_threads(1):  # one thread, CPU clock: steady on a machine other processes keep busy
+        table = LatencyTable.build(space, seq_len=32, ffn_dims=[64], warmup=2, repeats=10, clock="cpu")
+        measured = model_latency(ElasticLMModel(ElasticLMConfig.from_space(space, arch)), seq_len=32, repeats=10,
+                                 clock="cpu")
     assert 0.2 < table.predict(arch, head=False) / measured < 5
 
 
