@@ -66,8 +66,10 @@ def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, fl
 
 
 def majority_metrics(spec, train_labels, refs) -> dict[str, Any]:
-    """The metrics of always predicting the most frequent training class (classification only)."""
+    """The metrics of always predicting the most frequent training class (classification only; rows
+    without a label, -100 such as teacher-labelled augmented copies, are not counted)."""
     from elasticlm.data.metrics import compute_metrics
 
-    counts = np.bincount(np.asarray(train_labels).astype(int), minlength=spec.num_labels)
+    labels = np.asarray(train_labels).astype(int)
+    counts = np.bincount(labels[labels >= 0], minlength=spec.num_labels)
     return compute_metrics(spec, np.full(len(refs), int(counts.argmax())), np.asarray(refs))
