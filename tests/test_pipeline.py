@@ -63,6 +63,10 @@ def test_run_writes_every_artifact(finished):
               "supernet/growth.jsonl", "search/generations.jsonl", "search/pareto.json", "heads/cka.npz",
               "heads/heads.json"):
         assert (out / f).exists(), f
+    import re
+
+    pngs = re.findall(r"\]\((report/[^)]+\.png)\)", (out / "report.md").read_text())
+    assert len(pngs) >= 6 and all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     saved = json.loads((out / "metrics.json").read_text())
     assert list(saved) == list(MODELS) and saved == json.loads(json.dumps(metrics))
     for name, m in saved.items():
