@@ -14,7 +14,7 @@ import time
 import torch
 
 from elasticlm.space import Architecture
-from elasticlm.train.evaluation import Batches
+from elasticlm.train.evaluation import Batches, path_metrics
 
 
 class SupernetFitness:
@@ -29,17 +29,7 @@ class SupernetFitness:
         self.scored = 0
 
     def metrics(self, arch: Architecture) -> dict[str, float]:
-        from elasticlm.data.metrics import compute_metrics
-
-        net = self.net
-        was = net.training
-        net.eval()
-        preds = self.batches.predict(
-            lambda b: net.task_logits(self.task, net(b["input_ids"], arch, attention_mask=b["attention_mask"],
-                                                     token_type_ids=b["token_type_ids"]).last_hidden_state,
-                                      b["attention_mask"]), bf16=self.bf16)
-        net.train(was)
-        return compute_metrics(self.spec, preds, self.batches.references)
+        return path_metrics(self.net, arch, self.task, self.batches, self.spec, bf16=self.bf16)
 
     def __call__(self, archs: list[Architecture]) -> list[float]:
         t0 = time.perf_counter()

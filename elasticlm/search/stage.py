@@ -192,10 +192,12 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
 def _latency_constraint(space, limit_ms: float | None, device, say: Say):
     if limit_ms is None:
         return None
+    import random
+
     from elasticlm.search.latency import LatencyTable
 
     table = LatencyTable.load_or_build(space, device=str(device))
-    lo = min(table.predict(space.sample(__import__("random").Random(i))) for i in range(50))
+    lo = min(table.predict(space.sample(random.Random(i))) for i in range(50))
     say(f"latency limit {limit_ms:g} ms (batch 1, N=128, predicted per block; fastest of 50 random: {lo:.2f} ms)")
     return lambda arch: table.predict(arch) <= limit_ms
 

@@ -65,6 +65,21 @@ def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, fl
     return compute_metrics(spec, preds, batches.references)
 
 
+def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
+    """The task's metrics for one supernet path with inherited weights, through the supernet's own head
+    for `task` (equal to the extracted standalone model's on the same split)."""
+    from elasticlm.data.metrics import compute_metrics
+
+    was = net.training
+    net.eval()
+    preds = batches.predict(
+        lambda b: net.task_logits(task, net(b["input_ids"], arch, attention_mask=b["attention_mask"],
+                                            token_type_ids=b["token_type_ids"]).last_hidden_state,
+                                  b["attention_mask"]), bf16=bf16)
+    net.train(was)
+    return compute_metrics(spec, preds, batches.references)
+
+
 def majority_metrics(spec, train_labels, refs) -> dict[str, Any]:
     """The metrics of always predicting the most frequent training class (classification only; rows
     without a label, -100 such as teacher-labelled augmented copies, are not counted)."""

@@ -25,11 +25,11 @@ from elasticlm.config import to_dict
 from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import carry_optimizer_state
-from elasticlm.train.engine import Dist, Periodic, autocast, eval_batches, fit, fmt_time
+from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
-                                      save_supernet, widths_to_json)
+                                      save_supernet)
 
 Say = Callable[[str], None]
 
@@ -291,37 +291,25 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     return result
 
 
-@torch.no_grad()
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
     """The task metric of `paths` random paths (inherited weights, the supernet's task head) on each
     split, plus the majority-class rate of that split."""
-    from elasticlm.data.metrics import compute_metrics
+    from elasticlm.train.evaluation import Batches, path_metrics
 
-    was = net.training
-    net.eval()
     device = net.embeddings.project.weight.device
     spec = task.spec
     archs = [sample_path(net.space, net.widths(), seed, -1 - p, PathRange()) for p in range(paths)]
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
                                                  for a in archs], "summary": {}}
     for split, ds in splits.items():
-        refs = np.asarray(ds["labels"])
+        batches = Batches.build(ds, task.pad_id, batch_size=128, device=device)  # padded once for every path
         vals = []
         for arch, rec in zip(archs, out["paths"]):
-            preds = []
-            for batch in eval_batches(ds, 128, task.pad_id):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                with autocast(bf16, device.type):
-                    h = net(batch["input_ids"], arch, attention_mask=batch["attention_mask"],
-                            token_type_ids=batch["token_type_ids"]).last_hidden_state
-                    preds.append(net.task_logits(task.name, h, batch["attention_mask"]).float().cpu().numpy())
-            metrics = compute_metrics(spec, np.concatenate(preds), refs)
-            rec[split] = metrics
-            vals.append(metrics[spec.main_metric])
-        majority = _majority(spec, refs)
+            rec[split] = path_metrics(net, arch, task.name, batches, spec, bf16=bf16)
+            vals.append(rec[split][spec.main_metric])
+        majority = _majority(spec, batches.references)
         out["summary"][split] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals)),
                                  "majority": majority}
-    net.train(was)
     return out
 
 
