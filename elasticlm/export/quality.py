@@ -149,6 +149,6 @@ def _speed(fp32, int8, batches, time_session) -> dict[str, Any]:
     out = {}
     for name, inputs in (("batched", batched), ("single", single)):
         t32, t8 = time_session(fp32, inputs), time_session(int8, inputs)
-        out[name] = {"examples": int(sum(len(b["input_ids"]) for b in inputs)), "fp32_ms": round(t32, 2),
-                     "int8_ms": round(t8, 2), "speedup": round(t32 / max(t8, 1e-9), 3)}
+        out[name] = {"examples": int(sum(len(b["input_ids"]) for b in inputs)), "fp32_ms": round(t32, 4),
+                     "int8_ms": round(t8, 4), "speedup": round(t32 / max(t8, 1e-9), 3)}
     return out
