@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from elasticlm.config import override
+from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.pipeline import RunConfig, run_pipeline
 
@@ -52,11 +53,52 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
         rows.append(row)
     result = {"metric": metric, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(result, indent=2) + "\n")
+    sim = block_similarity_file(out, seeds[0], say=say)
+    if sim is not None:
+        result["similarity"] = {k: v["mean_off_diagonal"] for k, v in sim.items()}
+    with atomic_file(out / "ablation.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     full = next((r for r in rows if r["variant"] == "full"), None)
     if full:
         for r in rows:
             if r is not full and r["dev_mean"] >= full["dev_mean"]:
                 say(f"note: switching off {r['variant']!r} did not hurt here (dev {r['dev_mean']:.4f} ≥ "
                     f"{full['dev_mean']:.4f} with the full method)")
+    return result
+
+
+def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
+                          say: Callable[[str], None] = print) -> dict | None:
+    """OUT/similarity.json: CKA between the middle layer's candidate blocks of the pretrained
+    supernets of `full` (relational distillation) and `classic-kd`, on held-out corpus blocks.
+    None (and nothing written) unless both variants' supernets exist."""
+    import torch
+
+    from elasticlm.analysis.similarity import block_similarity
+    from elasticlm.data.corpus import packed_blocks
+    from elasticlm.distill.teachers import load_teacher
+    from elasticlm.train.supernet import load_supernet
+
+    folders = {"relational": out / "full" / f"seed-{seed}" / "supernet",
+               "classic": out / "classic-kd" / f"seed-{seed}" / "supernet"}
+    if not all((f / "supernet.safetensors").is_file() for f in folders.values()):
+        return None
+    result = {}
+    for kind, folder in folders.items():
+        net, config = load_supernet(folder)
+        c = config["config"]
+        tokenizer = load_teacher(c["teacher"]).tokenizer
+        held = packed_blocks(c["corpus"], tokenizer, c["max_length"], tokenizer_id=str(c["teacher"])).heldout
+        rows = [held[i % len(held)] for i in range(probe_blocks)]
+        batches = [{k: torch.stack([r[k] for r in rows[s:s + 16]]) for k in ("input_ids", "attention_mask",
+                                                                            "token_type_ids")}
+                   for s in range(0, len(rows), 16)]
+        sim = block_similarity(net, batches, net.space.num_layers // 2, seed=seed)
+        m = np.asarray(sim["matrix"])
+        off = float((m.sum() - np.trace(m)) / (m.size - len(m)))
+        result[kind] = {**sim, "mean_off_diagonal": round(off, 4), "supernet": str(folder)}
+        say(f"block similarity ({kind} distillation, layer {sim['layer']}): mean CKA between different "
+            f"candidates {off:.3f}")
+    with atomic_file(out / "similarity.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
