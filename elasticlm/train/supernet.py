@@ -176,6 +176,8 @@ def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection
     """Attention and hidden losses averaged over the student's layers (teacher layer lmap[l])."""
     losses = {}
     L = len(lmap)
+    if mask is not None and bool(mask.all()):
+        mask = None  # packed corpus blocks have no padding: the losses' unmasked path, same value, less work
     if cfg.alpha_attn > 0:
         losses["attn"] = sum(attention_loss(out.attentions[l], t_out.attentions[lmap[l] - 1], mask, kind=cfg.kind)
                              for l in range(L)) / L
