@@ -1,0 +1,41 @@
+"""Start the decoder's token embedding from the teacher's.
+
+The student shares the teacher's tokenizer, so row v of the teacher's V×d_t input embedding and row v
+of the student's V×e factorized embedding stand for the same token. Projecting the teacher's
+(centred) rows onto their top e principal directions keeps the directions along which the teacher
+tells tokens apart, and gives the tied LM head a vocabulary geometry from step 0 instead of noise. At
+demo scale (SmolLM2-135M-Instruct teacher, e = 128, 100 pretraining steps of 8×128 tokens, lr 2e-3)
+it lowered the held-out next-token loss from 7.02 to 6.42 (README, "Causal language models").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from elasticlm.errors import ElasticLMError
+
+
+@torch.no_grad()
+def embedding_from_teacher(student, teacher_model, *, std: float = 0.05, seed: int = 0) -> float:
+    """Overwrite `student`'s token embedding (V×e) with the teacher's (V×d_t) projected onto its top-e
+    principal components, rescaled to standard deviation `std`. Returns the share of the teacher
+    embedding's variance those e components hold."""
+    target = student.get_input_embeddings().weight  # V×e
+    source = teacher_model.get_input_embeddings().weight.detach().float()  # V×d_t
+    if source.shape[0] != target.shape[0]:
+        raise ElasticLMError(f"teacher embedding has {source.shape[0]:,} rows, the student's {target.shape[0]:,}; "
+                             f"build the student with the teacher's tokenizer")
+    e = target.shape[1]
+    if e > min(source.shape):
+        raise ElasticLMError(f"embedding size {e} exceeds the teacher's embedding width {source.shape[1]}")
+    if not std > 0:
+        raise ElasticLMError(f"embedding init std={std!r} must be > 0")
+    centred = source - source.mean(0, keepdim=True)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # pca_lowrank draws from the global generator: keep it untouched
+        torch.manual_seed(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen)))
+        _, s, v = torch.pca_lowrank(centred, q=e, center=False, niter=4)
+    proj = centred @ v[:, :e]  # V×e
+    proj = proj / proj.std().clamp(min=1e-12) * std
+    target.copy_(proj.to(target.dtype))
+    return float((s[:e] ** 2).sum() / (centred ** 2).sum())
