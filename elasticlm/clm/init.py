@@ -5,7 +5,8 @@ of the student's V×e factorized embedding stand for the same token. Projecting 
 (centred) rows onto their top e principal directions keeps the directions along which the teacher
 tells tokens apart, and gives the tied LM head a vocabulary geometry from step 0 instead of noise. At
 demo scale (SmolLM2-135M-Instruct teacher, e = 128, 100 pretraining steps of 8×128 tokens, lr 2e-3)
-it lowered the held-out next-token loss from 7.02 to 6.42 (README, "Causal language models").
+the held-out next-token loss was 7.02 from a random embedding, and 6.87 / 6.42 / 6.41 from the
+teacher's with std 0.02 / 0.05 / 0.15 (README, "Causal language models").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from elasticlm.errors import ElasticLMError
 
 
 @torch.no_grad()
-def embedding_from_teacher(student, teacher_model, *, std: float = 0.05, seed: int = 0) -> float:
+def embedding_from_teacher(student, teacher_model, *, std: float = 0.1, seed: int = 0) -> float:
     """Overwrite `student`'s token embedding (V×e) with the teacher's (V×d_t) projected onto its top-e
     principal components, rescaled to standard deviation `std`. Returns the share of the teacher
     embedding's variance those e components hold."""
