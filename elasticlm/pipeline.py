@@ -8,7 +8,8 @@ resumed from its checkpoints when it was killed part-way:
     search/        evolution (or NSGA-II) on the held-out 10%, plus the random-search baseline
     heads/         head-number search on the best architecture → arch.json
     models/NAME/   retraining of the found model and the equal-budget baselines, same recipe
-    metrics.json   every model: params, latency, dev and test metrics (+ teacher, majority, tf-idf)
+    metrics.json   every model: params, latency, dev and test metrics (+ teacher, majority, tf-idf;
+                   the last two are skipped for extractive QA, whose metrics are EM/F1 on dev)
     export/        the found model as a self-contained HF folder
     report.md      plots and tables from the files above
 
@@ -169,6 +170,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
 
     cfg = cfg.resolved()
     out = Path(out)
+    _check_qa_data(cfg)
     _claim_run(cfg, out, force)
     times: dict[str, float] = {}
 
@@ -187,7 +189,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
     final = Architecture.from_list(heads["arch"])
     _write_json(out / "arch.json", {"layers": final.to_list()})
     metrics = stage("retraining", lambda: _retrain_all(cfg, out, final, found, say))
-    if cfg.tfidf:
+    if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: _tfidf(cfg, out, say))
     _write_json(out / "metrics.json", metrics)
     if cfg.export:
@@ -212,10 +214,41 @@ def compare(out: Path, *, say: Say = _say) -> dict:
     found = json.loads((out / "search" / "result.json").read_text())
     final = Architecture.from_list(json.loads((out / "arch.json").read_text())["layers"])
     metrics = _retrain_all(cfg, out, final, found, say)
-    if cfg.tfidf:
+    if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = _tfidf(cfg, out, say)
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _is_qa(task: str) -> bool:
+    """Whether `task` names an extractive-QA task (SQuAD); user folders are classification/regression."""
+    from elasticlm.data.tasks import ALL_TASKS, canonical_name
+
+    canon = canonical_name(str(task))
+    return canon is not None and ALL_TASKS[canon].kind == "qa"
+
+
+def _check_qa_data(cfg: RunConfig) -> None:
+    """A QA task's files are checked before hours of pretraining: a training and a dev split."""
+    if not _is_qa(cfg.task):
+        return
+    from elasticlm.data.tasks import load_task
+
+    data = load_task(cfg.task, data_dir=cfg.data_dir)
+    version = data.spec.name.removeprefix("squad-v")
+    for split in ("train", "dev"):
+        if split not in data.splits or not len(data.splits[split]):
+            raise ElasticLMError(f"task {data.spec.name}: no {split} split in {data.source}; put {split}-v{version}.json "
+                                 f"(the official SQuAD JSON) there")
+
+
+def _skip_for_qa(cfg: RunConfig, what: str, say: Say) -> bool:
+    """True (after saying so) when `what`, a baseline that predicts one label per text, does not apply."""
+    if not _is_qa(cfg.task):
+        return False
+    say(f"note: {what} is skipped for {cfg.task}: it predicts one label per text, and extractive QA "
+        f"predicts answer spans")
+    return True
 
 
 def _previous_timings(out: Path) -> dict:
@@ -236,7 +269,8 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     names = ["found", *(b for b in cfg.baselines if b != "random-search" or "random" in found)]
     todo = any(not (out / "models" / n / ("" if i == 0 else f"seed-{s}") / "result.json").exists()
                for n in names for i, s in enumerate(cfg.retrain.seeds))
-    data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo)
+    data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo,
+                        max_positions=space.max_position_embeddings)
     task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"
@@ -268,11 +302,20 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
                                          run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
                                                      else "scratch"}))
         metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name,
-                                                                     out / "models" / name / "latency.json")}
+                                                                     out / "models" / name / "latency.json",
+                                                                     qa=spec.kind == "qa")}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
-                          "latency_ms": _latency(Path(str(teacher.path)), out / "models" / "teacher-latency.json"),
+                          "latency_ms": _latency(Path(str(teacher.path)), out / "models" / "teacher-latency.json",
+                                                 qa=spec.kind == "qa"),
                           **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
+    if spec.kind == "qa":  # the teacher's own metrics.json has the official percentages
+        from elasticlm.data.squad import as_fractions
+
+        metrics["teacher"].update({k: as_fractions(metrics["teacher"][k]) for k in ("dev", "test")
+                                   if k in metrics["teacher"]})
+    if _skip_for_qa(cfg, "the majority-class baseline", say):
+        return metrics
     train_labels = data.train["labels"]
     maj = {"params": 0, "latency_ms": 0.0, "dev": majority_metrics(data.spec, train_labels, data.dev["labels"])}
     if data.test is not None:
@@ -281,18 +324,19 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     return metrics
 
 
-def _latency(model_dir: Path, cache: Path) -> float:
-    """Median latency (ms) at batch 1, N=128 on this machine of the model saved in `model_dir`,
-    measured once and kept in `cache` (a file of the run folder)."""
+def _latency(model_dir: Path, cache: Path, *, qa: bool = False) -> float:
+    """Median latency (ms) at batch 1, N=128 on this machine of the model saved in `model_dir` (a
+    classifier, or a QA model when `qa`), measured once and kept in `cache` (a file of the run folder)."""
     from elasticlm.search.latency import model_latency
 
     if cache.exists():
         return float(json.loads(cache.read_text())["batch1_ms"])
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    auto = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
+    model = auto.from_pretrained(model_dir)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -27,6 +27,7 @@ import json
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,16 @@ def prepare_features(examples: Iterable[Example], tokenizer, max_length: int = 3
     examples = list(examples)
     questions = [ex["question"].lstrip() for ex in examples]
     contexts = [ex["context"] for ex in examples]
-    enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
-                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    if not examples:
+        raise ElasticLMError("prepare_features: no examples to window")
+    try:
+        enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    except Exception as err:  # noqa: BLE001 - the tokenizers' own messages are multi-line and obscure
+        longest = max(len(tokenizer(q)["input_ids"]) for q in questions)
+        raise ElasticLMError(f"cannot window SQuAD contexts into {max_length} tokens with {stride} tokens of overlap "
+                             f"(longest question {longest} tokens): raise max_length or lower the stride "
+                             f"({str(err).splitlines()[0][:80]})") from None
     sample_map = enc.pop("overflow_to_sample_mapping")
     out: dict[str, list] = {"start_positions": [], "end_positions": [], "example_id": [], "offset_mapping": []}
     for i, offsets in enumerate(enc["offset_mapping"]):
@@ -145,39 +154,80 @@ def prepare_features(examples: Iterable[Example], tokenizer, max_length: int = 3
     return datasets.Dataset.from_dict({**columns, **out})
 
 
+DOC_STRIDE = 128
+"""Tokens of overlap between the windows of a long context at the official 384-token window."""
+
+
+def window_stride(max_length: int, doc_stride: int = DOC_STRIDE) -> int:
+    """The window overlap used for `max_length`-token features: `doc_stride`, at most a third of the
+    window (128 at the official 384; shorter windows, e.g. a small model's 128 positions, overlap less)."""
+    return max(1, min(int(doc_stride), int(max_length) // 3))
+
+
+@dataclass
+class SpanIndex:
+    """What post-processing needs of a feature set, materialised once (search scores many candidates
+    on the same features)."""
+
+    example_ids: list[str]
+    """example_ids[f] = the example of feature f."""
+    offsets: list[list]
+    """Per feature, per token: [start, end] character span in the context, None outside it."""
+    context: np.ndarray
+    """n_features × width bool: token t of feature f lies in the context (a span may start/end there)."""
+
+    @classmethod
+    def of(cls, features) -> "SpanIndex":
+        if isinstance(features, SpanIndex):
+            return features
+        ids = [str(i) for i in features["example_id"]]
+        offsets = [list(o) for o in features["offset_mapping"]]
+        width = max((len(o) for o in offsets), default=0)
+        context = np.zeros((len(offsets), width), dtype=bool)
+        for f, offs in enumerate(offsets):
+            context[f, :len(offs)] = [o is not None for o in offs]
+        return cls(ids, offsets, context)
+
+
 def postprocess(examples: Sequence[Example], features, start_logits, end_logits, *, n_best: int = 20,
                 max_answer_length: int = 30, version_2: bool = False,
                 null_threshold: float = 0.0) -> dict[str, str]:
     """Answer text per example id from per-feature logits, shape (n_features, max_length) each.
 
-    The best span over all of an example's windows (score = start + end logit, among the `n_best`
-    top starts and ends, end >= start, at most `max_answer_length` tokens, inside the context).
+    `features`: the windowed features (`prepare_features`) or their `SpanIndex`. The best span over all
+    of an example's windows (score = start + end logit, among the `n_best` top starts and ends,
+    end >= start, at most `max_answer_length` tokens, inside the context; ties go to the earlier
+    window, then the higher-ranked start, then the higher-ranked end).
     v2.0: the answer is "" when the [CLS] score (the smallest over the windows) beats the best span
     by more than `null_threshold`.
     """
+    index = SpanIndex.of(features)
     start_logits = np.asarray(start_logits)
     end_logits = np.asarray(end_logits)
     by_example: dict[str, list[int]] = collections.defaultdict(list)
-    for f, ex_id in enumerate(list(features["example_id"])):
+    for f, ex_id in enumerate(index.example_ids):
         by_example[ex_id].append(f)
-    offsets_all = list(features["offset_mapping"])  # materialised once: (n_features, max_length)
     predictions = {}
     for ex in examples:
         best_text, best_score, null_score = "", -np.inf, np.inf
         for f in by_example.get(ex["id"], []):
-            s_log, e_log, offsets = start_logits[f], end_logits[f], offsets_all[f]
+            s_log, e_log = start_logits[f], end_logits[f]
             null_score = min(null_score, float(s_log[0] + e_log[0]))
-            starts = np.argsort(s_log)[::-1][:n_best]
-            ends = np.argsort(e_log)[::-1][:n_best]
-            for s in starts:
-                for e in ends:
-                    if (s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None
-                            or e < s or e - s + 1 > max_answer_length):
-                        continue
-                    score = float(s_log[s] + e_log[e])
-                    if score > best_score:
-                        best_score = score
-                        best_text = ex["context"][offsets[s][0]:offsets[e][1]]
+            ctx = np.zeros(len(s_log), dtype=bool)  # a token a span may use
+            n = min(len(s_log), index.context.shape[1])
+            ctx[:n] = index.context[f, :n]
+            starts = np.argsort(s_log)[::-1][:n_best][:, None]  # n_best×1
+            ends = np.argsort(e_log)[::-1][:n_best][None, :]  # 1×n_best
+            ok = ctx[starts] & ctx[ends] & (ends >= starts) & (ends - starts + 1 <= max_answer_length)
+            if not ok.any():
+                continue
+            scores = np.where(ok, s_log[starts] + e_log[ends], -np.inf)  # n_best×n_best
+            k = int(np.argmax(scores))  # the first best in (start rank, end rank) order
+            score = float(scores.flat[k])
+            if score > best_score:
+                s, e = int(starts[k // scores.shape[1], 0]), int(ends[0, k % scores.shape[1]])
+                best_score = score
+                best_text = ex["context"][index.offsets[f][s][0]:index.offsets[f][e][1]]
         if version_2 and (best_score == -np.inf or null_score - best_score > null_threshold):
             best_text = ""
         predictions[ex["id"]] = best_text
@@ -248,3 +298,10 @@ def squad_metrics(predictions: Mapping[str, str], examples: Iterable[Example], v
                 result[f"{prefix}_f1"] = 100.0 * f1_arr[mask].mean()
                 result[f"{prefix}_total"] = float(mask.sum())
     return {k: float(v) for k, v in result.items()}
+
+
+def as_fractions(metrics: Mapping[str, float]) -> dict[str, float]:
+    """`squad_metrics`' percentages on the 0–1 scale every other task metric of the project uses (what
+    stage 2, search and retraining record; reports show them ×100, i.e. as the official percentages),
+    with the counts (`total`, `HasAns_total`, ...) left out."""
+    return {k: float(v) / 100.0 for k, v in metrics.items() if not k.endswith("total")}

@@ -93,6 +93,41 @@ class TaskHead(nn.Module):
         return self.classifier(torch.tanh(self.pooler(pool(h, attention_mask, self.pooling))))  # B×C
 
 
+class TaskHeads(nn.ModuleDict):
+    """The task heads by task name. Names may hold dots (`squad-v1.1`), which torch module names cannot:
+    they are stored escaped ("%" -> "%25", "." -> "%2E"; so the state-dict keys read
+    `task_heads.squad-v1%2E1.…`) and every lookup and listing uses the task's own name."""
+
+    @staticmethod
+    def _key(task: str) -> str:
+        return task.replace("%", "%25").replace(".", "%2E")
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return key.replace("%2E", ".").replace("%25", "%")
+
+    def __getitem__(self, task: str) -> nn.Module:
+        return super().__getitem__(self._key(task))
+
+    def __setitem__(self, task: str, module: nn.Module) -> None:
+        super().__setitem__(self._key(task), module)
+
+    def __delitem__(self, task: str) -> None:
+        super().__delitem__(self._key(task))
+
+    def __contains__(self, task) -> bool:
+        return isinstance(task, str) and super().__contains__(self._key(task))
+
+    def __iter__(self):
+        return (self._name(k) for k in list(self._modules))
+
+    def keys(self):
+        return list(self)
+
+    def items(self):
+        return [(self._name(k), m) for k, m in self._modules.items()]
+
+
 def block_key(kind: str, sharing: str) -> str:
     """Name of a candidate inside a layer's ModuleDict, e.g. "bert_qv"."""
     return f"{kind}_{sharing}"
@@ -119,7 +154,7 @@ class SuperNet(nn.Module):
             for _ in range(space.num_layers)
         )
         self.mlm_head = MLMHead(space.hidden_size, space.embedding_size, space.vocab_size, config.layer_norm_eps)
-        self.task_heads = nn.ModuleDict()
+        self.task_heads = TaskHeads()
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     # ----- heads --------------------------------------------------------------------------

@@ -82,10 +82,19 @@ class SearchInputs:
     task: str
     spec: Any
     heldout: Any
-    """The encoded last 10% of the training split."""
+    """The encoded last 10% of the training split (QA: its raw examples, windowed by `batches`)."""
     tokenizer: Any
     pad_id: int
     max_length: int
+
+    def batches(self, batch_size: int, device):
+        """The held-out split padded once on `device` (QA: windowed into features first)."""
+        from elasticlm.train.evaluation import Batches
+
+        if self.spec.kind == "qa":
+            return Batches.for_qa(self.heldout, self.tokenizer, self.max_length,
+                                  version_2=self.spec.name.endswith("v2.0"), batch_size=batch_size, device=device)
+        return Batches.build(self.heldout, self.pad_id, batch_size=batch_size, device=device)
 
 
 def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None, *,
@@ -123,7 +132,8 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
     _, held = search_split(data.splits["train"])
     if max_eval_examples:
         held = held.select(range(min(max_eval_examples, len(held))))
-    enc = encode_task(held, data.spec, tok, min(max_length, net.space.max_position_embeddings))
+    max_length = min(max_length, net.space.max_position_embeddings)
+    enc = held if data.spec.kind == "qa" else encode_task(held, data.spec, tok, max_length)
     if device is not None:
         net.to(device)
     return SearchInputs(net, config, name, data.spec, enc, tok, tok.pad_token_id or 0, max_length)
@@ -134,7 +144,6 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     from elasticlm.data.cache import atomic_file
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.train.engine import Dist
-    from elasticlm.train.evaluation import Batches
     from elasticlm.train.supernet import widths_from_json
 
     cfg.validate()
@@ -151,12 +160,13 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     budget.check(space, widths)
     accept = _latency_constraint(space, cfg.latency_ms, device, say)
     claim_out(out, "search", run_config, dist)
-    batches = Batches.build(inp.heldout, inp.pad_id, batch_size=cfg.batch_size, device=device)
+    batches = inp.batches(cfg.batch_size, device)
     fitness = SupernetFitness(inp.net, inp.task, inp.spec, batches, bf16=bf16, dist=dist)
     talk = say if dist.main else (lambda s: None)
     talk(f"searching {space.num_layers}-layer architectures ≤ {budget.ceiling:,} parameters for {inp.task} "
          f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations) on "
-         f"{len(inp.heldout):,} held-out examples, {'bf16' if bf16 else 'fp32'} on {device}")
+         f"{len(inp.heldout):,} held-out examples" + (f" ({len(batches.order):,} windows)" if inp.spec.kind == "qa" else "")
+         + f", {'bf16' if bf16 else 'fp32'} on {device}")
     t0 = time.perf_counter()
     log = out / "generations.jsonl" if dist.main else None
     if cfg.mode == "pareto":
@@ -206,7 +216,6 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
               say: Say = _say) -> dict:
     """Algorithm 1 on `arch` with the held-out probe; writes heads.json, cka.npz, arch.json, result.json."""
     from elasticlm.data.cache import atomic_file
-    from elasticlm.train.evaluation import Batches
 
     out = Path(out)
     run_config = {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads), "arch": arch.to_list(),
@@ -222,7 +231,7 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
     from elasticlm.train.engine import Dist
 
     claim_out(out, "heads", run_config, Dist())
-    batches = Batches.build(inp.heldout, inp.pad_id, batch_size=64, device=device).batches
+    batches = inp.batches(64, device).batches
     t0 = time.perf_counter()
     with torch.no_grad():
         final, records, matrices = search_heads(inp.net, arch, batches, cfg.heads)

@@ -1,9 +1,14 @@
-"""Fast, exact evaluation of classification/regression models on an encoded split.
+"""Fast, exact evaluation of classification/regression/QA models on an encoded split.
 
 The split is padded once into length-bucketed batches (rows sorted by length, so little padding is
 computed) kept on the device, and every model scored on it reuses them: the supernet's paths in
 search (`elasticlm.search.evaluator`) and standalone models after retraining (`evaluate_model`).
 Predictions are put back in the split's order before scoring, so metrics equal an unsorted pass.
+
+QA (SQuAD): the rows are the examples' windowed features (`squad.prepare_features`); a model's
+B×N×2 start/end logits are padded back to the window width, the best span per example is picked
+over its windows (`squad.postprocess`, on a `SpanIndex` built once) and scored with the official
+EM/F1 (`squad.squad_metrics`), recorded as 0–1 fractions like every other metric.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from elasticlm.errors import ElasticLMError
 from elasticlm.train.engine import autocast, pad_batch, rows_of
 
 
@@ -26,50 +32,114 @@ class Batches:
     order: np.ndarray
     """order[i] = the split row of the i-th row across the batches."""
     references: np.ndarray
-    """Labels in the split's own order."""
+    """Labels in the split's own order (empty for rows without labels, e.g. QA features)."""
     tokens: int
     """Real (unpadded) tokens in the split."""
+    width: int = 0
+    """The longest row (QA features: the window); per-token outputs are padded back to it."""
+    qa: QASplit | None = None
+    """QA: the examples the rows are windows of (None for classification/regression)."""
 
     @classmethod
-    def build(cls, ds, pad_id: int, *, batch_size: int = 256, device: str | torch.device = "cpu") -> "Batches":
+    def build(cls, ds, pad_id: int, *, batch_size: int = 256, device: str | torch.device = "cpu",
+              qa: QASplit | None = None) -> "Batches":
+        """`ds`: encoded rows (input_ids, attention_mask, token_type_ids, + labels to score against)."""
+        if len(ds) == 0:
+            raise ElasticLMError("cannot evaluate on an empty split")
+        inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
+        rows_ds = ds.select_columns(inputs) if hasattr(ds, "select_columns") else ds
         lengths = np.asarray([int(sum(m)) for m in ds["attention_mask"]])
         order = np.argsort(-lengths, kind="stable")
         batches = []
         for s in range(0, len(order), batch_size):
-            b = pad_batch(rows_of(ds, [int(i) for i in order[s:s + batch_size]]), pad_id)
-            batches.append({k: v.to(device) for k, v in b.items() if k != "labels"})
-        return cls(batches, order, np.asarray(ds["labels"]), int(lengths.sum()))
+            b = pad_batch(rows_of(rows_ds, [int(i) for i in order[s:s + batch_size]]), pad_id)
+            batches.append({k: v.to(device) for k, v in b.items() if k in inputs})
+        refs = np.asarray(ds["labels"]) if "labels" in ds.column_names else np.zeros(0)
+        width = max(len(ids) for ids in ds["input_ids"])
+        return cls(batches, order, refs, int(lengths.sum()), int(width), qa)
+
+    @classmethod
+    def for_qa(cls, examples, tokenizer, max_length: int, *, stride: int | None = None, version_2: bool,
+               batch_size: int = 256, device: str | torch.device = "cpu") -> "Batches":
+        """Window `examples` (SQuAD examples) into `max_length`-token features and pad them once."""
+        from elasticlm.data import squad
+
+        examples = list(examples)
+        stride = squad.window_stride(max_length) if stride is None else stride
+        feats = squad.prepare_features(examples, tokenizer, max_length=max_length, stride=stride)
+        qa = QASplit(examples, squad.SpanIndex.of(feats), version_2)
+        return cls.build(feats, tokenizer.pad_token_id or 0, batch_size=batch_size, device=device, qa=qa)
 
     def predict(self, logits_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, bf16: bool) -> np.ndarray:
-        """Logits of every row in the split's order: `logits_fn(batch) -> B×C`."""
+        """Logits of every row in the split's order: `logits_fn(batch) -> B×C`, or B×N×2 per-token
+        (QA start/end) logits, returned n×width×2 with positions past a batch's N at -1e4."""
         outs = []
         device = self.batches[0]["input_ids"].device.type if self.batches else "cpu"
         with torch.inference_mode(), autocast(bf16, device):
             for b in self.batches:
-                outs.append(logits_fn(b).float().cpu().numpy())
+                out = logits_fn(b).float().cpu().numpy()
+                if out.ndim == 3 and out.shape[1] < self.width:  # B×N×2 -> B×width×2
+                    out = np.pad(out, ((0, 0), (0, self.width - out.shape[1]), (0, 0)), constant_values=-1e4)
+                outs.append(out)
         preds = np.concatenate(outs)
         back = np.empty_like(preds)
         back[self.order] = preds
         return back
 
+    def metrics(self, spec, preds: np.ndarray) -> dict[str, float]:
+        """The task's metrics of `preds` (in the split's order): EM/F1 through span post-processing
+        for QA, else `compute_metrics` against the labels."""
+        from elasticlm.data.metrics import compute_metrics
+
+        if spec.kind == "qa":
+            if self.qa is None:
+                raise ElasticLMError(f"task {spec.name}: QA needs batches built by Batches.for_qa")
+            return self.qa.metrics(preds)
+        return compute_metrics(spec, preds, self.references)
+
+
+@dataclass
+class QASplit:
+    """The SQuAD examples of a split whose windows the rows of a `Batches` are."""
+
+    examples: list[dict]
+    """SQuAD examples (id, context, question, answers), in split order."""
+    index: Any
+    """`squad.SpanIndex` of the features (example of each window, token offsets)."""
+    version_2: bool
+    """SQuAD v2.0 scoring (no-answer predictions, HasAns/NoAns breakdowns)."""
+
+    def metrics(self, preds: np.ndarray) -> dict[str, float]:
+        """preds: n_features×width×2 start/end logits -> exact_match, f1 (+ v2.0's HasAns_/NoAns_
+        breakdowns) as 0–1 fractions (the official percentages / 100, like every other metric here)."""
+        from elasticlm.data import squad
+
+        answers = squad.postprocess(self.examples, self.index, preds[..., 0], preds[..., 1], version_2=self.version_2)
+        return squad.as_fractions(squad.squad_metrics(answers, self.examples, version_2=self.version_2))
+
+
+def qa_logits(model, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A standalone QA model's start/end logits as one B×N×2 tensor (the supernet head's layout)."""
+    out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
+    return torch.stack([out.start_logits, out.end_logits], dim=-1)
+
 
 def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
-    """The task's metrics for a standalone HF classification/regression model."""
-    from elasticlm.data.metrics import compute_metrics
-
+    """The task's metrics for a standalone HF classification/regression/QA model."""
     was = model.training
     model.eval()
-    preds = batches.predict(lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                            token_type_ids=b["token_type_ids"]).logits, bf16=bf16)
+    if spec.kind == "qa":
+        preds = batches.predict(lambda b: qa_logits(model, b), bf16=bf16)
+    else:
+        preds = batches.predict(lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                                token_type_ids=b["token_type_ids"]).logits, bf16=bf16)
     model.train(was)
-    return compute_metrics(spec, preds, batches.references)
+    return batches.metrics(spec, preds)
 
 
 def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
     """The task's metrics for one supernet path with inherited weights, through the supernet's own head
     for `task` (equal to the extracted standalone model's on the same split)."""
-    from elasticlm.data.metrics import compute_metrics
-
     was = net.training
     net.eval()
     preds = batches.predict(
@@ -77,7 +147,7 @@ def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) ->
                                             token_type_ids=b["token_type_ids"]).last_hidden_state,
                                   b["attention_mask"]), bf16=bf16)
     net.train(was)
-    return compute_metrics(spec, preds, batches.references)
+    return batches.metrics(spec, preds)
 
 
 def majority_metrics(spec, train_labels, refs) -> dict[str, Any]:

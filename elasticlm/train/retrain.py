@@ -32,7 +32,7 @@ from elasticlm.space import Architecture, SearchSpace
 from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows, task_loss
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out
-from elasticlm.train.supernet import representation_losses
+from elasticlm.train.supernet import encode_split, qa_logit_loss, qa_task_loss, representation_losses
 
 Say = Callable[[str], None]
 
@@ -92,31 +92,47 @@ class RetrainData:
 
     spec: Any
     train: Any
-    """The encoded full training split."""
+    """The encoded full training split (QA: its examples' windowed features)."""
     dev: Any
+    """The encoded dev split (QA: its raw examples, windowed when scored)."""
     test: Any | None
+    """The encoded labelled test split, if any (QA: none)."""
     tokenizer: Any
     teacher: Any
     pad_id: int
     max_length: int
     teacher_logits: np.ndarray | None = None
-    """Teacher logits of every training row (when only the logit loss needs the teacher)."""
+    """Teacher logits of every training row (when only the logit loss needs the teacher): n×C, or
+    n×width×2 start/end logits for QA windows."""
     teacher_metrics: dict = field(default_factory=dict)
+
+    def batches(self, split: str, device) -> Batches:
+        """The dev or test split padded once on `device` for `evaluate_model`."""
+        ds = self.dev if split == "dev" else self.test
+        if self.spec.kind == "qa":
+            return Batches.for_qa(ds, self.tokenizer, self.max_length, version_2=self.spec.name.endswith("v2.0"),
+                                  batch_size=128, device=device)
+        return Batches.build(ds, self.pad_id, device=device)
 
 
 def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print,
-                 targets: bool = True) -> RetrainData:
+                 targets: bool = True, max_positions: int | None = None) -> RetrainData:
     """Load and encode the task, fine-tune (or reuse) its teacher, and precompute teacher logits
-    (and augmented copies) unless `targets` is False (nothing left to train)."""
-    from elasticlm.data.tasks import encode_task, load_task
+    (and augmented copies) unless `targets` is False (nothing left to train). QA windows are cut to
+    at most `max_positions` tokens (the student's position embeddings)."""
+    from elasticlm.data.tasks import load_task
     from elasticlm.distill.teachers import check_vocab, load_teacher
     from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
-    if spec.kind not in ("classification", "regression"):
-        raise ElasticLMError(f"task {spec.name}: retraining supports classification and regression tasks, "
+    if spec.kind not in ("classification", "regression", "qa"):
+        raise ElasticLMError(f"task {spec.name}: retraining supports classification, regression and QA tasks, "
                              f"not {spec.kind}")
+    if "train" not in data.splits or not len(data.splits["train"]):
+        raise ElasticLMError(f"task {spec.name} has no training split ({data.source}); add one")
+    if "dev" not in data.splits or not len(data.splits["dev"]):
+        raise ElasticLMError(f"task {spec.name} has no dev split to evaluate on ({data.source}); add one")
     tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
                                  bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
     tres = finetune_teacher(tcfg)
@@ -125,19 +141,22 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     if vocab_size is not None:
         check_vocab(teacher, vocab_size)
     max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
-    enc = lambda ds: encode_task(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
+    if spec.kind == "qa" and max_positions is not None:
+        max_length = min(max_length, max_positions)  # QA windows fill the window
+    enc = lambda ds: encode_split(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
     train = data.splits["train"]
     if cfg.max_train_examples:
         train = train.select(range(min(cfg.max_train_examples, len(train))))
     cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
-    if "dev" not in data.splits or not len(data.splits["dev"]):
-        raise ElasticLMError(f"task {spec.name} has no dev split to evaluate on ({data.source}); add one")
     test = data.splits["test"] if data.eval_split() == "test" else None
-    out = RetrainData(spec, enc(train), enc(cut(data.splits["dev"])), enc(cut(test)) if test is not None else None,
+    evaluate = (lambda ds: list(ds)) if spec.kind == "qa" else enc  # QA: examples, windowed when scored
+    out = RetrainData(spec, enc(train), evaluate(cut(data.splits["dev"])),
+                      evaluate(cut(test)) if test is not None else None,
                       teacher.tokenizer, teacher, teacher.tokenizer.pad_token_id or 0, max_length,
                       teacher_metrics=tres.metrics)
     if targets and cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
-        say(f"teacher logits for {len(out.train):,} training examples (computed once, shared by every model)")
+        rows = "training windows" if spec.kind == "qa" else "training examples"
+        say(f"teacher logits for {len(out.train):,} {rows} (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
         if cfg.augment > 0 and spec.kind == "classification":
             _add_augmented(out, cfg, device, say)
@@ -199,14 +218,14 @@ def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed
 
 
 def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain_out: Path, *, say: Say = print):
-    """The standalone classifier for `arch` from the path of `net` (see `path_net`), pretrained on the
+    """The standalone classifier (or QA model) for `arch` from the path of `net` (see `path_net`), pretrained on the
     corpus first when `cfg.pretrain_steps` > 0."""
     net = path_net(net, arch, task)
     if cfg.pretrain_steps > 0:
         net = copy.deepcopy(net)
         pretrain_path(net, arch, cfg, pretrain_out, say=say)
         net.cpu()
-    return net.extract(arch, head="classification", task=task)
+    return net.extract(arch, head="qa" if net.task_heads[task].kind == "qa" else "classification", task=task)
 
 
 def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
@@ -270,7 +289,13 @@ class RetrainTask:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
                          output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
-        losses = {"task": task_loss(self.data.spec.kind, out.logits, batch["labels"])}
+        qa = self.data.spec.kind == "qa"
+        if qa:
+            logits = torch.stack([out.start_logits, out.end_logits], dim=-1)  # B×N×2
+            losses = {"task": qa_task_loss(logits, batch["start_positions"], batch["end_positions"])}
+        else:
+            logits = out.logits  # B×C
+            losses = {"task": task_loss(self.data.spec.kind, logits, batch["labels"])}
         t_out = None
         if self.needs_teacher:
             with torch.no_grad():
@@ -278,8 +303,12 @@ class RetrainTask:
                                           want_hidden=d.alpha_hidden > 0)
         if d.alpha_logit > 0:
             t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
-            losses["logit"] = logit_loss(out.logits, t_logits.to(out.logits.device), kind=d.kind,
-                                         temperature=d.temperature)
+            t_logits = t_logits.to(logits.device)
+            if qa:  # precomputed ones span the whole window: B×width×2 -> B×N×2
+                losses["logit"] = qa_logit_loss(logits, t_logits[:, :logits.shape[1]], mask, kind=d.kind,
+                                                temperature=d.temperature)
+            else:
+                losses["logit"] = logit_loss(logits, t_logits, kind=d.kind, temperature=d.temperature)
         if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
             losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
         return {"loss": weighted_total(losses, d), **losses}
@@ -305,11 +334,9 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     result = {"stage": "retrain", "params": int(sum(p.numel() for p in model.elasticlm.parameters())),
               "params_with_head": int(sum(p.numel() for p in model.parameters())), "seed": seed,
               "steps": state["step"], "seconds": round(state["seconds"], 1),
-              "dev": evaluate_model(model, Batches.build(data.dev, data.pad_id, device=device), data.spec,
-                                    bf16=train.bf16)}
+              "dev": evaluate_model(model, data.batches("dev", device), data.spec, bf16=train.bf16)}
     if data.test is not None:
-        result["test"] = evaluate_model(model, Batches.build(data.test, data.pad_id, device=device), data.spec,
-                                        bf16=train.bf16)
+        result["test"] = evaluate_model(model, data.batches("test", device), data.spec, bf16=train.bf16)
     if dist.main:
         from elasticlm.data.cache import atomic_file
 

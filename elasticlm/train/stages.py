@@ -28,8 +28,8 @@ from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
-                                      build_supernet, check_range, resolve_space, hash_seed, load_supernet, sample_path,
-                                      save_supernet)
+                                      build_supernet, check_range, encode_split, resolve_space, hash_seed, load_supernet,
+                                      sample_path, save_supernet)
 
 Say = Callable[[str], None]
 
@@ -226,16 +226,22 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         say(f"{out}: fine-tuning already complete")
         return done
     talk = say if dist.main else (lambda s: None)
-    from elasticlm.data.tasks import encode_task, load_task, search_split
+    from elasticlm.data.tasks import load_task, search_split
 
     tasks, evals, lengths, sources = [], {}, {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
     for name in cfg.tasks:
         data = load_task(name, data_dir=cfg.data_dir)
         spec = data.spec
-        if spec.kind not in ("classification", "regression"):
-            raise ElasticLMError(f"task {spec.name}: supernet fine-tuning supports classification and regression "
-                                 f"tasks, not {spec.kind}")
+        if spec.kind not in ("classification", "regression", "qa"):
+            raise ElasticLMError(f"task {spec.name}: supernet fine-tuning supports classification, regression "
+                                 f"and QA tasks, not {spec.kind}")
+        if "train" not in data.splits or len(data.splits["train"]) < 2:
+            raise ElasticLMError(f"task {spec.name}: supernet fine-tuning needs a training split of at least 2 "
+                                 f"examples ({data.source})")
+        if spec.kind == "qa" and not ("dev" in data.splits and len(data.splits["dev"])):
+            raise ElasticLMError(f"task {spec.name}: no dev split to evaluate on ({data.source}); add dev-v"
+                                 f"{spec.name.removeprefix('squad-v')}.json (or a *dev*.json) beside the training file")
         tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
                                      bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
@@ -246,20 +252,25 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         max_length = min(max_length, net.space.max_position_embeddings)
         lengths[spec.name] = max_length
         sources[spec.name] = str(Path(name).resolve()) if Path(name).is_dir() else name
-        fit_part, held = search_split(data.splits["train"])
+        fit_part, held = search_split(data.splits["train"])  # QA: by example, before windowing
         if cfg.max_train_examples:
             fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
-        enc = lambda ds: encode_task(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
         pad_id = teacher.tokenizer.pad_token_id or 0
-        tasks.append(TaskData(spec.name, spec, enc(fit_part), teacher, pad_id))
+        tasks.append(TaskData(spec.name, spec, encode_split(fit_part, spec, teacher.tokenizer, max_length),
+                              teacher, pad_id))
         splits = {"heldout": held}
         if "dev" in data.splits and len(data.splits["dev"]):
             splits["dev"] = data.splits["dev"]
         cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
-        evals[spec.name] = {k: enc(cut(v)) for k, v in splits.items()}
+        if spec.kind == "qa":  # raw examples: windowed and padded once when scored
+            evals[spec.name] = {k: (cut(v), teacher.tokenizer, max_length) for k, v in splits.items()}
+        else:
+            evals[spec.name] = {k: encode_split(cut(v), spec, teacher.tokenizer, max_length) for k, v in splits.items()}
         net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
-        talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%), {len(held):,} held out for search; "
-             f"teacher {tres.path.name} ({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
+        unit = f" ({len(tasks[-1].train):,} windows)" if spec.kind == "qa" else ""
+        talk(f"task {spec.name}: {len(fit_part):,} training examples{unit} (first 90%), {len(held):,} held out for "
+             f"search; teacher {tres.path.name} "
+             f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
     check_range(net.space, net.widths(), cfg.paths)
     proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
                             generator=torch.Generator().manual_seed(cfg.train.seed + 2))
@@ -283,9 +294,10 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
             tmp.write_text(json.dumps(result, indent=2) + "\n")
     for name, s in scores.items():
         for split, summary in s["summary"].items():
+            majority = summary["majority"]
             talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
-                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f}); "
-                 f"majority class {summary['majority']:.4f}")
+                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
+                 + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
     talk(f"fine-tuned in {fmt_time(state['seconds'])}")
     dist.barrier()
     return result
@@ -293,7 +305,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
 
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
     """The task metric of `paths` random paths (inherited weights, the supernet's task head) on each
-    split, plus the majority-class rate of that split."""
+    split, plus the majority-class rate of that split (classification). A split is an encoded
+    dataset, or for QA (examples, tokenizer, max_length): windowed once, scored as EM/F1 per example."""
     from elasticlm.train.evaluation import Batches, path_metrics
 
     device = net.embeddings.project.weight.device
@@ -302,7 +315,12 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
                                                  for a in archs], "summary": {}}
     for split, ds in splits.items():
-        batches = Batches.build(ds, task.pad_id, batch_size=128, device=device)  # padded once for every path
+        if spec.kind == "qa":
+            examples, tokenizer, max_length = ds
+            batches = Batches.for_qa(examples, tokenizer, max_length, version_2=spec.name.endswith("v2.0"),
+                                     batch_size=128, device=device)
+        else:
+            batches = Batches.build(ds, task.pad_id, batch_size=128, device=device)  # padded once for every path
         vals = []
         for arch, rec in zip(archs, out["paths"]):
             rec[split] = path_metrics(net, arch, task.name, batches, spec, bf16=bf16)

@@ -9,7 +9,9 @@ every resumed run trains the same path at the same step. Only that path runs and
                   (attention rows, hidden states through per-layer projections, MLM logits when
                   the teacher has an MLM head)
     TaskDistill   stage 2: a task's first 90% with its fine-tuned task teacher (task loss + logit,
-                  attention and hidden losses); several tasks take turns, one task per step
+                  attention and hidden losses); several tasks take turns, one task per step. QA
+                  tasks train on windowed features: span loss (`qa_task_loss`) and the start/end
+                  logits distilled over each window's real positions (`qa_logit_loss`)
 
 A supernet folder holds `supernet.safetensors` (weights at their current FFN widths, task heads
 included) and `config.json` (space, widths, task heads, the resolved training config).
@@ -187,6 +189,32 @@ def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection
     return losses
 
 
+def qa_task_loss(logits: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """The span loss: mean of the start and end cross-entropies over the positions, in fp32.
+    logits B×N×2 (start, end); start, end: B target token indices (0 = [CLS], no answer here)."""
+    logits = logits.float()
+    return 0.5 * (F.cross_entropy(logits[..., 0], start.long()) + F.cross_entropy(logits[..., 1], end.long()))
+
+
+def qa_logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, kind: str,
+                  temperature: float) -> torch.Tensor:
+    """Logit distillation of span logits: `logit_loss` on each window's start-logit row and on its end-
+    logit row, each taken over the window's real (unpadded) positions only, averaged over the windows
+    and the two.
+
+    s, t: B×N×2 (student, teacher); mask: B×N, 1 = real token (a row's real tokens come first, as
+    `pad_batch` lays them out). Rows of equal real length go through `logit_loss` together, so the
+    result is the exact mean of the per-window losses."""
+    lengths = mask.long().sum(-1)  # B
+    total, B = s.new_zeros((), dtype=torch.float32), s.shape[0]
+    for n in torch.unique(lengths).tolist():
+        rows = (lengths == n).nonzero().squeeze(-1)  # windows of n real tokens
+        for j in (0, 1):  # start, end
+            part = logit_loss(s[rows, :n, j], t[rows, :n, j].to(s.device), kind=kind, temperature=temperature)
+            total = total + part * (0.5 * len(rows) / B)
+    return total
+
+
 def _capture(cfg: DistillConfig) -> Capture:
     return Capture(attn_probs=cfg.alpha_attn > 0, block_output=cfg.alpha_hidden > 0)
 
@@ -245,10 +273,24 @@ class TaskData:
     name: str
     spec: Any
     train: Any
-    """Encoded first 90% of the training split."""
+    """Encoded first 90% of the training split (QA: the windowed features of its first 90% of examples)."""
     teacher: Any
     """The fine-tuned task teacher (`Teacher` with a task head)."""
     pad_id: int
+
+
+def encode_split(ds, spec, tokenizer, max_length: int):
+    """A training split as stage 2 trains on it: encoded rows, or (QA) the examples' windowed
+    features (torch columns: input ids, mask, segments, start/end positions)."""
+    from elasticlm.data.tasks import encode_task
+
+    if spec.kind != "qa":
+        return encode_task(ds, spec, tokenizer, max_length)
+    from elasticlm.data import squad
+
+    cols = ["input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"]
+    feats = squad.prepare_features(ds, tokenizer, max_length=max_length, stride=squad.window_stride(max_length))
+    return feats.with_format("torch", columns=cols)
 
 
 class TaskDistill:
@@ -276,10 +318,15 @@ class TaskDistill:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
         t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
-        logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C
-        losses = {"task": task_loss(task.spec.kind, logits, batch["labels"])}
-        if cfg.alpha_logit > 0:
-            losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
+        logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C, or B×N×2 (qa)
+        if task.spec.kind == "qa":
+            losses = {"task": qa_task_loss(logits, batch["start_positions"], batch["end_positions"])}
+            if cfg.alpha_logit > 0:
+                losses["logit"] = qa_logit_loss(logits, t_out.logits, mask, kind=cfg.kind, temperature=cfg.temperature)
+        else:
+            losses = {"task": task_loss(task.spec.kind, logits, batch["labels"])}
+            if cfg.alpha_logit > 0:
+                losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
         losses.update(representation_losses(out, t_out, mask, self.proj, self.lmaps[task.name], cfg))
         return {"loss": weighted_total(losses, cfg), **losses}
 
