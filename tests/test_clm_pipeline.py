@@ -132,14 +132,14 @@ def test_uniform_baseline_has_at_most_the_parameters():
     assert space.count_params(base).total <= space.count_params(arch).total
 
 
-def test_objectives_one_step(clm_inputs, tiny_tokenizer, tiny_space):
+def test_objectives_one_step(clm_inputs, tiny_tokenizer, tiny_space, tmp_path):
     """SFT, MiniLLM (mixed sampling, both loss parts, LM loss) and pretraining give finite losses
     and gradients; sampled responses stop at EOS; the tied-weight checkpoint round-trips."""
     import numpy as np
 
     from elasticlm.clm.data import load_instructions, tokenize_pairs
     from elasticlm.clm.stages import new_student
-    from elasticlm.clm.train import SFT, CausalPretrain, Checkpointed, MiniLLM, sample_mixed
+    from elasticlm.clm.train import SFT, CausalPretrain, MiniLLM, sample_mixed
     from elasticlm.distill.teachers import load_teacher
     from elasticlm.train.engine import TrainConfig
 
@@ -167,12 +167,13 @@ def test_objectives_one_step(clm_inputs, tiny_tokenizer, tiny_space):
     for row, m in zip(s["input_ids"], resp):
         toks = row[m].tolist()
         assert tok.eos_token_id not in toks[:-1]  # nothing is sampled after EOS
-    ck = Checkpointed(model)
-    state = ck.state_dict()
-    assert "lm_head.decoder.weight" not in state
+    from elasticlm.train.run_folder import load_checkpoint_weights, save_checkpoint
+
+    opt = torch.optim.AdamW(model.parameters())
+    folder = save_checkpoint(tmp_path, 1, {"student": model}, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), {})
     other = new_student(space, space.uniform("mobile", "kv", 24, 2), tok, seed=1)
-    Checkpointed(other).load_state_dict(state)
-    assert other.lm_head.decoder.weight.data_ptr() == other.elasticlm.embeddings.word_embeddings.weight.data_ptr()
+    load_checkpoint_weights(folder, {"student": other})
+    assert other.lm_head.decoder.weight is other.elasticlm.embeddings.word_embeddings.weight
     ids = torch.tensor([items[0].prompt])
     with torch.no_grad():
         torch.testing.assert_close(other.eval()(ids).logits, model.eval()(ids).logits)

@@ -1,7 +1,7 @@
 """The causal pipeline's stages.
 
     pretrain   the architecture as a decoder with the teacher's tokenizer: next-token loss on a
-               corpus (optionally + the teacher's logits)                    -> OUT/model/
+               corpus (optionally + the teacher's logits and hidden states)  -> OUT/model/
     sft        supervised fine-tuning on instruction pairs (the baseline)      -> OUT/model/
     distill    MiniLLM reverse-KL distillation from the causal teacher, starting from the SFT
                model (as MiniLLM does), with the LM loss on pretraining text  -> OUT/model/
@@ -78,6 +78,10 @@ class ClmConfig:
     """Pretraining."""
     kd_weight: float = 0.0
     """Weight of the teacher-logit KL in pretraining (0: next-token loss only)."""
+    kd_hidden_weight: float = 0.0
+    """Weight of the teacher hidden-state loss in pretraining (1 − Pearson ρ per token between each
+    student layer's output, projected by a learned Linear(d, d_t), and its mapped teacher layer);
+    0: none."""
     sft: StageTrain = field(default_factory=lambda: StageTrain(steps=80, batch_size=8, lr=5e-4))
     """Supervised fine-tuning."""
     distill: StageTrain = field(default_factory=lambda: StageTrain(steps=20, batch_size=4, lr=1e-4))
@@ -104,7 +108,8 @@ class ClmConfig:
                   ("block_size", 8 <= self.block_size <= self.context, "must be in [8, context]"),
                   ("max_prompt", 0 < self.max_prompt < self.context, "must be in (0, context)"),
                   ("eval_prompts", self.eval_prompts > 0, "must be > 0"),
-                  ("kd_weight", 0 <= self.kd_weight <= 1, "must be in [0, 1]")]
+                  ("kd_weight", 0 <= self.kd_weight <= 1, "must be in [0, 1]"),
+                  ("kd_hidden_weight", self.kd_hidden_weight >= 0, "must be >= 0")]
         for name, ok, why in checks:
             if not ok:
                 raise ElasticLMError(f"clm config: {name}={getattr(self, name)!r} {why}")
@@ -252,6 +257,8 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     arch = arch or resolve_arch(cfg)
     stage_cfg = {"arch": arch.to_list(), **_fields(cfg, "preset", "teacher", "corpus", "context", "block_size",
                                                    "max_blocks", "pretrain", "kd_weight", "precision", "seed")}
+    if cfg.kd_hidden_weight:  # only when used, so folders made before the field existed still resume
+        stage_cfg["kd_hidden_weight"] = cfg.kd_hidden_weight
     done = check_out(out, "clm-pretrain", stage_cfg)
     if done is not None:
         say(f"{out}: pretraining already complete")
@@ -266,8 +273,9 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     claim_out(out, "clm-pretrain", stage_cfg, _dist())
     say(f"pretraining the decoder {arch.short()} ({model.num_parameters():,} parameters) on {cfg.corpus}: "
         f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.steps} steps of {cfg.pretrain.batch_size}")
-    objective = CausalPretrain(model, blocks[:-heldout_n], train, teacher=teacher if cfg.kd_weight else None,
-                               kd_weight=cfg.kd_weight)
+    distilled = cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0
+    objective = CausalPretrain(model, blocks[:-heldout_n], train, teacher=teacher if distilled else None,
+                               kd_weight=cfg.kd_weight, hidden_weight=cfg.kd_hidden_weight)
     state = fit(objective, train, out, total=cfg.pretrain.steps, say=say)
     loss = heldout_loss(model, blocks[-heldout_n:], bf16=train.bf16)
     result = {"stage": "clm-pretrain", "steps": state["step"], "tokens": state["tokens"],
@@ -281,6 +289,7 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
 def heldout_loss(model, blocks, *, bf16: bool, batch: int = 16) -> float:
     import numpy as np
 
+    from elasticlm.clm.train import causal_lm_loss
     from elasticlm.train.engine import autocast
 
     model.eval()
@@ -288,7 +297,7 @@ def heldout_loss(model, blocks, *, bf16: bool, batch: int = 16) -> float:
     for s in range(0, min(len(blocks), 256), batch):
         ids = torch.from_numpy(np.asarray(blocks[s:s + batch], dtype=np.int64))
         with autocast(bf16, "cpu"):
-            total += float(model(input_ids=ids, labels=ids).loss) * len(ids)
+            total += float(causal_lm_loss(model, ids)) * len(ids)
         n += len(ids)
     return total / max(n, 1)
 

@@ -1,7 +1,8 @@
 """Training objectives of the causal pipeline, for `elasticlm.train.engine.fit`.
 
     CausalPretrain   next-token loss on packed text blocks, optionally mixed with the forward KL to
-                     the causal teacher's logits (weight `kd_weight`)
+                     the causal teacher's logits (weight `kd_weight`) and plus the relational loss
+                     on its hidden states through learned projections (weight `hidden_weight`)
     SFT              next-token loss on the response tokens of instruction pairs (the baseline)
     MiniLLM          reverse-KL distillation (`elasticlm.distill.minillm`): responses sampled from
                      mix·teacher + (1 - mix)·student, the exact single-step part, the policy-gradient
@@ -14,38 +15,18 @@ run draws the same responses. Shapes: B batch, P prompt, R response, N = P + R, 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from elasticlm.clm.data import Tokenized, pad_left, sft_batch
+from elasticlm.clm.losses import head_loss
+from elasticlm.distill.losses import HiddenProjection, hidden_loss, layer_map
 from elasticlm.distill.minillm import (importance_weights, mix_logprobs, policy_gradient_loss, returns,
                                        single_step_loss, token_logprobs)
 from elasticlm.train.engine import Dist, TrainConfig, autocast, step_rows
-
-
-class Checkpointed(torch.nn.Module):
-    """The decoder as the engine checkpoints it: its state without the LM-head weight tied to the
-    token embedding (safetensors refuses shared tensors); loading restores the tie."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def state_dict(self, *args, **kwargs):
-        state = self.model.state_dict(*args, **kwargs)
-        for key in self.model._tied_weights_keys:
-            state.pop(key, None)
-        return state
-
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        result = self.model.load_state_dict(state, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if k not in self.model._tied_weights_keys]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"checkpoint does not fit the decoder: missing {missing[:3]}, "
-                               f"unexpected {result.unexpected_keys[:3]}")
-        self.model.tie_weights()
-        return result
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
@@ -62,18 +43,53 @@ def selected_logits(model, ids: torch.Tensor, mask: torch.Tensor, select: torch.
 
 
 def causal_lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of unpadded blocks B×N."""
-    return model(input_ids=ids, labels=ids).loss
+    """Mean next-token cross-entropy of unpadded blocks B×N (the logits a slice at a time)."""
+    h = model.elasticlm(input_ids=ids, return_dict=True).last_hidden_state  # B×N×d
+    return head_loss(*_head_args(model, h[:, :-1].flatten(0, 1)), ids[:, 1:].reshape(-1))[0]
+
+
+def _head_args(model, h: torch.Tensor) -> tuple:
+    """(features M×e, tied decoder weight V×e, bias V) of the elasticlm LM head for hidden states M×d."""
+    head = model.lm_head
+    return head.features(h), head.decoder.weight, head.bias
+
+
+def teacher_states(teacher, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The causal teacher's hidden states (L_t + 1 tensors B×N×d_t, the last one after its final norm,
+    which is what its LM head reads), computed without its full B×N×V logits."""
+    import inspect
+
+    dev = teacher.device
+    kwargs = {"input_ids": ids.to(dev), "output_hidden_states": True, "use_cache": False, "return_dict": True}
+    if "logits_to_keep" in inspect.signature(teacher.model.forward).parameters:
+        kwargs["logits_to_keep"] = 1
+    cast = torch.autocast(dev.type, dtype=teacher.dtype) if teacher.dtype != torch.float32 else nullcontext()
+    with torch.no_grad(), cast:
+        return teacher.model(**kwargs).hidden_states
 
 
 class CausalPretrain:
-    """Next-token prediction on blocks (n_blocks×N int32), optionally distilled from teacher logits."""
+    """Next-token prediction on blocks (n_blocks×N int32), optionally distilled from the causal
+    teacher: its logits (forward KL at every position that has a next token, weight `kd_weight`,
+    the next-token loss then weighing 1 − kd_weight) and its hidden states (1 − Pearson ρ between
+    each student layer's output, projected by a learned Linear(d, d_t), and teacher layer
+    `layer_map`[l]; averaged over the layers, weight `hidden_weight`). The projection is trained and
+    checkpointed with the student but is no part of the saved model."""
 
     def __init__(self, model, blocks: np.ndarray, cfg: TrainConfig, *, teacher=None, kd_weight: float = 0.0,
-                 dist: Dist | None = None):
-        self.model, self.blocks, self.cfg, self.teacher, self.kd_weight = model, blocks, cfg, teacher, kd_weight
+                 hidden_weight: float = 0.0, dist: Dist | None = None):
+        self.model, self.blocks, self.cfg, self.teacher = model, blocks, cfg, teacher
+        self.kd_weight = kd_weight if teacher is not None else 0.0
+        self.hidden_weight = hidden_weight if teacher is not None else 0.0
         self.dist = dist or Dist()
-        self.modules = {"student": Checkpointed(model)}
+        self.modules = {"student": model}  # the engine keeps the LM head tied (run_folder)
+        self.proj = None
+        if self.hidden_weight > 0:
+            L = model.config.num_hidden_layers
+            self.proj = HiddenProjection(L, model.config.hidden_size, teacher.hidden_size,
+                                         generator=torch.Generator().manual_seed(cfg.seed + 2))
+            self.lmap = layer_map(L, teacher.num_layers)
+            self.modules["projection"] = self.proj
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         rows = step_rows(len(self.blocks), self.cfg, step, micro, self.dist)
@@ -81,16 +97,30 @@ class CausalPretrain:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def losses(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        out = self.model(input_ids=batch["input_ids"], labels=batch["input_ids"])
-        losses = {"lm": out.loss}
-        loss = out.loss
-        if self.teacher is not None and self.kd_weight > 0:
-            with torch.no_grad():
-                t = self.teacher.model(input_ids=batch["input_ids"]).logits  # B×N×V
-            kd = F.kl_div(F.log_softmax(out.logits.float(), -1), F.log_softmax(t.float(), -1),
-                          log_target=True, reduction="none").sum(-1).mean()
+        ids = batch["input_ids"]  # B×N, packed: no padding
+        out = self.model.elasticlm(input_ids=ids, output_hidden_states=self.proj is not None, return_dict=True)
+        t_hidden = teacher_states(self.teacher, ids) if self.kd_weight > 0 or self.proj is not None else None
+        rows = None
+        if self.kd_weight > 0:
+            t_last = t_hidden[-1][:, :-1].flatten(0, 1)  # M×d_t
+            t_head = self.teacher.model.get_output_embeddings()
+            cast = (torch.autocast(t_last.device.type, dtype=self.teacher.dtype)
+                    if self.teacher.dtype != torch.float32 else nullcontext())
+
+            def rows(start: int, end: int) -> torch.Tensor:  # the teacher's logits, a slice at a time
+                with torch.no_grad(), cast:
+                    return t_head(t_last[start:end]).to(ids.device)
+        loss, lm, kd = head_loss(*_head_args(self.model, out.last_hidden_state[:, :-1].flatten(0, 1)),
+                                 ids[:, 1:].reshape(-1), teacher=rows, kd_weight=self.kd_weight)
+        losses = {"lm": lm}
+        if self.kd_weight > 0:
             losses["kd"] = kd
-            loss = (1 - self.kd_weight) * out.loss + self.kd_weight * kd
+        if self.proj is not None:
+            L = len(self.lmap)
+            hidden = sum(hidden_loss(self.proj(l, out.hidden_states[l + 1]),
+                                     t_hidden[self.lmap[l]].to(ids.device), None) for l in range(L)) / L
+            losses["hidden"] = hidden
+            loss = loss + self.hidden_weight * hidden
         losses["loss"] = loss
         return losses
 
@@ -101,7 +131,7 @@ class SFT:
     def __init__(self, model, items: list[Tokenized], cfg: TrainConfig, pad_id: int, dist: Dist | None = None):
         self.model, self.items, self.cfg, self.pad = model, items, cfg, pad_id
         self.dist = dist or Dist()
-        self.modules = {"student": Checkpointed(model)}
+        self.modules = {"student": model}  # the engine keeps the LM head tied (run_folder)
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         return sft_batch([self.items[i] for i in step_rows(len(self.items), self.cfg, step, micro, self.dist)], self.pad)
@@ -109,8 +139,8 @@ class SFT:
     def losses(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         labels = batch["labels"][:, 1:]  # position t predicts token t + 1
         select = F.pad(labels != -100, (0, 1))  # B×N
-        logits = selected_logits(self.model, batch["input_ids"], batch["attention_mask"], select)  # M×V
-        loss = F.cross_entropy(logits.float(), labels[labels != -100])
+        h = self.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        loss = head_loss(*_head_args(self.model, h[select]), labels[labels != -100])[0]  # M rows, a slice at a time
         return {"loss": loss}
 
 
@@ -169,7 +199,7 @@ class MiniLLM:
         self.lm_batch, self.decay = lm_batch, baseline_decay
         self.dist = dist or Dist()
         self.baseline = 0.0
-        self.modules = {"student": Checkpointed(model)}
+        self.modules = {"student": model}  # the engine keeps the LM head tied (run_folder)
 
     def state(self) -> dict:
         return {"baseline": self.baseline}

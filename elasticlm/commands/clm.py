@@ -39,6 +39,8 @@ def register(subparsers) -> None:
                          epilog=PRETRAIN_EXAMPLE, formatter_class=fmt)
     pre.add_argument("--corpus", help="demo, a .txt file, a folder of them, or a datasets name")
     pre.add_argument("--kd-weight", type=float, help="weight of the teacher-logit KL (default 0)")
+    pre.add_argument("--kd-hidden-weight", type=float,
+                     help="weight of the teacher hidden-state loss through learned projections (default 0)")
     _common(pre)
     pre.set_defaults(func=_pretrain)
 
@@ -100,7 +102,8 @@ def _config(args):
         cfg = apply_yaml(cfg, args.config)
     sets = [f"{key}={getattr(args, flag)}" for flag, key in
             (("preset", "preset"), ("arch", "arch"), ("teacher", "teacher"), ("seed", "seed"),
-             ("corpus", "corpus"), ("instructions", "instructions"), ("kd_weight", "kd_weight"))
+             ("corpus", "corpus"), ("instructions", "instructions"), ("kd_weight", "kd_weight"),
+             ("kd_hidden_weight", "kd_hidden_weight"))
             if getattr(args, flag, None) is not None]
     if args.fp32:
         sets.append("precision=fp32")

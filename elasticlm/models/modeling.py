@@ -283,8 +283,12 @@ class LMHead(nn.Module):
         self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """What enters the tied decoder: B×N×d -> B×N×e."""
+        return self.norm(F.gelu(self.transform(h)))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(F.gelu(self.transform(h)))) + self.bias  # B×N×V
+        return F.linear(self.features(h), self.decoder.weight, self.bias)  # B×N×V, the bias added by the product
 
 
 def _returned(output, return_dict, config):

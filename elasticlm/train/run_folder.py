@@ -1,9 +1,10 @@
 """A run folder's files: metrics.jsonl + TensorBoard, and atomic `checkpoints/step-N/` with `LAST`.
 
     MetricsLog                one JSON line per logged step, the same scalars as TensorBoard events
-    save_checkpoint           weights (one safetensors file per module), optimizer, scheduler, state.json
+    save_checkpoint           weights (one safetensors file per module; tied tensors saved once, their
+                              other names recorded as aliases), optimizer, scheduler, state.json
     find_checkpoint           the newest complete checkpoint (LAST first); corrupt ones are refused
-    load_checkpoint_weights   load each module's weights, return state.json
+    load_checkpoint_weights   load each module's weights (aliases filled in, so ties hold), return state.json
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def save_checkpoint(out: Path, step: int, modules: dict[str, nn.Module], optimiz
         shutil.rmtree(final)
     with atomic_dir(final) as tmp:
         for name, module in modules.items():
-            save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
-                      str(tmp / f"{name}.safetensors"))
+            tensors, aliases = _dedupe_shared(module.state_dict())
+            save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"aliases": json.dumps(aliases)})
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2) + "\n")  # last
@@ -140,11 +141,63 @@ def find_checkpoint(out: Path, names: list[str], say: Callable[[str], None] | No
 
 def load_checkpoint_weights(folder: Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
     """Load each module's weights (a supernet widens grown FFNs itself); returns state.json."""
+    for name, module in modules.items():
+        module.load_state_dict(_with_aliases(folder / f"{name}.safetensors", module))
+    return json.loads((folder / "state.json").read_text())
+
+
+def _dedupe_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A state dict safetensors accepts, and {alias: kept name}. A tensor that is exactly another
+    one (tied weights: same storage, offset, shape and stride) is saved once under its first name;
+    a tensor that only overlaps another one's storage is saved as a copy."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    exact: dict[tuple, str] = {}
+    storages: set[tuple] = set()
+    for key, value in state.items():
+        v = value.detach()
+        where = (v.device, v.untyped_storage().data_ptr()) if v.numel() else None
+        ident = _identity(v)
+        if where is not None and ident in exact:
+            aliases[key] = exact[ident]
+            continue
+        if where is not None and where in storages or not v.is_contiguous():
+            v = v.clone(memory_format=torch.contiguous_format)  # a view into shared storage: its own copy
+        elif where is not None:
+            storages.add(where)
+            exact[ident] = key
+        tensors[key] = v
+    return tensors, aliases
+
+
+def _identity(v: torch.Tensor) -> tuple:
+    """What makes two tensors the same tensor: storage, offset, shape, stride and dtype."""
+    return (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.stride(), v.dtype)
+
+
+def _with_aliases(path: Path, module: nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint file's tensors with its aliases filled in (the kept tensor under both names), so
+    a module with tied weights loads strictly and its ties hold: both names copy into the one shared
+    parameter. Names the file lacks that the module ties to a saved name are filled the same way
+    (checkpoints written without the alias record)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    for name, module in modules.items():
-        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
-    return json.loads((folder / "state.json").read_text())
+    with safe_open(str(path), "pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    state = load_file(str(path))
+    for alias, kept in aliases.items():
+        state[alias] = state[kept]
+    own = {}
+    for key, value in module.state_dict(keep_vars=True).items():
+        if value.numel():
+            own.setdefault(_identity(value), []).append(key)
+    for keys in own.values():
+        saved = next((k for k in keys if k in state), None)
+        for k in keys:
+            if saved is not None and k not in state:
+                state[k] = state[saved]
+    return state
 
 
 # --------------------------------------------------------------------------------------------------
