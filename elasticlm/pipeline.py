@@ -238,8 +238,8 @@ def _check_qa_data(cfg: RunConfig) -> None:
     version = data.spec.name.removeprefix("squad-v")
     for split in ("train", "dev"):
         if split not in data.splits or not len(data.splits[split]):
-            raise ElasticLMError(f"task {data.spec.name}: no {split} split in {data.source}; put {split}-v{version}.json "
-                                 f"(the official SQuAD JSON) there")
+            raise ElasticLMError(f"task {data.spec.name}: no {split} split in {data.source}; put "
+                                 f"{split}-v{version}.json (the official SQuAD JSON) there")
 
 
 def _skip_for_qa(cfg: RunConfig, what: str, say: Say) -> bool:

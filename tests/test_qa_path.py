@@ -234,7 +234,8 @@ def test_qa_distillation_losses_use_real_positions_only():
     assert qa_logit_loss(junk, t, mask, kind="relational", temperature=1.0) == pytest.approx(float(got), abs=1e-6)
     assert qa_logit_loss(t, t, mask, kind="classic", temperature=2.0) == pytest.approx(0.0, abs=1e-6)
     start, end = torch.tensor([1, 2, 0]), torch.tensor([3, 2, 0])
-    want = 0.5 * (torch.nn.functional.cross_entropy(s[..., 0], start) + torch.nn.functional.cross_entropy(s[..., 1], end))
+    ce = torch.nn.functional.cross_entropy
+    want = 0.5 * (ce(s[..., 0], start) + ce(s[..., 1], end))
     assert qa_task_loss(s, start, end) == pytest.approx(float(want), abs=1e-6)
 
 
@@ -266,3 +267,33 @@ def test_bad_qa_input_is_a_one_line_error(run, tiny_teacher, squad_dir, tmp_path
     with pytest.raises(ElasticLMError, match="raise max_length") as err:
         squad.prepare_features(examples, tok, max_length=8, stride=2)
     assert "\n" not in str(err.value)
+
+
+def test_qa_batches_score_oracle_spans_perfectly_v2(tiny_teacher, tmp_path):
+    """SQuAD v2.0 through `Batches.for_qa`: peaks at each window's target (CLS for no answer) score
+    EM = F1 = 1 with the HasAns/NoAns breakdowns, and the metrics are 0-1 fractions."""
+    from transformers import AutoTokenizer
+
+    from elasticlm.data import squad
+    from elasticlm.data.tasks import load_task
+    from elasticlm.train.evaluation import Batches
+
+    doc = squad_doc(12, random.Random(5), "v")
+    for p in doc["data"][0]["paragraphs"]:
+        p["qas"][0] = {"id": p["qas"][0]["id"] + "-x", "question": "who lives in italy ?", "answers": [],
+                       "is_impossible": True}
+    (tmp_path / "dev-v2.0.json").write_text(json.dumps({**doc, "version": "2.0"}))
+    data = load_task("squad-v2.0", data_dir=str(tmp_path / "dev-v2.0.json"))
+    examples = list(data.splits["dev"])
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    batches = Batches.for_qa(examples, tok, 40, version_2=True, batch_size=4)
+    feats = squad.prepare_features(examples, tok, max_length=40, stride=squad.window_stride(40))
+    assert batches.qa.index.example_ids == list(feats["example_id"]) and len(feats) > len(examples)
+    oracle = np.full((len(feats), 40, 2), -10.0, dtype=np.float32)
+    for f, (s, e) in enumerate(zip(feats["start_positions"], feats["end_positions"])):
+        oracle[f, s, 0], oracle[f, e, 1] = 10.0, 10.0
+    got = batches.metrics(data.spec, oracle)
+    assert got["exact_match"] == got["f1"] == got["HasAns_f1"] == got["NoAns_f1"] == 1.0
+    assert not any(k.endswith("total") for k in got)
+    oracle[..., 0] = np.roll(oracle[..., 0], 1, axis=1)  # every start one token late
+    assert batches.metrics(data.spec, oracle)["exact_match"] < 1.0

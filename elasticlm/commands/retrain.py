@@ -89,7 +89,7 @@ def _retrain(args) -> int:
     cfg.validate()
     net, _ = load_supernet(args.supernet)
     arch = net.space.validate(load_arch(args.arch))
-    data = prepare_task(cfg, vocab_size=net.space.vocab_size)
+    data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings)
     results = []
     for i, seed in enumerate(cfg.seeds):
         src = net if cfg.init == "supernet" else scratch_net(net.space, arch, data.spec, data.spec.name, seed=seed)

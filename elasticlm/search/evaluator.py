@@ -3,8 +3,9 @@
 `SupernetFitness` is the `fitness(list[Architecture]) -> list[float]` the strategies take. The held-out
 split is tokenized once and padded once into length buckets on the device (`Batches`); each candidate
 is one bare inference pass over it (no captures, SDPA attention, bf16 where faster), through the
-supernet's own task head. Distributed: the candidates of a batch are dealt round-robin to the ranks and
-the scores gathered, so every rank returns the same list.
+supernet's own task head. QA (SQuAD): the held-out questions are windowed once, and a candidate's
+fitness is the F1 of its best span per question (`Batches.metrics`). Distributed: the candidates of
+a batch are dealt round-robin to the ranks and the scores gathered, so every rank returns the same list.
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     talk = say if dist.main else (lambda s: None)
     talk(f"searching {space.num_layers}-layer architectures ≤ {budget.ceiling:,} parameters for {inp.task} "
          f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations) on "
-         f"{len(inp.heldout):,} held-out examples" + (f" ({len(batches.order):,} windows)" if inp.spec.kind == "qa" else "")
+         f"{len(inp.heldout):,} held-out examples"
+         + (f" ({len(batches.order):,} windows)" if inp.spec.kind == "qa" else "")
          + f", {'bf16' if bf16 else 'fp32'} on {device}")
     t0 = time.perf_counter()
     log = out / "generations.jsonl" if dist.main else None

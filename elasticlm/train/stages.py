@@ -28,8 +28,8 @@ from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
-                                      build_supernet, check_range, encode_split, resolve_space, hash_seed, load_supernet,
-                                      sample_path, save_supernet)
+                                      build_supernet, check_range, encode_split, resolve_space, hash_seed,
+                                      load_supernet, sample_path, save_supernet)
 
 Say = Callable[[str], None]
 
