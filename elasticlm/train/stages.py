@@ -267,8 +267,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         else:
             evals[spec.name] = {k: encode_split(cut(v), spec, teacher.tokenizer, max_length) for k, v in splits.items()}
         net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
-        unit = f" ({len(tasks[-1].train):,} windows)" if spec.kind == "qa" else ""
-        talk(f"task {spec.name}: {len(fit_part):,} training examples{unit} (first 90%), {len(held):,} held out for "
+        unit = f", {len(tasks[-1].train):,} windows" if spec.kind == "qa" else ""
+        talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
              f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
     check_range(net.space, net.widths(), cfg.paths)
