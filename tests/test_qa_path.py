@@ -140,6 +140,17 @@ def test_run_end_to_end_writes_arch_and_the_retrained_models_f1(run):
     assert set(stage2["paths"][0]["dev"]) >= {"exact_match", "f1"}
 
 
+
+def test_evaluate_command_scores_the_exported_qa_model(run, squad_dir, tmp_path, capsys):
+    out, _ = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    scores = tmp_path / "scores.json"
+    assert cli.main(["evaluate", str(out / "export"), "--task", "squad-v1.1", "--data-dir", str(squad_dir),
+                     "--json", str(scores)]) == 0
+    got = json.loads(scores.read_text())
+    assert set(got) == {"dev"} and got["dev"]["f1"] == pytest.approx(metrics["found"]["dev"]["f1"], abs=1e-6)
+    assert "squad-v1.1 dev: exact_match" in capsys.readouterr().out
+
 def test_search_split_is_by_example(run, squad_dir):
     from elasticlm.data.squad import load_squad
     from elasticlm.search.stage import load_inputs

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. distill.alpha_logit=2")
     r.set_defaults(func=_retrain)
 
-    e = subparsers.add_parser("evaluate", help="score a saved classification model on a task's dev/test",
+    e = subparsers.add_parser("evaluate", help="score a saved classification, regression or QA model on a task's "
+                                               "dev/test",
                               epilog=EVALUATE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("model", help="a model folder (save_pretrained / export) with its tokenizer")
     e.add_argument("--task", required=True, help="task name or dataset folder")
@@ -110,7 +111,7 @@ def _retrain(args) -> int:
 
 def _evaluate(args) -> int:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
     from elasticlm.data.tasks import encode_task, load_task
@@ -121,19 +122,26 @@ def _evaluate(args) -> int:
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{folder} holds no saved model (config.json); give a save_pretrained or export folder")
-    with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
-        tok = AutoTokenizer.from_pretrained(folder)
     data = load_task(args.task, data_dir=args.data_dir)
-    if model.config.num_labels != data.spec.num_labels:
+    qa = data.spec.kind == "qa"
+    auto = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
+    with quiet_transformers():
+        model = auto.from_pretrained(folder, trust_remote_code=True)
+        tok = AutoTokenizer.from_pretrained(folder)
+    if not qa and model.config.num_labels != data.spec.num_labels:
         raise ElasticLMError(f"{folder} predicts {model.config.num_labels} labels but task {data.spec.name} has "
                              f"{data.spec.num_labels}")
     splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
     out = {}
     for split in splits:
-        enc = encode_task(data.splits[split], data.spec, tok, args.max_length)
+        if qa:
+            length = min(args.max_length, model.config.max_position_embeddings)
+            batches = Batches.for_qa(data.splits[split], tok, length, version_2=data.spec.name.endswith("v2.0"))
+        else:
+            batches = Batches.build(encode_task(data.splits[split], data.spec, tok, args.max_length),
+                                    tok.pad_token_id or 0)
         with torch.no_grad():
-            out[split] = evaluate_model(model, Batches.build(enc, tok.pad_token_id or 0), data.spec, bf16=False)
+            out[split] = evaluate_model(model, batches, data.spec, bf16=False)
         print(f"{data.spec.name} {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
