@@ -390,12 +390,37 @@ class ElasticLMForCausalLM(_WithLMHead, GenerationMixin):
         return _returned(result, return_dict, self.config)
 
     def prepare_inputs_for_generation(self, input_ids, *args, **kwargs):
-        """transformers' inputs, plus position ids that skip left padding (B×n, n = new tokens)."""
+        """transformers' inputs, plus position ids that skip left padding (B×n, n = new tokens).
+        The one-token decoding step with a cache (the generation loop's common case) is prepared
+        here directly: the new token, the cache, the mask and the position of each row's new token."""
+        step = self._decoding_step_inputs(input_ids, args, kwargs)
+        if step is not None:
+            return step
         inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
         mask = inputs.get("attention_mask")
         ids = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs.get("inputs_embeds")
         if inputs.get("position_ids") is None and isinstance(mask, torch.Tensor) and mask.dim() == 2:
             inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        return inputs
+
+    _NOT_FORWARDED = frozenset({"labels", "next_sequence_length", "is_first_iteration"})
+
+    def _decoding_step_inputs(self, input_ids, args, kwargs) -> dict | None:
+        """What transformers' `prepare_inputs_for_generation` gives for one new token with a filled
+        cache (per-token inputs cut to their last column); None for anything else (the prompt,
+        embeddings as input, no cache)."""
+        cache = kwargs.get("cache")
+        if args or kwargs.get("next_sequence_length") != 1 or cache is None or input_ids is None \
+                or kwargs.get("inputs_embeds") is not None or kwargs.get("is_first_iteration"):
+            return None
+        inputs = {k: v for k, v in kwargs.items() if k not in self._NOT_FORWARDED and v is not None}
+        inputs["input_ids"] = input_ids[:, -1:]  # B×1
+        for key in ("position_ids", "token_type_ids"):
+            if key in inputs:
+                inputs[key] = inputs[key][..., -1:]
+        mask = kwargs.get("attention_mask")
+        if "position_ids" not in inputs and isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            inputs["position_ids"] = (mask.sum(-1, keepdim=True) - 1).clamp(min=0)  # B×1: real tokens before it
         return inputs
 
     def lm_loss(self, logits, labels):
