@@ -111,10 +111,19 @@ def test_pretraining_distils_teacher_logits_and_hidden_states(tiny_space, tmp_pa
     from elasticlm.distill.losses import pearson_distance
 
     s_h = model(input_ids=ids, output_hidden_states=True).hidden_states
-    t_h = teacher_states(teacher, ids)
+    t_h, _ = teacher_states(teacher, ids)
     ref = sum(pearson_distance(objective.proj(l, s_h[l + 1]), t_h[objective.lmap[l]]).mean() for l in range(4)) / 4
     torch.testing.assert_close(losses["hidden"], ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(losses["loss"], 0.6 * losses["lm"] + 0.4 * kd + 2.0 * ref, atol=1e-5, rtol=1e-5)
+
+    # a teacher whose logits are not its output embedding of its last state (a soft cap) is refused
+    from elasticlm.errors import ElasticLMError
+
+    capped = tiny_llama_teacher(tiny_space.vocab_size)
+    real_forward = capped.model.forward
+    capped.model.forward = lambda *a, **k: _scaled(real_forward(*a, **k))
+    with pytest.raises(ElasticLMError, match="kd_weight=0"):
+        CausalPretrain(tiny_decoder(tiny_space, 0), blocks, cfg, teacher=capped, kd_weight=0.4).losses(batch, 0)
 
     before = [p.detach().clone() for p in objective.proj.parameters()]
     state = fit(objective, cfg, tmp_path / "run", total=8, say=lambda s: None)
@@ -127,3 +136,8 @@ def test_pretraining_distils_teacher_logits_and_hidden_states(tiny_space, tmp_pa
         assert all(tuple(f.get_slice(k).get_shape()) != (teacher.hidden_size, tiny_space.hidden_size) for k in f.keys())
     with safe_open(str(tmp_path / "run" / "checkpoints" / "step-8" / "projection.safetensors"), "pt") as f:
         assert len(list(f.keys())) == 8  # 4 layers × (weight, bias)
+
+
+def _scaled(out):
+    out.logits = 30 * torch.tanh(out.logits / 30) * 0.5  # what a logit soft cap and scale would do
+    return out

@@ -26,6 +26,7 @@ from elasticlm.clm.losses import head_loss
 from elasticlm.distill.losses import HiddenProjection, hidden_loss, layer_map
 from elasticlm.distill.minillm import (importance_weights, mix_logprobs, policy_gradient_loss, returns,
                                        single_step_loss, token_logprobs)
+from elasticlm.errors import ElasticLMError
 from elasticlm.train.engine import Dist, TrainConfig, autocast, step_rows
 
 
@@ -54,9 +55,10 @@ def _head_args(model, h: torch.Tensor) -> tuple:
     return head.features(h), head.decoder.weight, head.bias
 
 
-def teacher_states(teacher, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def teacher_states(teacher, ids: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """The causal teacher's hidden states (L_t + 1 tensors B×N×d_t, the last one after its final norm,
-    which is what its LM head reads), computed without its full B×N×V logits."""
+    which is what its LM head reads) and its logits at the last position (B×V_t), computed without
+    its full B×N×V_t logits."""
     import inspect
 
     dev = teacher.device
@@ -65,7 +67,19 @@ def teacher_states(teacher, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         kwargs["logits_to_keep"] = 1
     cast = torch.autocast(dev.type, dtype=teacher.dtype) if teacher.dtype != torch.float32 else nullcontext()
     with torch.no_grad(), cast:
-        return teacher.model(**kwargs).hidden_states
+        out = teacher.model(**kwargs)
+    return out.hidden_states, out.logits[:, -1]
+
+
+def check_teacher_head(teacher, hidden: torch.Tensor, last_logits: torch.Tensor) -> None:
+    """The sliced KL applies the teacher's output embedding to its last hidden states; refuse a
+    teacher whose logits are more than that (a soft cap, a scale), rather than distil the wrong ones."""
+    cast = torch.autocast(hidden.device.type, dtype=teacher.dtype) if teacher.dtype != torch.float32 else nullcontext()
+    with torch.no_grad(), cast:
+        mine = teacher.model.get_output_embeddings()(hidden[:, -1]).float()
+    if not torch.allclose(mine, last_logits.float(), atol=1e-2 * float(last_logits.float().abs().max()) + 1e-4, rtol=0):
+        raise ElasticLMError(f"teacher {teacher.path}: its logits are not its output embedding applied to its last "
+                             f"hidden state (soft-capped or scaled?); use kd_weight=0 (hidden-state distillation still works)")
 
 
 class CausalPretrain:
@@ -83,7 +97,7 @@ class CausalPretrain:
         self.hidden_weight = hidden_weight if teacher is not None else 0.0
         self.dist = dist or Dist()
         self.modules = {"student": model}  # the engine keeps the LM head tied (run_folder)
-        self.proj = None
+        self.proj, self._head_checked = None, False
         if self.hidden_weight > 0:
             L = model.config.num_hidden_layers
             self.proj = HiddenProjection(L, model.config.hidden_size, teacher.hidden_size,
@@ -99,9 +113,13 @@ class CausalPretrain:
     def losses(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]  # B×N, packed: no padding
         out = self.model.elasticlm(input_ids=ids, output_hidden_states=self.proj is not None, return_dict=True)
-        t_hidden = teacher_states(self.teacher, ids) if self.kd_weight > 0 or self.proj is not None else None
+        if self.kd_weight > 0 or self.proj is not None:
+            t_hidden, t_logits = teacher_states(self.teacher, ids)
         rows = None
         if self.kd_weight > 0:
+            if not self._head_checked:
+                check_teacher_head(self.teacher, t_hidden[-1], t_logits)
+                self._head_checked = True
             t_last = t_hidden[-1][:, :-1].flatten(0, 1)  # M×d_t
             t_head = self.teacher.model.get_output_embeddings()
             cast = (torch.autocast(t_last.device.type, dtype=self.teacher.dtype)
