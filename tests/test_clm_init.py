@@ -62,5 +62,8 @@ def test_mismatched_vocabulary_is_a_user_error(tiny_space, tiny_tokenizer):
     model = student(tiny_space, tiny_tokenizer, 97)
     with pytest.raises(ElasticLMError, match="tokenizer"):
         embedding_from_teacher(model, Teacher(torch.randn(50, 40)))
+    embedding_from_teacher(model, Teacher(torch.randn(128, 40)))  # rows past the tokenizer's ids (padding) are fine
+    assert embedding_from_teacher(model, Teacher(torch.randn(97, 8))) == pytest.approx(1.0)  # narrower teacher: all kept
+    assert model.get_input_embeddings().weight[:, 8:].abs().sum() == 0
     with pytest.raises(ElasticLMError, match="std"):
         embedding_from_teacher(model, Teacher(torch.randn(97, 40)), std=0.0)

@@ -19,24 +19,25 @@ from elasticlm.errors import ElasticLMError
 @torch.no_grad()
 def embedding_from_teacher(student, teacher_model, *, std: float = 0.1, seed: int = 0) -> float:
     """Overwrite `student`'s token embedding (V×e) with the teacher's (V×d_t) projected onto its top-e
-    principal components, rescaled to standard deviation `std`. Returns the share of the teacher
-    embedding's variance those e components hold."""
+    principal components (all d_t of them, the other columns 0, when the teacher is narrower),
+    rescaled to standard deviation `std`. Returns the share of the teacher embedding's variance kept."""
     target = student.get_input_embeddings().weight  # V×e
     source = teacher_model.get_input_embeddings().weight.detach().float()  # V×d_t
-    if source.shape[0] != target.shape[0]:
+    if source.shape[0] < target.shape[0]:
         raise ElasticLMError(f"teacher embedding has {source.shape[0]:,} rows, the student's {target.shape[0]:,}; "
                              f"build the student with the teacher's tokenizer")
+    source = source[:target.shape[0]]  # a teacher may pad its embedding past the tokenizer's ids
     e = target.shape[1]
-    if e > min(source.shape):
-        raise ElasticLMError(f"embedding size {e} exceeds the teacher's embedding width {source.shape[1]}")
+    k = min(e, *source.shape)  # components there are (a narrower teacher leaves the last e - k columns 0)
     if not std > 0:
         raise ElasticLMError(f"embedding init std={std!r} must be > 0")
     centred = source - source.mean(0, keepdim=True)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # pca_lowrank draws from the global generator: keep it untouched
         torch.manual_seed(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen)))
-        _, s, v = torch.pca_lowrank(centred, q=e, center=False, niter=4)
-    proj = centred @ v[:, :e]  # V×e
+        _, s, v = torch.pca_lowrank(centred, q=k, center=False, niter=4)
+    proj = torch.zeros(target.shape)  # V×e
+    proj[:, :k] = centred @ v[:, :k]
     proj = proj / proj.std().clamp(min=1e-12) * std
     target.copy_(proj.to(target.dtype))
-    return float((s[:e] ** 2).sum() / (centred ** 2).sum())
+    return float((s[:k] ** 2).sum() / (centred ** 2).sum().clamp(min=1e-12))

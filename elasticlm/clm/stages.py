@@ -74,8 +74,11 @@ class ClmConfig:
     """Response tokens kept for SFT (longer ones are cut)."""
     ascii_share: float = 0.95
     """Drop pairs whose text is less ASCII than this (keeps mostly English text); 0 keeps all."""
-    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=200, batch_size=8, lr=1e-3))
+    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=200, batch_size=8, lr=2e-3))
     """Pretraining."""
+    embedding_init: str = "teacher"
+    """"teacher": the token embedding starts as the teacher's projected onto its top principal
+    components (`elasticlm.clm.init`; a lower loss from the first steps); "random": normal init."""
     kd_weight: float = 0.0
     """Weight of the teacher-logit KL in pretraining (0: next-token loss only)."""
     kd_hidden_weight: float = 0.0
@@ -256,7 +259,8 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     out = Path(out)
     arch = arch or resolve_arch(cfg)
     stage_cfg = {"arch": arch.to_list(), **_fields(cfg, "preset", "teacher", "corpus", "context", "block_size",
-                                                   "max_blocks", "pretrain", "kd_weight", "precision", "seed")}
+                                                   "max_blocks", "pretrain", "kd_weight", "embedding_init", "precision",
+                                                   "seed")}
     if cfg.kd_hidden_weight:  # only when used, so folders made before the field existed still resume
         stage_cfg["kd_hidden_weight"] = cfg.kd_hidden_weight
     done = check_out(out, "clm-pretrain", stage_cfg)
@@ -267,6 +271,12 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     tokenizer = teacher.tokenizer
     space = decoder_space(cfg, len(tokenizer))
     model = new_student(space, arch, tokenizer, cfg.seed)
+    if cfg.embedding_init == "teacher":
+        from elasticlm.clm.init import embedding_from_teacher
+
+        kept = embedding_from_teacher(model, teacher.model, seed=cfg.seed)
+        say(f"token embedding from the teacher's top {space.embedding_size} principal components "
+            f"({kept:.0%} of its variance)")
     blocks = blocks_for(cfg, tokenizer)
     train = cfg.train_config(cfg.pretrain)
     heldout_n = max(1, len(blocks) // 100)
