@@ -74,7 +74,7 @@ class ClmConfig:
     """Response tokens kept for SFT (longer ones are cut)."""
     ascii_share: float = 0.95
     """Drop pairs whose text is less ASCII than this (keeps mostly English text); 0 keeps all."""
-    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=200, batch_size=8, lr=2e-3))
+    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=600, batch_size=8, lr=2e-3))
     """Pretraining."""
     embedding_init: str = "teacher"
     """"teacher": the token embedding starts as the teacher's projected onto its top principal
@@ -85,9 +85,9 @@ class ClmConfig:
     """Weight of the teacher hidden-state loss in pretraining (1 − Pearson ρ per token between each
     student layer's output, projected by a learned Linear(d, d_t), and its mapped teacher layer);
     0: none."""
-    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=80, batch_size=8, lr=5e-4))
+    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=120, batch_size=8, lr=5e-4))
     """Supervised fine-tuning."""
-    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=20, batch_size=4, lr=1e-4))
+    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=30, batch_size=4, lr=1e-4))
     """MiniLLM distillation (from the SFT model)."""
     mix: float = 0.2
     """Teacher share of the sampling distribution."""
