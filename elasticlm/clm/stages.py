@@ -423,6 +423,9 @@ def run(cfg: ClmConfig, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     (out / "arch.json").write_text(arch.to_json() + "\n")
     say(f"architecture {arch.short()} ({space.count_params(arch).total:,} parameters); uniform baseline "
         f"{base.short()} ({space.count_params(base).total:,})")
+    if not cfg.arch:
+        say(f"note: no --arch given, so this is a seeded sample of the {cfg.preset} space; pass --arch RUN "
+            f"(e.g. runs/demo) to use the architecture `elasticlm run` found")
     for name, a in (("found", arch), ("uniform", base)):
         pretrain(cfg, out / name / "pretrain", arch=a, teacher=teacher, say=say)
         sft(cfg, out / name / "pretrain", out / name / "sft", teacher=teacher, say=say)
