@@ -72,10 +72,8 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
     """OUT/similarity.json: CKA between the middle layer's candidate blocks of the pretrained
     supernets of `full` (relational distillation) and `classic-kd`, on held-out corpus blocks.
     None (and nothing written) unless both variants' supernets exist."""
-    import torch
-
     from elasticlm.analysis.similarity import block_similarity
-    from elasticlm.data.corpus import packed_blocks
+    from elasticlm.data.corpus import packed_blocks, probe_batches
     from elasticlm.distill.teachers import load_teacher
     from elasticlm.train.supernet import load_supernet
 
@@ -89,11 +87,7 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
         c = config["config"]
         tokenizer = load_teacher(c["teacher"]).tokenizer
         held = packed_blocks(c["corpus"], tokenizer, c["max_length"], tokenizer_id=str(c["teacher"])).heldout
-        rows = [held[i % len(held)] for i in range(probe_blocks)]
-        batches = [{k: torch.stack([r[k] for r in rows[s:s + 16]]) for k in ("input_ids", "attention_mask",
-                                                                            "token_type_ids")}
-                   for s in range(0, len(rows), 16)]
-        sim = block_similarity(net, batches, net.space.num_layers // 2, seed=seed)
+        sim = block_similarity(net, probe_batches(held, probe_blocks), net.space.num_layers // 2, seed=seed)
         m = np.asarray(sim["matrix"])
         off = float((m.sum() - np.trace(m)) / (m.size - len(m)))
         result[kind] = {**sim, "mean_off_diagonal": round(off, 4), "supernet": str(folder)}

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from elasticlm.data.corpus import MLMCollator
+from elasticlm.data.corpus import MLMCollator, probe_batches
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.models import Capture
@@ -154,8 +154,7 @@ def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf1
     blocks = synthetic_blocks(teacher.tokenizer, steps * batch, seq)
     # the PCA probe: enough tokens for the widest FFN (2·f ≤ 4d tokens), at least 32 blocks
     held = synthetic_blocks(teacher.tokenizer, max(32, -(-4 * space.hidden_size // seq)), seq, seed=1)
-    probe = [{k: torch.stack([b[k] for b in held[i:i + 16]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
-             for i in range(0, len(held), 16)]
+    probe = probe_batches(held, len(held))
     collate = lambda g: MLMCollator(teacher.tokenizer, generator=g)  # noqa: E731
     seconds: dict[str, list[float]] = {}
     mean_width = float("nan")

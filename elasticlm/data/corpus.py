@@ -263,6 +263,15 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def probe_batches(rows, n: int, batch_size: int = 16) -> list[dict[str, torch.Tensor]]:
+    """`n` of `rows` (block dicts; cycled when there are fewer) stacked into batches of `batch_size`:
+    the fixed probe set that PCA growth and block similarity run on."""
+    picked = [rows[i % len(rows)] for i in range(n)]
+    return [{k: torch.stack([r[k] for r in picked[s:s + batch_size]]) for k in ("input_ids", "attention_mask",
+                                                                                "token_type_ids")}
+            for s in range(0, len(picked), batch_size)]
+
+
 # --- masking ------------------------------------------------------------------------------------
 
 class MLMCollator:

@@ -96,7 +96,7 @@ class Growth:
 
 def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 1 (see the module docstring). Returns result.json's contents."""
-    from elasticlm.data.corpus import MLMCollator, packed_blocks
+    from elasticlm.data.corpus import MLMCollator, packed_blocks, probe_batches
     from elasticlm.distill.losses import HiddenProjection
     from elasticlm.distill.teachers import check_vocab, load_teacher
 
@@ -131,10 +131,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
     objective = MLMDistill(net, proj, teacher, train, collator, cfg, dist)
     total = cfg.train.total_steps(len(train))
-    probe_rows = [blocks.heldout[i % len(blocks.heldout)] for i in range(cfg.growth.probe_blocks)]
-    probe = [{k: torch.stack([r[k] for r in probe_rows[s:s + 16]]) for k in ("input_ids", "attention_mask",
-                                                                              "token_type_ids")}
-             for s in range(0, len(probe_rows), 16)]
+    probe = probe_batches(blocks.heldout, cfg.growth.probe_blocks)
     periodic = {}
     growth = None
     if cfg.growth.mode == "dynamic":
