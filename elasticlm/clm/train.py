@@ -15,8 +15,6 @@ run draws the same responses. Shapes: B batch, P prompt, R response, N = P + R, 
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,8 +63,7 @@ def teacher_states(teacher, ids: torch.Tensor) -> tuple[tuple[torch.Tensor, ...]
     kwargs = {"input_ids": ids.to(dev), "output_hidden_states": True, "use_cache": False, "return_dict": True}
     if "logits_to_keep" in inspect.signature(teacher.model.forward).parameters:
         kwargs["logits_to_keep"] = 1
-    cast = torch.autocast(dev.type, dtype=teacher.dtype) if teacher.dtype != torch.float32 else nullcontext()
-    with torch.no_grad(), cast:
+    with torch.no_grad(), teacher.compute():
         out = teacher.model(**kwargs)
     return out.hidden_states, out.logits[:, -1]
 
@@ -74,8 +71,7 @@ def teacher_states(teacher, ids: torch.Tensor) -> tuple[tuple[torch.Tensor, ...]
 def check_teacher_head(teacher, hidden: torch.Tensor, last_logits: torch.Tensor) -> None:
     """The sliced KL applies the teacher's output embedding to its last hidden states; refuse a
     teacher whose logits are more than that (a soft cap, a scale), rather than distil the wrong ones."""
-    cast = torch.autocast(hidden.device.type, dtype=teacher.dtype) if teacher.dtype != torch.float32 else nullcontext()
-    with torch.no_grad(), cast:
+    with torch.no_grad(), teacher.compute():
         mine = teacher.model.get_output_embeddings()(hidden[:, -1]).float()
     if not torch.allclose(mine, last_logits.float(), atol=1e-2 * float(last_logits.float().abs().max()) + 1e-4, rtol=0):
         raise ElasticLMError(f"teacher {teacher.path}: its logits are not its output embedding applied to its last "
@@ -122,11 +118,9 @@ class CausalPretrain:
                 self._head_checked = True
             t_last = t_hidden[-1][:, :-1].flatten(0, 1)  # M×d_t
             t_head = self.teacher.model.get_output_embeddings()
-            cast = (torch.autocast(t_last.device.type, dtype=self.teacher.dtype)
-                    if self.teacher.dtype != torch.float32 else nullcontext())
 
             def rows(start: int, end: int) -> torch.Tensor:  # the teacher's logits, a slice at a time
-                with torch.no_grad(), cast:
+                with torch.no_grad(), self.teacher.compute():
                     return t_head(t_last[start:end]).to(ids.device)
         loss, lm, kd = head_loss(*_head_args(self.model, out.last_hidden_state[:, :-1].flatten(0, 1)),
                                  ids[:, 1:].reshape(-1), teacher=rows, kd_weight=self.kd_weight)

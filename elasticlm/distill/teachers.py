@@ -377,6 +377,11 @@ class Teacher:
         self.model.to(device)
         return self
 
+    def compute(self):
+        """A context computing in the teacher's dtype on its device: autocast for bf16/fp16,
+        nothing for fp32."""
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32 else nullcontext()
+
     def layer_for_student(self, student_layer: int, student_layers: int) -> int:
         """Teacher layer (1-based) for student layer `student_layer` of `student_layers`."""
         return teacher_layer(student_layer, student_layers, self.num_layers)
@@ -432,9 +437,7 @@ class Teacher:
         if self.kind == "causal":
             kwargs["use_cache"] = False
         self._set_attention(eager=want_attentions)
-        autocast = (torch.autocast(dev.type, dtype=self.dtype) if self.dtype != torch.float32
-                    else nullcontext())
-        with autocast:
+        with self.compute():
             out = self.model(**kwargs)
         hidden = tuple(h.float() for h in out.hidden_states) if want_hidden else ()
         attn = tuple(a.float() for a in out.attentions) if want_attentions else ()
