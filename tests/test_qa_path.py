@@ -230,7 +230,8 @@ def test_the_qa_head_survives_extraction(run, squad_dir, tmp_path):
 
 def test_qa_distillation_losses_use_real_positions_only():
     from elasticlm.distill.losses import logit_loss
-    from elasticlm.train.supernet import qa_logit_loss, qa_task_loss
+    from elasticlm.train.engine import span_loss
+    from elasticlm.train.supernet import qa_logit_loss
 
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(3, 10, 2, generator=g), torch.randn(3, 10, 2, generator=g)
@@ -247,7 +248,7 @@ def test_qa_distillation_losses_use_real_positions_only():
     start, end = torch.tensor([1, 2, 0]), torch.tensor([3, 2, 0])
     ce = torch.nn.functional.cross_entropy
     want = 0.5 * (ce(s[..., 0], start) + ce(s[..., 1], end))
-    assert qa_task_loss(s, start, end) == pytest.approx(float(want), abs=1e-6)
+    assert span_loss(s, start, end) == pytest.approx(float(want), abs=1e-6)
 
 
 def test_bad_qa_input_is_a_one_line_error(run, tiny_teacher, squad_dir, tmp_path, capsys, monkeypatch):

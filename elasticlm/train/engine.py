@@ -211,6 +211,21 @@ def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.float(), labels.long())
 
 
+def span_loss(logits: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """QA: mean of the start and end cross-entropies over the positions, in fp32.
+    logits B×N×2 (start, end); start, end: B target token indices (0 = [CLS], no answer here)."""
+    logits = logits.float()
+    return 0.5 * (F.cross_entropy(logits[..., 0], start.long()) + F.cross_entropy(logits[..., 1], end.long()))
+
+
+def batch_task_loss(kind: str, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A batch's task loss: `span_loss` on B×N×2 logits and the batch's start/end positions (QA),
+    else `task_loss` on its labels."""
+    if kind == "qa":
+        return span_loss(logits, batch["start_positions"], batch["end_positions"])
+    return task_loss(kind, logits, batch["labels"])
+
+
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
     """The order of `n` items in epoch `epoch` (a fresh seeded permutation per epoch)."""
     order = list(range(n))

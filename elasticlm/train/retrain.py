@@ -29,10 +29,10 @@ from elasticlm.config import to_dict
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, logit_loss, weighted_total
 from elasticlm.errors import ElasticLMError
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows, task_loss
+from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out
-from elasticlm.train.supernet import encode_split, qa_logit_loss, qa_task_loss, representation_losses
+from elasticlm.train.supernet import encode_split, qa_logit_loss, representation_losses
 
 Say = Callable[[str], None]
 
@@ -290,12 +290,8 @@ class RetrainTask:
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
                          output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
         qa = self.data.spec.kind == "qa"
-        if qa:
-            logits = torch.stack([out.start_logits, out.end_logits], dim=-1)  # B×N×2
-            losses = {"task": qa_task_loss(logits, batch["start_positions"], batch["end_positions"])}
-        else:
-            logits = out.logits  # B×C
-            losses = {"task": task_loss(self.data.spec.kind, logits, batch["labels"])}
+        logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if qa else out.logits  # B×N×2 or B×C
+        losses = {"task": batch_task_loss(self.data.spec.kind, logits, batch)}
         t_out = None
         if self.needs_teacher:
             with torch.no_grad():

@@ -10,7 +10,7 @@ every resumed run trains the same path at the same step. Only that path runs and
                   the teacher has an MLM head)
     TaskDistill   stage 2: a task's first 90% with its fine-tuned task teacher (task loss + logit,
                   attention and hidden losses); several tasks take turns, one task per step. QA
-                  tasks train on windowed features: span loss (`qa_task_loss`) and the start/end
+                  tasks train on windowed features: span loss (`engine.span_loss`) and the start/end
                   logits distilled over each window's real positions (`qa_logit_loss`)
 
 A supernet folder holds `supernet.safetensors` (weights at their current FFN widths, task heads
@@ -34,7 +34,7 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows, task_loss
+from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, pad_batch, rows_of, step_rows
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)
@@ -189,13 +189,6 @@ def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection
     return losses
 
 
-def qa_task_loss(logits: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """The span loss: mean of the start and end cross-entropies over the positions, in fp32.
-    logits B×N×2 (start, end); start, end: B target token indices (0 = [CLS], no answer here)."""
-    logits = logits.float()
-    return 0.5 * (F.cross_entropy(logits[..., 0], start.long()) + F.cross_entropy(logits[..., 1], end.long()))
-
-
 def qa_logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, kind: str,
                   temperature: float) -> torch.Tensor:
     """Logit distillation of span logits: `logit_loss` on each window's start-logit row and on its end-
@@ -319,14 +312,11 @@ class TaskDistill:
         out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
         t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
         logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C, or B×N×2 (qa)
-        if task.spec.kind == "qa":
-            losses = {"task": qa_task_loss(logits, batch["start_positions"], batch["end_positions"])}
-            if cfg.alpha_logit > 0:
-                losses["logit"] = qa_logit_loss(logits, t_out.logits, mask, kind=cfg.kind, temperature=cfg.temperature)
-        else:
-            losses = {"task": task_loss(task.spec.kind, logits, batch["labels"])}
-            if cfg.alpha_logit > 0:
-                losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
+        losses = {"task": batch_task_loss(task.spec.kind, logits, batch)}
+        if cfg.alpha_logit > 0 and task.spec.kind == "qa":
+            losses["logit"] = qa_logit_loss(logits, t_out.logits, mask, kind=cfg.kind, temperature=cfg.temperature)
+        elif cfg.alpha_logit > 0:
+            losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
         losses.update(representation_losses(out, t_out, mask, self.proj, self.lmaps[task.name], cfg))
         return {"loss": weighted_total(losses, cfg), **losses}
 

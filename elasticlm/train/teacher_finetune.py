@@ -37,12 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import (Dist, TrainConfig, autocast, bf16_is_faster, eval_batches, fit, pad_batch,
-                                    rows_of, step_rows, task_loss)
+from elasticlm.train.engine import (Dist, TrainConfig, autocast, batch_task_loss, bf16_is_faster, eval_batches, fit,
+                                    pad_batch, rows_of, step_rows)
 
 log_module = logging.getLogger(__name__)
 
@@ -205,10 +204,8 @@ def _model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy (classification), MSE (regression) or mean start/end cross-entropy (QA),
     computed in fp32 from the head's outputs."""
-    if kind == "qa":
-        return 0.5 * (F.cross_entropy(out.start_logits.float(), batch["start_positions"])
-                      + F.cross_entropy(out.end_logits.float(), batch["end_positions"]))
-    return task_loss(kind, out.logits, batch["labels"])
+    logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if kind == "qa" else out.logits
+    return batch_task_loss(kind, logits, batch)
 
 
 class TaskObjective:
