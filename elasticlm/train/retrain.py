@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, logit_loss, weighted_total
+from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
 from elasticlm.errors import ElasticLMError
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out
-from elasticlm.train.supernet import encode_split, qa_logit_loss, representation_losses
+from elasticlm.train.supernet import encode_split, representation_losses, task_logit_loss
 
 Say = Callable[[str], None]
 
@@ -299,12 +299,7 @@ class RetrainTask:
                                           want_hidden=d.alpha_hidden > 0)
         if d.alpha_logit > 0:
             t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
-            t_logits = t_logits.to(logits.device)
-            if qa:  # precomputed ones span the whole window: B×width×2 -> B×N×2
-                losses["logit"] = qa_logit_loss(logits, t_logits[:, :logits.shape[1]], mask, kind=d.kind,
-                                                temperature=d.temperature)
-            else:
-                losses["logit"] = logit_loss(logits, t_logits, kind=d.kind, temperature=d.temperature)
+            losses["logit"] = task_logit_loss(self.data.spec.kind, logits, t_logits.to(logits.device), mask, d)
         if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
             losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
         return {"loss": weighted_total(losses, d), **losses}

@@ -208,6 +208,14 @@ def qa_logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, kind:
     return total
 
 
+def task_logit_loss(kind: str, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
+    """Logit distillation of a task head: span logits per window (QA, B×N×2; a teacher's wider
+    precomputed B×width×2 is cut to the student's N) or class logits (B×C)."""
+    if kind == "qa":
+        return qa_logit_loss(s, t[:, :s.shape[1]], mask, kind=cfg.kind, temperature=cfg.temperature)
+    return logit_loss(s, t, kind=cfg.kind, temperature=cfg.temperature)
+
+
 def _capture(cfg: DistillConfig) -> Capture:
     return Capture(attn_probs=cfg.alpha_attn > 0, block_output=cfg.alpha_hidden > 0)
 
@@ -313,10 +321,8 @@ class TaskDistill:
         t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
         logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C, or B×N×2 (qa)
         losses = {"task": batch_task_loss(task.spec.kind, logits, batch)}
-        if cfg.alpha_logit > 0 and task.spec.kind == "qa":
-            losses["logit"] = qa_logit_loss(logits, t_out.logits, mask, kind=cfg.kind, temperature=cfg.temperature)
-        elif cfg.alpha_logit > 0:
-            losses["logit"] = logit_loss(logits, t_out.logits, kind=cfg.kind, temperature=cfg.temperature)
+        if cfg.alpha_logit > 0:
+            losses["logit"] = task_logit_loss(task.spec.kind, logits, t_out.logits, mask, cfg)
         losses.update(representation_losses(out, t_out, mask, self.proj, self.lmaps[task.name], cfg))
         return {"loss": weighted_total(losses, cfg), **losses}
 
