@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_loss, hidden_loss, layer_map,
-                                      logit_loss, pearson_distance, weighted_total)
+from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_loss, attention_losses, hidden_loss,
+                                      layer_map, logit_loss, pearson_distance, weighted_total)
 from elasticlm.distill.teachers import teacher_layer
 from elasticlm.errors import ElasticLMError
 
@@ -307,3 +307,34 @@ def test_binary_logits_use_kl_because_pearson_is_flat_there():
     assert s.grad.abs().sum() > 0
     flat = pearson_distance(s.detach().requires_grad_(), t)
     assert set(flat.round().tolist()) <= {0.0, 2.0}  # why: two-element rows correlate at ±1
+
+
+def test_written_out_gradient_equals_autograd_through_the_plain_formula():
+    # a teacher without a graph takes the one-node path (`_PearsonToTeacher`); a teacher that requires
+    # grad takes plain autograd through the same formula: values and the student's gradient must agree
+    g, mask = gen(21), ragged_mask()
+    for heads_t in (4, 2):  # equal head counts, and head-averaged maps
+        for m in (mask, None):
+            ps = probs(3, 4, 7, mask, g).double().requires_grad_(True)
+            pt = probs(3, heads_t, 7, mask, g)
+            ps.data[0, 0, 1] = 1 / 7  # a constant student row (clamped denominator)
+            fast = attention_loss(ps, pt, m)
+            (grad_fast,) = torch.autograd.grad(fast, ps)
+            plain = attention_loss(ps, pt.clone().requires_grad_(True), m)
+            (grad_plain,) = torch.autograd.grad(plain, ps)
+            torch.testing.assert_close(fast, plain)
+            torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-6)
+    s, t = torch.randn(5, 9, generator=g, requires_grad=True), torch.randn(5, 9, generator=g)
+    (gs,) = torch.autograd.grad(pearson_distance(s, t).sum(), s)
+    (gp,) = torch.autograd.grad(pearson_distance(s, t.clone().requires_grad_(True)).sum(), s)
+    torch.testing.assert_close(gs, gp)
+
+
+def test_attention_losses_is_the_mean_of_the_layers_with_shared_teacher_maps():
+    g, mask = gen(22), ragged_mask()
+    s_maps = [probs(3, 4, 7, mask, g) for _ in range(4)]
+    t_maps = [probs(3, 4, 7, mask, g) for _ in range(2)]
+    lmap = layer_map(4, 2)
+    for kind in ("relational", "classic"):
+        ref = sum(attention_loss(s_maps[l], t_maps[lmap[l] - 1], mask, kind=kind) for l in range(4)) / 4
+        torch.testing.assert_close(attention_losses(s_maps, t_maps, lmap, mask, kind=kind), ref)

@@ -44,7 +44,7 @@ from torch import nn
 
 from elasticlm.errors import ElasticLMError
 
-__all__ = ["KINDS", "DistillConfig", "HiddenProjection", "attention_loss", "hidden_loss", "layer_map",
+__all__ = ["KINDS", "DistillConfig", "HiddenProjection", "attention_loss", "attention_losses", "hidden_loss", "layer_map",
            "logit_loss", "pearson_distance", "weighted_total"]
 
 KINDS = ("relational", "classic")
@@ -131,6 +131,67 @@ def _centered_distance(s_c: torch.Tensor, t_c: torch.Tensor, eps: float) -> torc
     return 1.0 - cov / torch.sqrt(var.clamp(min=eps * eps))  # clamp before the root: finite gradients
 
 
+class _TeacherRows:
+    """A teacher's rows prepared once for `_pearson_to_teacher`: centred (zero where they do not
+    count) and their sums of squares. Shared by every student layer mapped to the same teacher layer."""
+
+    def __init__(self, t_c: torch.Tensor, t_var: torch.Tensor):
+        self.t_c, self.t_var = t_c, t_var  # ...×D, ...
+
+
+class _PearsonToTeacher(torch.autograd.Function):
+    """1 − ρ(s_row, t_row) with the teacher side fixed (no gradient), as one autograd node.
+
+    The gradient is written out, ∂(1 − ρ)/∂s = −t_c/D + (ρ/var_s)·s_c (D = sqrt(var_s·var_t); the
+    second term is 0 where D is clamped at eps), which needs no centring pass of its own because
+    s_c and t_c are already centred (and zero at the keys that do not count). Autograd through the
+    plain formula builds a full-size temporary for every product, mean and subtraction and again for
+    their gradients; on B×H×N×N attention maps that was most of the loss's cost."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, t_c: torch.Tensor, t_var: torch.Tensor, keys: torch.Tensor | None,
+                key_w: torch.Tensor | None, n_keys: torch.Tensor | None, eps: float) -> torch.Tensor:
+        s_c = _centre(s, keys, key_w, n_keys)  # ...×D
+        cov = torch.linalg.vecdot(s_c, t_c)  # ...
+        s_var = torch.linalg.vecdot(s_c, s_c)
+        prod = s_var * t_var
+        denom = torch.sqrt(prod.clamp(min=eps * eps))
+        rho = cov / denom
+        ctx.save_for_backward(s_c, t_c, rho, denom, s_var, prod > eps * eps)
+        return 1.0 - rho
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        s_c, t_c, rho, denom, s_var, free = ctx.saved_tensors
+        a = (-g / denom).unsqueeze(-1)
+        b = torch.where(free, g * rho / s_var.clamp(min=torch.finfo(s_var.dtype).tiny), 0.0).unsqueeze(-1)
+        return torch.addcmul(s_c * b, t_c, a), None, None, None, None, None, None
+
+
+def _teacher_rows(t: torch.Tensor, keys: torch.Tensor | None, key_w: torch.Tensor | None,
+                  n_keys: torch.Tensor | None) -> _TeacherRows:
+    """Centre the teacher's rows over the keys that count (all when `keys` is None)."""
+    with torch.no_grad():
+        t = t.float()
+        t_c = _centre(t, keys, key_w, n_keys)
+        return _TeacherRows(t_c, torch.linalg.vecdot(t_c, t_c))
+
+
+def _centre(x: torch.Tensor, keys: torch.Tensor | None, key_w: torch.Tensor | None,
+            n_keys: torch.Tensor | None) -> torch.Tensor:
+    """x minus its row mean over the keys that count, zero at the others (all count when keys is None)."""
+    if keys is None:
+        return x - x.mean(-1, keepdim=True)
+    return torch.where(keys, x - torch.matmul(x, key_w) / n_keys, 0.0)  # masked row sums as one matmul pass
+
+
+def _pearson_to_teacher(s: torch.Tensor, rows: _TeacherRows, keys: torch.Tensor | None = None,
+                        key_w: torch.Tensor | None = None, n_keys: torch.Tensor | None = None,
+                        eps: float = 1e-8) -> torch.Tensor:
+    """1 − ρ per row between student rows `s` (float32) and prepared teacher rows: ...×D -> ..."""
+    return _PearsonToTeacher.apply(s, rows.t_c, rows.t_var, keys, key_w, n_keys, eps)
+
+
 # --------------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------------
@@ -145,6 +206,8 @@ def pearson_distance(s: torch.Tensor, t: torch.Tensor, eps: float = 1e-8) -> tor
     _check_shapes("pearson_distance", s, t)
     with _fp32(s):
         s, t = s.float(), t.float()
+        if not t.requires_grad:  # the usual case (a teacher): one node with a written-out gradient
+            return _pearson_to_teacher(s, _teacher_rows(t, None, None, None), eps=eps)
         return _centered_distance(s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True), eps)
 
 
@@ -211,34 +274,65 @@ def attention_loss(s_probs: torch.Tensor, t_probs: torch.Tensor, attention_mask:
     zeroed). Different head counts: both maps are averaged over heads first (B×1×N×N). Relational:
     mean over rows of 1 − ρ; classic: MSE over the real query × real key entries. A row with a
     single real key is constant (distance 1, no gradient)."""
+    return attention_losses([s_probs], [t_probs], [1], attention_mask, kind=kind, eps=eps)
+
+
+def attention_losses(s_maps: list[torch.Tensor], t_maps: list[torch.Tensor], lmap: list[int],
+                     attention_mask: torch.Tensor | None = None, *, kind: str = "relational",
+                     eps: float = 1e-8) -> torch.Tensor:
+    """`attention_loss` averaged over the student's layers: student map l against teacher map
+    lmap[l] − 1 (`layer_map`, 1-based). The same value as the mean of the per-layer calls, but each
+    teacher map's rows are centred once however many student layers map to it."""
     _check_kind(kind)
-    if s_probs.dim() != 4 or t_probs.dim() != 4 or s_probs.shape[0] != t_probs.shape[0] \
-            or s_probs.shape[2:] != t_probs.shape[2:]:
-        raise ElasticLMError(f"attention_loss: maps must be B×H×N×N with matching B and N, got student "
-                             f"{tuple(s_probs.shape)} and teacher {tuple(t_probs.shape)}")
-    B, _, N, M = s_probs.shape
-    real = _row_mask("attention_loss", attention_mask, torch.Size((B, M)))  # B×N
-    with _fp32(s_probs):
-        s, t = s_probs.float(), t_probs.float()
-        if s.shape[1] != t.shape[1]:
-            s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)  # B×1×N×N
-        if real is None:
+    if len(s_maps) != len(lmap) or not s_maps:
+        raise ElasticLMError(f"attention_losses: {len(s_maps)} student maps but {len(lmap)} layer-map entries")
+    prepared: dict[tuple[int, bool], _TeacherRows] = {}
+    total = None
+    for l, s_probs in enumerate(s_maps):
+        ti = lmap[l] - 1
+        t_probs = t_maps[ti]
+        if s_probs.dim() != 4 or t_probs.dim() != 4 or s_probs.shape[0] != t_probs.shape[0] \
+                or s_probs.shape[2:] != t_probs.shape[2:]:
+            raise ElasticLMError(f"attention_loss: maps must be B×H×N×N with matching B and N, got student "
+                                 f"{tuple(s_probs.shape)} and teacher {tuple(t_probs.shape)}")
+        B, _, N, M = s_probs.shape
+        real = _row_mask("attention_loss", attention_mask, torch.Size((B, M)))  # B×N
+        with _fp32(s_probs):
+            s, t = s_probs.float(), t_probs.float()
+            averaged = s.shape[1] != t.shape[1]
+            if averaged:
+                s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)  # B×1×N×N
             if kind == "classic":
-                return F.mse_loss(s, t)
-            return pearson_distance(s, t, eps).mean()
-        keys = real[:, None, None, :]  # B×1×1×N
-        queries = real[:, None, :]  # B×1×N, broadcast over heads
-        if kind == "classic":
-            d = torch.where(keys, s - t, 0.0)  # B×H×N×N, padded keys zero
-            per_row = torch.linalg.vecdot(d, d)  # B×H×N
-            n_keys = real.sum(-1).to(s.dtype)[:, None, None]  # B×1×1
-            total = torch.where(queries, per_row, 0.0).sum()
-            return total / (queries.expand_as(per_row) * n_keys).sum().clamp(min=1)
-        n_keys = real.sum(-1).clamp(min=1).to(s.dtype)[:, None, None, None]  # B×1×1×1
-        key_w = real.to(s.dtype)[:, None, :, None]  # B×1×N×1: masked row sums as one matmul pass
-        s_c = torch.where(keys, s - torch.matmul(s, key_w) / n_keys, 0.0)  # B×H×N×N, centred on real keys
-        t_c = torch.where(keys, t - torch.matmul(t, key_w) / n_keys, 0.0)
-        return _masked_mean(_centered_distance(s_c, t_c, eps), queries)  # rows B×H×N
+                loss = _classic_attention(s, t, real)
+            else:
+                keys = key_w = n_keys = queries = None
+                if real is not None:
+                    keys = real[:, None, None, :]  # B×1×1×N
+                    queries = real[:, None, :]  # B×1×N, broadcast over heads
+                    n_keys = real.sum(-1).clamp(min=1).to(s.dtype)[:, None, None, None]  # B×1×1×1
+                    key_w = real.to(s.dtype)[:, None, :, None]  # B×1×N×1
+                if t.requires_grad:  # a teacher map with a graph: plain autograd on both sides
+                    per_row = _centered_distance(_centre(s, keys, key_w, n_keys), _centre(t, keys, key_w, n_keys), eps)
+                else:
+                    rows = prepared.get((ti, averaged))
+                    if rows is None:
+                        rows = prepared[(ti, averaged)] = _teacher_rows(t, keys, key_w, n_keys)
+                    per_row = _pearson_to_teacher(s, rows, keys, key_w, n_keys, eps)  # B×H×N
+                loss = per_row.mean() if real is None else _masked_mean(per_row, queries)
+        total = loss if total is None else total + loss
+    return total / len(s_maps)
+
+
+def _classic_attention(s: torch.Tensor, t: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """MSE over the real query × real key entries (all entries without a mask)."""
+    if real is None:
+        return F.mse_loss(s, t)
+    keys, queries = real[:, None, None, :], real[:, None, :]
+    d = torch.where(keys, s - t, 0.0)  # B×H×N×N, padded keys zero
+    per_row = torch.linalg.vecdot(d, d)  # B×H×N
+    n_keys = real.sum(-1).to(s.dtype)[:, None, None]  # B×1×1
+    total = torch.where(queries, per_row, 0.0).sum()
+    return total / (queries.expand_as(per_row) * n_keys).sum().clamp(min=1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ class Attention(nn.Module):
             k, v = cache.update(k, v, layer_idx)  # B×H×T×hd, the past tokens' keys/values in front
         p = self.dropout_p if self.training else 0.0
         if eager or capture.attn_probs:
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (hd ** -0.5)  # B×H×N×T
+            scores = torch.matmul(q * (hd ** -0.5), k.transpose(-1, -2))  # B×H×N×T (scaled on the smaller side)
             if mask is not None:
                 scores = scores + mask
             probs = torch.softmax(scores, dim=-1)

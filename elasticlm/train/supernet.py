@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from elasticlm.data.cache import atomic_file
-from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_loss, hidden_loss, layer_map,
+from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_losses, hidden_loss, layer_map,
                                       logit_loss, weighted_total)
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
@@ -181,8 +181,7 @@ def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection
     if mask is not None and bool(mask.all()):
         mask = None  # packed corpus blocks have no padding: the losses' unmasked path, same value, less work
     if cfg.alpha_attn > 0:
-        losses["attn"] = sum(attention_loss(out.attentions[l], t_out.attentions[lmap[l] - 1], mask, kind=cfg.kind)
-                             for l in range(L)) / L
+        losses["attn"] = attention_losses(out.attentions[:L], t_out.attentions, lmap, mask, kind=cfg.kind)
     if cfg.alpha_hidden > 0:
         losses["hidden"] = sum(hidden_loss(proj(l, out.hidden_states[l + 1]), t_out.hidden_states[lmap[l]], mask,
                                            kind=cfg.kind) for l in range(L)) / L
