@@ -144,6 +144,27 @@ def kd_steps(preset: str, batch: int, seq: int, repeats: int, teacher, bf16: boo
     return statistics.median(times["supernet"]), statistics.median(times["standalone"]), flops, arch
 
 
+def path_ffn_work(space, widths: dict, rounds: list[dict], steps: int) -> list[float]:
+    """FFN multiply-adds of the average sampled path relative to all FFNs at d, at each step of a run
+    that starts at `widths` and applies `rounds` (growth.jsonl lines: step, blocks' widths after).
+    A path takes each of a layer's candidates equally often, so this is the blocks' sum of
+    input width × FFN width × FFNs per block over the same sum at f = d. A mobile block's FFNs work
+    at its inner width i = d/4 (two of them), a bert block's at d: a unit of width costs about twice
+    as much in a bert block, and growth mostly picks bert blocks."""
+    def cost(key, f):
+        kind = key[1]
+        return space.attention_width(kind) * f * (1 if kind == "bert" else space.mobile_ffns)
+
+    fixed = sum(cost(k, space.hidden_size) for k in widths)
+    current, out, pending = dict(widths), [], sorted(rounds, key=lambda r: r["step"])
+    for step in range(1, steps + 1):
+        while pending and pending[0]["step"] < step:  # a round at step s runs after step s
+            for b in pending.pop(0).get("blocks", []):  # a "stopped" record grows nothing
+                current[tuple(b["block"])] = b["after"]
+        out.append(sum(cost(k, f) for k, f in current.items()) / fixed)
+    return out
+
+
 def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf16: bool, out: Path,
                      device: torch.device):
     """Wall seconds of `steps` pretraining steps: dynamic (FFNs from d/4, a growth round every
@@ -157,13 +178,14 @@ def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf1
     probe = probe_batches(held, len(held))
     collate = lambda g: MLMCollator(teacher.tokenizer, generator=g)  # noqa: E731
     seconds: dict[str, list[float]] = {}
-    mean_width = float("nan")
+    mean_width, work = float("nan"), []
     for mode in ("fixed", "dynamic", "fixed2", "dynamic2"):  # twice each, interleaved
         kind = mode.rstrip("2")
         cfg = PretrainConfig(preset=preset, train=TrainConfig(batch_size=batch, precision="bf16" if bf16 else "fp32",
                                                               max_steps=steps, progress=False, log_every=steps),
                              growth=GrowthConfig(mode=kind, every=max(1, steps // 10)))
         net = build_supernet(space, fixed=kind == "fixed", seed=0)
+        start_widths = dict(net.widths())
         proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size)
         obj = MLMDistill(net, proj, teacher, blocks, collate, cfg, Dist())
         run = out / mode
@@ -182,8 +204,9 @@ def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf1
             seconds.setdefault("growth", []).append(growth / max(1, len(rounds)))
             took -= growth  # growth rounds are timed apart: a real run has one per epoch
             mean_width = net.mean_ffn_width()
+            work = path_ffn_work(space, start_widths, rounds, steps)
         seconds.setdefault(kind, []).append(took)
-    return min(seconds["dynamic"]), min(seconds["fixed"]), mean_width, min(seconds["growth"])
+    return min(seconds["dynamic"]), min(seconds["fixed"]), mean_width, min(seconds["growth"]), work
 
 
 def train_speed(*, quick: bool = False, preset: str | None = None, batch: int | None = None, seq: int | None = None,
@@ -225,13 +248,14 @@ def train_speed(*, quick: bool = False, preset: str | None = None, batch: int | 
     if dynamic:
         bf16 = TrainConfig().bf16
         with tempfile.TemporaryDirectory() as tmp:
-            dyn, fixed, width, per_round = dynamic_vs_fixed(preset, batch, seq, steps, tm, bf16, Path(tmp), dev)
+            dyn, fixed, width, per_round, work = dynamic_vs_fixed(preset, batch, seq, steps, tm, bf16, Path(tmp), dev)
         say(f"dynamic vs fixed widths, {steps} steps {'bf16' if bf16 else 'fp32'}: dynamic {dyn:.1f} s "
             f"(mean FFN width at the end {width:.0f}) fixed {fixed:.1f} s  ratio {dyn / fixed:.3f} (target < 0.9); "
-            f"each of the 10 growth rounds (PCA over all blocks) took {per_round:.2f} s more")
+            f"each of the 10 growth rounds (PCA over all blocks) took {per_round:.2f} s more; the average path's "
+            f"FFN work was {statistics.mean(work):.2f} of fixed over the run ({work[0]:.2f} first, {work[-1]:.2f} last)")
         results.append({"name": "dynamic / fixed widths, wall time", "ratio": dyn / fixed, "target": 0.9, "cmp": "<",
                         "ok": dyn / fixed < 0.9, "dynamic_s": round(dyn, 3), "fixed_s": round(fixed, 3),
-                        "mean_ffn_width": round(width, 1), "growth_round_s": round(per_round, 3), "steps": steps,
+                        "mean_ffn_width": round(width, 1), "path_ffn_work": round(statistics.mean(work), 4), "growth_round_s": round(per_round, 3), "steps": steps,
                         **common})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB" if dev.type == "cuda" else ""

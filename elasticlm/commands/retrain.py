@@ -134,12 +134,9 @@ def _evaluate(args) -> int:
     splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
     out = {}
     for split in splits:
-        if qa:
-            length = min(args.max_length, model.config.max_position_embeddings)
-            batches = Batches.for_qa(data.splits[split], tok, length, version_2=data.spec.name.endswith("v2.0"))
-        else:
-            batches = Batches.build(encode_task(data.splits[split], data.spec, tok, args.max_length),
-                                    tok.pad_token_id or 0)
+        length = min(args.max_length, model.config.max_position_embeddings)
+        rows = data.splits[split] if qa else encode_task(data.splits[split], data.spec, tok, args.max_length)
+        batches = Batches.for_task(data.spec, rows, pad_id=tok.pad_token_id or 0, tokenizer=tok, max_length=length)
         with torch.no_grad():
             out[split] = evaluate_model(model, batches, data.spec, bf16=False)
         print(f"{data.spec.name} {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].items()))

@@ -91,10 +91,8 @@ class SearchInputs:
         """The held-out split padded once on `device` (QA: windowed into features first)."""
         from elasticlm.train.evaluation import Batches
 
-        if self.spec.kind == "qa":
-            return Batches.for_qa(self.heldout, self.tokenizer, self.max_length,
-                                  version_2=self.spec.name.endswith("v2.0"), batch_size=batch_size, device=device)
-        return Batches.build(self.heldout, self.pad_id, batch_size=batch_size, device=device)
+        return Batches.for_task(self.spec, self.heldout, pad_id=self.pad_id, tokenizer=self.tokenizer,
+                                max_length=self.max_length, batch_size=batch_size, device=device)
 
 
 def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None, *,

@@ -70,6 +70,18 @@ class Batches:
         qa = QASplit(examples, squad.SpanIndex.of(feats), version_2)
         return cls.build(feats, tokenizer.pad_token_id or 0, batch_size=batch_size, device=device, qa=qa)
 
+    @classmethod
+    def for_task(cls, spec, rows, *, pad_id: int, tokenizer=None, max_length: int | None = None,
+                 batch_size: int = 256, device: str | torch.device = "cpu") -> "Batches":
+        """One split of task `spec`, ready to score: encoded rows padded once (`build`), or for QA the
+        raw examples windowed into `max_length`-token features first (`for_qa`; needs the tokenizer)."""
+        if spec.kind == "qa":
+            if tokenizer is None or max_length is None:
+                raise ElasticLMError(f"task {spec.name}: QA batches need the tokenizer and max_length")
+            return cls.for_qa(rows, tokenizer, max_length, version_2=spec.name.endswith("v2.0"),
+                              batch_size=batch_size, device=device)
+        return cls.build(rows, pad_id, batch_size=batch_size, device=device)
+
     def predict(self, logits_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, bf16: bool) -> np.ndarray:
         """Logits of every row in the split's order: `logits_fn(batch) -> B×C`, or B×N×2 per-token
         (QA start/end) logits, returned n×width×2 with positions past a batch's N at -1e4."""
@@ -114,13 +126,27 @@ class QASplit:
         breakdowns) as 0–1 fractions (the official percentages / 100, like every other metric here)."""
         from elasticlm.data import squad
 
+        return squad.as_fractions(self.percentages(preds))
+
+    def percentages(self, preds: np.ndarray) -> dict[str, float]:
+        """The official SQuAD scores (0–100) of the best span per example (cached teachers keep these)."""
+        from elasticlm.data import squad
+
         answers = squad.postprocess(self.examples, self.index, preds[..., 0], preds[..., 1], version_2=self.version_2)
-        return squad.as_fractions(squad.squad_metrics(answers, self.examples, version_2=self.version_2))
+        return squad.squad_metrics(answers, self.examples, version_2=self.version_2)
+
+
+def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask (+ token_type_ids for models with segments, e.g. not MPNet)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if getattr(model.config, "type_vocab_size", 0) and "token_type_ids" in batch:
+        inputs["token_type_ids"] = batch["token_type_ids"]
+    return inputs
 
 
 def qa_logits(model, b: dict[str, torch.Tensor]) -> torch.Tensor:
     """A standalone QA model's start/end logits as one B×N×2 tensor (the supernet head's layout)."""
-    out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
+    out = model(**model_inputs(model, b))
     return torch.stack([out.start_logits, out.end_logits], dim=-1)
 
 
@@ -131,8 +157,7 @@ def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, fl
     if spec.kind == "qa":
         preds = batches.predict(lambda b: qa_logits(model, b), bf16=bf16)
     else:
-        preds = batches.predict(lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                                token_type_ids=b["token_type_ids"]).logits, bf16=bf16)
+        preds = batches.predict(lambda b: model(**model_inputs(model, b)).logits, bf16=bf16)
     model.train(was)
     return batches.metrics(spec, preds)
 

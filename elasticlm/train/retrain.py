@@ -108,11 +108,9 @@ class RetrainData:
 
     def batches(self, split: str, device) -> Batches:
         """The dev or test split padded once on `device` for `evaluate_model`."""
-        ds = self.dev if split == "dev" else self.test
-        if self.spec.kind == "qa":
-            return Batches.for_qa(ds, self.tokenizer, self.max_length, version_2=self.spec.name.endswith("v2.0"),
-                                  batch_size=128, device=device)
-        return Batches.build(ds, self.pad_id, device=device)
+        return Batches.for_task(self.spec, self.dev if split == "dev" else self.test, pad_id=self.pad_id,
+                                tokenizer=self.tokenizer, max_length=self.max_length,
+                                batch_size=128 if self.spec.kind == "qa" else 256, device=device)
 
 
 def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print,

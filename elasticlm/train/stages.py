@@ -312,12 +312,9 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
                                                  for a in archs], "summary": {}}
     for split, ds in splits.items():
-        if spec.kind == "qa":
-            examples, tokenizer, max_length = ds
-            batches = Batches.for_qa(examples, tokenizer, max_length, version_2=spec.name.endswith("v2.0"),
-                                     batch_size=128, device=device)
-        else:
-            batches = Batches.build(ds, task.pad_id, batch_size=128, device=device)  # padded once for every path
+        rows, tokenizer, max_length = ds if spec.kind == "qa" else (ds, None, None)
+        batches = Batches.for_task(spec, rows, pad_id=task.pad_id, tokenizer=tokenizer, max_length=max_length,
+                                   batch_size=128, device=device)  # padded once for every path
         vals = []
         for arch, rec in zip(archs, out["paths"]):
             rec[split] = path_metrics(net, arch, task.name, batches, spec, bf16=bf16)

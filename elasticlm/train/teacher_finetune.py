@@ -35,13 +35,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import (Dist, TrainConfig, autocast, batch_task_loss, bf16_is_faster, eval_batches, fit,
+from elasticlm.train.engine import (Dist, TrainConfig, batch_task_loss, bf16_is_faster, fit,
                                     pad_batch, rows_of, step_rows)
+from elasticlm.train.evaluation import Batches, QASplit, evaluate_model, model_inputs, qa_logits
 
 log_module = logging.getLogger(__name__)
 
@@ -193,14 +193,6 @@ def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """input_ids / attention_mask (+ token_type_ids for models with segments, e.g. not MPNet)."""
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    if getattr(model.config, "type_vocab_size", 0) and "token_type_ids" in batch:
-        inputs["token_type_ids"] = batch["token_type_ids"]
-    return inputs
-
-
 def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy (classification), MSE (regression) or mean start/end cross-entropy (QA),
     computed in fp32 from the head's outputs."""
@@ -220,7 +212,7 @@ class TaskObjective:
                          self.pad_id)
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        out = self.model(**_model_inputs(self.model, batch))
+        out = self.model(**model_inputs(self.model, batch))
         return {"loss": _task_loss(self.kind, out, batch)}
 
 
@@ -380,43 +372,22 @@ def _eval_splits(data) -> list[str]:
 @torch.no_grad()
 def _evaluate(model, ds, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[str, float]:
     """Task metrics of a classification/regression model on an encoded split."""
-    from elasticlm.data.metrics import compute_metrics
-
-    was_training = model.training
-    model.eval()
-    preds, refs = [], []
-    for batch in eval_batches(ds, cfg.eval_batch_size, pad_id):
-        with autocast(cfg.use_bf16):
-            logits = model(**_model_inputs(model, batch)).logits.float()
-        preds.append(logits.numpy())
-        refs.append(batch["labels"].numpy())
-    model.train(was_training)
-    return compute_metrics(spec, np.concatenate(preds), np.concatenate(refs))
+    batches = Batches.build(ds, pad_id, batch_size=cfg.eval_batch_size, device=next(model.parameters()).device)
+    return evaluate_model(model, batches, spec, bf16=cfg.use_bf16)
 
 
 @torch.no_grad()
 def _evaluate_qa(model, features, examples, spec, cfg: TeacherFinetuneConfig,
                  pad_id: int) -> dict[str, float]:
     """Exact match / F1 of a QA model: span logits per feature → best answer per example → the
-    official SQuAD scores (0-100)."""
+    official SQuAD scores (0-100, as cached teachers have always stored them)."""
     from elasticlm.data import squad
 
-    was_training = model.training
+    qa = QASplit(list(examples), squad.SpanIndex.of(features), spec.name.endswith("v2.0"))
+    batches = Batches.build(features, pad_id, batch_size=cfg.eval_batch_size, device=next(model.parameters()).device,
+                            qa=qa)
+    was = model.training
     model.eval()
-    width = len(features[0]["input_ids"])  # features are padded to max_length
-    starts = np.full((len(features), width), -1e4, dtype=np.float32)  # n_features × max_length
-    ends = starts.copy()
-    feats = features.with_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
-    row = 0
-    for batch in eval_batches(feats, cfg.eval_batch_size, pad_id):
-        with autocast(cfg.use_bf16):
-            out = model(**_model_inputs(model, batch))
-        b, n = out.start_logits.shape  # B×N, N ≤ width (trimmed padding)
-        starts[row:row + b, :n] = out.start_logits.float().numpy()
-        ends[row:row + b, :n] = out.end_logits.float().numpy()
-        row += b
-    model.train(was_training)
-    version_2 = spec.name.endswith("v2.0")
-    examples = list(examples)
-    predictions = squad.postprocess(examples, features, starts, ends, version_2=version_2)
-    return squad.squad_metrics(predictions, examples, version_2=version_2)
+    preds = batches.predict(lambda b: qa_logits(model, b), bf16=cfg.use_bf16)
+    model.train(was)
+    return qa.percentages(preds)
