@@ -235,6 +235,18 @@ def test_partial_run_renders_with_missing_sections_noted(tmp_path):
     assert "| supernet pretraining | 240 |" in text and "| retraining" not in text
 
 
+def test_results_say_where_latency_was_measured(tmp_path):
+    run = make_run(tmp_path / "run", parts=("config", "metrics"))
+    assert "on the machine that made the run." in write_report(run).read_text()  # no latency files: unsaid
+    for name in ("found", "uniform-bert"):
+        _write(run / "models" / name / "latency.json", {"batch1_ms": 2.5, "seq_len": 128, "device": "cuda"})
+    _write(run / "models" / "teacher-latency.json", {"batch1_ms": 4.0, "seq_len": 128, "device": "cuda"})
+    assert "on the machine that made the run (cuda; TF-IDF on the CPU)." in write_report(run).read_text()
+    for f in (run / "models").rglob("*.json"):
+        f.write_text(f.read_text().replace('"cuda"', '"cpu"'))
+    assert "on the machine that made the run." in write_report(run).read_text()
+
+
 def test_rerender_drops_figures_of_sections_now_skipped(tmp_path):
     run = make_run(tmp_path / "run", parts=("config", "arch", "metrics"))
     write_report(run)

@@ -131,12 +131,15 @@ def _centered_distance(s_c: torch.Tensor, t_c: torch.Tensor, eps: float) -> torc
     return 1.0 - cov / torch.sqrt(var.clamp(min=eps * eps))  # clamp before the root: finite gradients
 
 
+@dataclass
 class _TeacherRows:
-    """A teacher's rows prepared once for `_pearson_to_teacher`: centred (zero where they do not
-    count) and their sums of squares. Shared by every student layer mapped to the same teacher layer."""
+    """A teacher's rows prepared once for `_pearson_to_teacher`, shared by every student layer
+    mapped to the same teacher layer."""
 
-    def __init__(self, t_c: torch.Tensor, t_var: torch.Tensor):
-        self.t_c, self.t_var = t_c, t_var  # ...×D, ...
+    t_c: torch.Tensor
+    """...×D: the rows centred over the entries that count, zero at the others."""
+    t_var: torch.Tensor
+    """...: their sums of squares."""
 
 
 class _PearsonToTeacher(torch.autograd.Function):

@@ -65,7 +65,7 @@ def _results(ctx: Context) -> list[str]:
         raise Skip("`metrics.json` lists no model")
     lines = ["Metrics ×100 (mean ± std over seeds where several ran). Parameters and latency as `metrics.json` "
              "records them: the elasticlm models count embeddings and encoder without the task head, and their "
-             "latency is batch 1 at 128 tokens on the machine that made the run.",
+             f"latency is batch 1 at 128 tokens on the machine that made the run{_latency_device(ctx, metrics)}.",
              "", *tables.results_table(metrics), ""]
     metric = tables.main_metric(metrics, ctx.search_metric())
     said = tables.verdicts(metrics, metric) if metric else []
@@ -74,6 +74,20 @@ def _results(ctx: Context) -> list[str]:
     elif "found" not in metrics:
         lines += ["_No `found` entry in `metrics.json` yet, so no comparison._", ""]
     return lines
+
+
+def _latency_device(ctx: Context, metrics: dict) -> str:
+    """Where the models' latencies were measured, from their `latency.json` files: "" when unknown
+    or the CPU only, else e.g. " (cuda; TF-IDF on the CPU)" — a GPU run mixes the two."""
+    devices = set()
+    for name in metrics:
+        data = ctx.files.json("models/teacher-latency.json" if name == "teacher" else f"models/{name}/latency.json")
+        if isinstance(data, dict) and isinstance(data.get("device"), str):
+            devices.add(data["device"])
+    if not devices or devices == {"cpu"}:
+        return ""
+    tfidf = "; TF-IDF on the CPU" if "tfidf-logreg" in metrics else ""
+    return f" ({', '.join(sorted(devices))}{tfidf})"
 
 
 def _architecture(ctx: Context) -> list[str]:
