@@ -29,7 +29,8 @@ def test_every_benchmark_runs_and_every_ratio_reaches_the_json(tmp_path, cache, 
     assert set(report["benchmarks"]) == {b.name for b in BENCHMARKS}
     assert not report["errors"]
     names = [r["name"] for r in report["ratios"]]
-    assert len(names) == 5 and len(set(names)) == 5  # KD step, MFU, dynamic/fixed, latency predictor, search
+    # core: path fwd+bwd, inference vs BertModel; train: KD step, MFU, dynamic/fixed; latency predictor; search
+    assert len(names) == 7 and len(set(names)) == 7
     for r in report["ratios"]:
         assert r["ratio"] == r["ratio"] and r["ratio"] > 0 and isinstance(r["ok"], bool)
         assert f"target {r['cmp']} {r['target']:g}" in printed and r["name"] in printed

@@ -34,6 +34,8 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("train", "elasticlm.bench.train:train_speed",
               "supernet KD step vs the standalone student's (≤ 1.15), MFU (≥ 0.30), dynamic vs fixed widths (< 0.9)"),
+    Benchmark("core", "elasticlm.bench.core:core_speed",
+              "supernet path fwd+bwd vs the extracted model (≤ 1.10), inference vs BertModel of the same dims (≤ 1.05)"),
     Benchmark("latency", "elasticlm.bench.latency:predictor_error",
               "per-block latency table's prediction vs measured standalone models, median relative error (≤ 0.10)"),
     Benchmark("search", "elasticlm.search.benchmark:search_speed",

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from elasticlm.bench.core import sync
 from elasticlm.data.corpus import MLMCollator, probe_batches
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
 from elasticlm.distill.teachers import load_teacher
@@ -50,20 +51,15 @@ def synthetic_blocks(tokenizer, n: int, seq: int, seed: int = 0) -> list[dict]:
             for r in ids]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def median_time(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -136,10 +132,10 @@ def kd_steps(preset: str, batch: int, seq: int, repeats: int, teacher, bf16: boo
         fn()
     for _ in range(repeats):  # interleaved, so machine noise hits both alike
         for name, fn in (("supernet", sup_step), ("standalone", ref_step)):
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             fn()
-            _sync(device)
+            sync(device)
             times[name].append(time.perf_counter() - t)
     return statistics.median(times["supernet"]), statistics.median(times["standalone"]), flops, arch
 
@@ -193,10 +189,10 @@ def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf1
         if kind == "dynamic":
             run.mkdir(parents=True, exist_ok=True)
             periodic["growth"] = Periodic(cfg.growth.every, Growth(net, probe, cfg, run, Dist()))
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         fit(obj, cfg.train, run, total=steps, periodic=periodic, say=lambda s: None, resume=False)
-        _sync(device)
+        sync(device)
         took = time.perf_counter() - t
         if kind == "dynamic":
             rounds = [json.loads(line) for line in (run / "growth.jsonl").read_text().splitlines()]
