@@ -300,13 +300,18 @@ def attention_losses(s_maps: list[torch.Tensor], t_maps: list[torch.Tensor], lma
                                  f"{tuple(s_probs.shape)} and teacher {tuple(t_probs.shape)}")
         B, _, N, M = s_probs.shape
         real = _row_mask("attention_loss", attention_mask, torch.Size((B, M)))  # B×N
+        averaged = s_probs.shape[1] != t_probs.shape[1]
+
+        def teacher_map() -> torch.Tensor:  # float32, head-averaged when the head counts differ
+            t = t_probs.float()
+            return t.mean(1, keepdim=True) if averaged else t  # B×1×N×N or B×H×N×N
+
         with _fp32(s_probs):
-            s, t = s_probs.float(), t_probs.float()
-            averaged = s.shape[1] != t.shape[1]
+            s = s_probs.float()
             if averaged:
-                s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)  # B×1×N×N
+                s = s.mean(1, keepdim=True)  # B×1×N×N
             if kind == "classic":
-                loss = _classic_attention(s, t, real)
+                loss = _classic_attention(s, teacher_map(), real)
             else:
                 keys = key_w = n_keys = queries = None
                 if real is not None:
@@ -314,12 +319,13 @@ def attention_losses(s_maps: list[torch.Tensor], t_maps: list[torch.Tensor], lma
                     queries = real[:, None, :]  # B×1×N, broadcast over heads
                     n_keys = real.sum(-1).clamp(min=1).to(s.dtype)[:, None, None, None]  # B×1×1×1
                     key_w = real.to(s.dtype)[:, None, :, None]  # B×1×N×1
-                if t.requires_grad:  # a teacher map with a graph: plain autograd on both sides
-                    per_row = _centered_distance(_centre(s, keys, key_w, n_keys), _centre(t, keys, key_w, n_keys), eps)
-                else:
+                if t_probs.requires_grad:  # a teacher map with a graph: plain autograd on both sides
+                    per_row = _centered_distance(_centre(s, keys, key_w, n_keys),
+                                                 _centre(teacher_map(), keys, key_w, n_keys), eps)
+                else:  # the teacher map is cast, averaged and centred once, for its first student layer
                     rows = prepared.get((ti, averaged))
                     if rows is None:
-                        rows = prepared[(ti, averaged)] = _teacher_rows(t, keys, key_w, n_keys)
+                        rows = prepared[(ti, averaged)] = _teacher_rows(teacher_map(), keys, key_w, n_keys)
                     per_row = _pearson_to_teacher(s, rows, keys, key_w, n_keys, eps)  # B×H×N
                 loss = per_row.mean() if real is None else _masked_mean(per_row, queries)
         total = loss if total is None else total + loss
