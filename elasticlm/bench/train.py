@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from elasticlm.bench.core import sync
+from elasticlm.bench.core import alternate, sync
 from elasticlm.data.corpus import MLMCollator, probe_batches
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
 from elasticlm.distill.teachers import load_teacher
@@ -51,24 +51,11 @@ def synthetic_blocks(tokenizer, n: int, seq: int, seed: int = 0) -> list[dict]:
             for r in ids]
 
 
-def median_time(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def matmul_peak(bf16: bool, device: torch.device, n: int = 2048) -> float:
     """Measured FLOP/s of a square matmul (bf16 or fp32) on this machine."""
     dtype = torch.bfloat16 if bf16 else torch.float32
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    t = median_time(lambda: torch.mm(a, b), 5, device)
+    t = alternate({"mm": lambda: torch.mm(a, b)}, 5, device)["mm"]
     return 2 * n ** 3 / t
 
 
@@ -127,17 +114,8 @@ def kd_steps(preset: str, batch: int, seq: int, repeats: int, teacher, bf16: boo
     with FlopCounterMode(display=False) as counter:
         sup_step()
     flops = counter.get_total_flops()
-    times = {"supernet": [], "standalone": []}
-    for fn in (sup_step, ref_step, sup_step, ref_step):  # warm-up
-        fn()
-    for _ in range(repeats):  # interleaved, so machine noise hits both alike
-        for name, fn in (("supernet", sup_step), ("standalone", ref_step)):
-            sync(device)
-            t = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t)
-    return statistics.median(times["supernet"]), statistics.median(times["standalone"]), flops, arch
+    t = alternate({"supernet": sup_step, "standalone": ref_step}, repeats, device)  # interleaved, 2 warm-ups
+    return t["supernet"], t["standalone"], flops, arch
 
 
 def path_ffn_work(space, widths: dict, rounds: list[dict], steps: int) -> list[float]:
@@ -251,7 +229,8 @@ def train_speed(*, quick: bool = False, preset: str | None = None, batch: int | 
             f"FFN work was {statistics.mean(work):.2f} of fixed over the run ({work[0]:.2f} first, {work[-1]:.2f} last)")
         results.append({"name": "dynamic / fixed widths, wall time", "ratio": dyn / fixed, "target": 0.9, "cmp": "<",
                         "ok": dyn / fixed < 0.9, "dynamic_s": round(dyn, 3), "fixed_s": round(fixed, 3),
-                        "mean_ffn_width": round(width, 1), "path_ffn_work": round(statistics.mean(work), 4), "growth_round_s": round(per_round, 3), "steps": steps,
+                        "mean_ffn_width": round(width, 1), "path_ffn_work": round(statistics.mean(work), 4),
+                        "growth_round_s": round(per_round, 3), "steps": steps,
                         **common})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB" if dev.type == "cuda" else ""
