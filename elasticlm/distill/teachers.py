@@ -42,6 +42,7 @@ import torch
 
 from elasticlm.data.cache import atomic_dir, cache_root, offline, registry_package
 from elasticlm.errors import ElasticLMError
+from elasticlm.models.modeling import head_logits
 
 __all__ = [
     "OFFLINE_TEACHERS",
@@ -442,7 +443,7 @@ class Teacher:
         hidden = tuple(h.float() for h in out.hidden_states) if want_hidden else ()
         attn = tuple(a.float() for a in out.attentions) if want_attentions else ()
         if self.task_head == "qa":
-            logits = torch.stack([out.start_logits, out.end_logits], dim=-1).float()  # B×N×2
+            logits = head_logits(out, qa=True).float()  # B×N×2
         elif self.has_lm_head or self.task_head:
             logits = out.logits.float()
         else:

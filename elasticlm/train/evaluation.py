@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.models.modeling import head_logits
 from elasticlm.train.engine import autocast, pad_batch, rows_of
 
 
@@ -146,8 +147,7 @@ def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def qa_logits(model, b: dict[str, torch.Tensor]) -> torch.Tensor:
     """A standalone QA model's start/end logits as one B×N×2 tensor (the supernet head's layout)."""
-    out = model(**model_inputs(model, b))
-    return torch.stack([out.start_logits, out.end_logits], dim=-1)
+    return head_logits(model(**model_inputs(model, b)), qa=True)
 
 
 def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:

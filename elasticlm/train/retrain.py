@@ -28,6 +28,7 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
 from elasticlm.errors import ElasticLMError
+from elasticlm.models.modeling import head_logits
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
@@ -287,8 +288,7 @@ class RetrainTask:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
                          output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
-        qa = self.data.spec.kind == "qa"
-        logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if qa else out.logits  # B×N×2 or B×C
+        logits = head_logits(out, qa=self.data.spec.kind == "qa")  # B×N×2 or B×C
         losses = {"task": batch_task_loss(self.data.spec.kind, logits, batch)}
         t_out = None
         if self.needs_teacher:

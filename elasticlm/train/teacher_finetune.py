@@ -39,6 +39,7 @@ import torch
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
+from elasticlm.models.modeling import head_logits
 from elasticlm.train.engine import (Dist, TrainConfig, batch_task_loss, bf16_is_faster, fit,
                                     pad_batch, rows_of, step_rows)
 from elasticlm.train.evaluation import Batches, QASplit, evaluate_model, model_inputs, qa_logits
@@ -196,8 +197,7 @@ def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
 def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy (classification), MSE (regression) or mean start/end cross-entropy (QA),
     computed in fp32 from the head's outputs."""
-    logits = torch.stack([out.start_logits, out.end_logits], dim=-1) if kind == "qa" else out.logits
-    return batch_task_loss(kind, logits, batch)
+    return batch_task_loss(kind, head_logits(out, qa=kind == "qa"), batch)
 
 
 class TaskObjective:
