@@ -163,7 +163,7 @@ def test_search_split_is_by_example(run, squad_dir):
     assert set(trained) == set(ids[:cut])  # every window of the first 90%, none of the rest
     inp = load_inputs(out / "supernet-ft", None, str(squad_dir))
     assert [ex["id"] for ex in inp.heldout] == ids[cut:]
-    windows = inp.batches(16, "cpu").qa.index.example_ids
+    windows = inp.batches(16, "cpu").scorer.index.example_ids
     assert set(windows) == set(ids[cut:]) and len(windows) > len(ids) - cut
 
 
@@ -230,8 +230,8 @@ def test_the_qa_head_survives_extraction(run, squad_dir, tmp_path):
 
 def test_qa_distillation_losses_use_real_positions_only():
     from elasticlm.distill.losses import logit_loss
-    from elasticlm.train.engine import span_loss
-    from elasticlm.train.supernet import qa_logit_loss
+    from elasticlm.kinds import span_loss
+    from elasticlm.kinds import qa_logit_loss
 
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(3, 10, 2, generator=g), torch.randn(3, 10, 2, generator=g)
@@ -300,7 +300,7 @@ def test_qa_batches_score_oracle_spans_perfectly_v2(tiny_teacher, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     batches = Batches.for_qa(examples, tok, 40, version_2=True, batch_size=4)
     feats = squad.prepare_features(examples, tok, max_length=40, stride=squad.window_stride(40))
-    assert batches.qa.index.example_ids == list(feats["example_id"]) and len(feats) > len(examples)
+    assert batches.scorer.index.example_ids == list(feats["example_id"]) and len(feats) > len(examples)
     oracle = np.full((len(feats), 40, 2), -10.0, dtype=np.float32)
     for f, (s, e) in enumerate(zip(feats["start_positions"], feats["end_positions"])):
         oracle[f, s, 0], oracle[f, e, 1] = 10.0, 10.0

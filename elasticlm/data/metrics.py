@@ -71,8 +71,36 @@ def compute_metrics(task: "TaskSpec | str", predictions, references) -> dict[str
     positively correlated model, instead of a NaN poisoning averages and comparisons.
     """
     spec = _as_spec(task)
-    if spec.kind == "qa":
-        raise ElasticLMError(f"task {spec.name}: use elasticlm.data.squad.squad_metrics for QA")
+    return spec.task_kind.metrics(spec, predictions, references, None)
+
+
+def class_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]:
+    """`compute_metrics` of a classification task (its kind's scoring)."""
+    preds, refs = _checked(spec, predictions, references)
+    preds, refs = _class_ids(spec, preds), _reference_ids(spec, refs)
+    _same_length(spec, preds, refs)
+    return {name: METRICS[name](preds, refs) for name in spec.metrics}
+
+
+def value_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]:
+    """`compute_metrics` of a regression task (its kind's scoring)."""
+    preds, refs = _checked(spec, predictions, references)
+    preds, refs = _regression_values(spec, preds), refs.astype(np.float64)
+    _same_length(spec, preds, refs)
+    if len(refs) < 2:
+        raise ElasticLMError(f"task {spec.name}: Pearson/Spearman need at least 2 examples, got {len(refs)}")
+    if not np.isfinite(refs).all():
+        raise ElasticLMError(f"task {spec.name}: references contain NaN or infinity")
+    if np.ptp(refs) == 0:
+        raise ElasticLMError(f"task {spec.name}: the references are constant ({refs[0]:g}), so Pearson/"
+                             f"Spearman are undefined; score a split whose labels vary")
+    if np.ptp(preds) == 0:  # a constant predictor: 0.0, see `compute_metrics`
+        return {name: 0.0 for name in spec.metrics}
+    return {name: METRICS[name](preds, refs) for name in spec.metrics}
+
+
+def _checked(spec: "TaskSpec", predictions, references) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and references as arrays of numbers, references (n,), predictions finite."""
     preds = np.asarray(predictions)
     refs = np.asarray(references)
     if refs.ndim != 1:
@@ -82,27 +110,16 @@ def compute_metrics(task: "TaskSpec | str", predictions, references) -> dict[str
                              f"(got {preds.dtype} and {refs.dtype})")
     if preds.dtype.kind == "f" and not np.isfinite(preds).all():
         raise ElasticLMError(f"task {spec.name}: predictions contain NaN or infinity (did the model diverge?)")
-    if spec.kind == "classification":
-        preds, refs = _class_ids(spec, preds), _reference_ids(spec, refs)
-    else:
-        preds, refs = _regression_values(spec, preds), refs.astype(np.float64)
+    return preds, refs
+
+
+def _same_length(spec: "TaskSpec", preds: np.ndarray, refs: np.ndarray) -> None:
     if preds.shape != refs.shape:
         raise ElasticLMError(
             f"task {spec.name}: {preds.shape[0]} predictions but {refs.shape[0]} references"
         )
     if len(refs) == 0:
         raise ElasticLMError(f"task {spec.name}: no examples to score")
-    if spec.kind == "regression":
-        if len(refs) < 2:
-            raise ElasticLMError(f"task {spec.name}: Pearson/Spearman need at least 2 examples, got {len(refs)}")
-        if not np.isfinite(refs).all():
-            raise ElasticLMError(f"task {spec.name}: references contain NaN or infinity")
-        if np.ptp(refs) == 0:
-            raise ElasticLMError(f"task {spec.name}: the references are constant ({refs[0]:g}), so Pearson/"
-                                 f"Spearman are undefined; score a split whose labels vary")
-        if np.ptp(preds) == 0:  # a constant predictor: 0.0, see the docstring
-            return {name: 0.0 for name in spec.metrics}
-    return {name: METRICS[name](preds, refs) for name in spec.metrics}
 
 
 def _class_ids(spec: "TaskSpec", preds: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ class TaskSpec:
     """What a task is: its kind, input columns, labels and metrics."""
 
     name: str
-    kind: str  # "classification" | "regression" | "qa"
+    kind: str  # a registered task kind's name (`elasticlm.kinds`): "classification" | "regression" | "qa"
     text_fields: tuple[str, ...]  # column names of the inputs: ("text_a",) or ("text_a", "text_b")
     label_names: tuple[str, ...] | None  # class names, index = label id; None for regression / qa
     metrics: tuple[str, ...]  # names from elasticlm.data.metrics.METRICS (qa: "exact_match", "f1")
@@ -26,14 +26,16 @@ class TaskSpec:
     description: str = ""
 
     @property
+    def task_kind(self):
+        """The kind object (`elasticlm.kinds.TaskKind`) of `kind`."""
+        from elasticlm.kinds import kind_named
+
+        return kind_named(self.kind)
+
+    @property
     def num_labels(self) -> int:
         """Output units of the task head: classes, 1 for regression, 2 (start/end) for QA."""
-        if self.kind == "regression":
-            return 1
-        if self.kind == "qa":
-            return 2
-        assert self.label_names is not None
-        return len(self.label_names)
+        return self.task_kind.num_labels(self)
 
 
 @dataclass
@@ -47,7 +49,8 @@ class TaskData:
     def eval_split(self) -> str:
         """The split to report: `test` when it is labelled (demo and user tasks), else `dev`."""
         test = self.splits.get("test")
-        if test is not None and len(test) and self.spec.kind != "qa" and any(v != -1 for v in test["label"]):
+        if (test is not None and len(test) and self.spec.task_kind.label_dtype is not None
+                and any(v != -1 for v in test["label"])):
             return "test"
         return "dev" if "dev" in self.splits else next(iter(self.splits))
 
@@ -101,11 +104,11 @@ DEMO_TASKS: dict[str, TaskSpec] = {
 }
 
 def rows_to_dataset(rows: list[dict[str, Any]], spec: TaskSpec) -> "datasets.Dataset":
-    """Rows of {text_a[, text_b], label} as a `datasets.Dataset` with typed columns (label int64
-    for classification, float32 for regression), so empty splits keep their schema too."""
+    """Rows of {text_a[, text_b], label} as a `datasets.Dataset` with typed columns (label as the task
+    kind types it: int64 for classification, float32 for regression), so empty splits keep their schema too."""
     import datasets
 
     features = {field: datasets.Value("string") for field in spec.text_fields}
-    features["label"] = datasets.Value("float32" if spec.kind == "regression" else "int64")
+    features["label"] = datasets.Value(spec.task_kind.label_dtype)
     columns = {name: [row[name] for row in rows] for name in features}
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))

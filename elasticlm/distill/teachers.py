@@ -42,7 +42,7 @@ import torch
 
 from elasticlm.data.cache import atomic_dir, cache_root, offline, registry_package
 from elasticlm.errors import ElasticLMError
-from elasticlm.models.modeling import head_logits
+from elasticlm.kinds import KINDS, head_kind, kind_named
 
 __all__ = [
     "OFFLINE_TEACHERS",
@@ -442,9 +442,9 @@ class Teacher:
             out = self.model(**kwargs)
         hidden = tuple(h.float() for h in out.hidden_states) if want_hidden else ()
         attn = tuple(a.float() for a in out.attentions) if want_attentions else ()
-        if self.task_head == "qa":
-            logits = head_logits(out, qa=True).float()  # B×N×2
-        elif self.has_lm_head or self.task_head:
+        if self.task_head:
+            logits = kind_named(self.task_head).logits(out).float()  # B×C, or B×N×2 (QA), ...
+        elif self.has_lm_head:
             logits = out.logits.float()
         else:
             logits = None
@@ -477,19 +477,6 @@ def _detect_kind(config) -> str:
     return "encoder"
 
 
-def _detect_task_head(config) -> str | None:
-    archs = " ".join(getattr(config, "architectures", None) or [])
-    if "ForQuestionAnswering" in archs:
-        return "qa"
-    if "ForSequenceClassification" in archs:
-        return "regression" if (config.problem_type == "regression" or config.num_labels == 1) \
-            else "classification"
-    return None
-
-
-_TASK_HEADS = {"classification", "regression", "qa"}
-
-
 def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None = None,
                  dtype: torch.dtype | str = torch.bfloat16, device: str | torch.device = "cpu") -> Teacher:
     """Load a teacher by offline alias, hub id or local folder.
@@ -497,15 +484,14 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
     Args:
         name_or_path: see `ensure_teacher`.
         kind: ``"encoder"``, ``"causal"`` or ``"auto"`` (from the config).
-        task_head: ``"classification"``, ``"regression"``, ``"qa"`` to load a task head (a fine-tuned
-            task teacher), ``"none"`` for the bare model / its LM head, or None to detect it from the
-            saved architecture.
+        task_head: a task kind's name (``"classification"``, ``"regression"``, ``"qa"``; `elasticlm.kinds`)
+            to load that kind's head (a fine-tuned task teacher), ``"none"`` for the bare model / its LM
+            head, or None to detect it from the saved architecture.
         dtype: ``torch.bfloat16`` (default; bf16 autocast over float32 weights) or ``torch.float32``;
             strings ``"bf16"``/``"fp32"`` work too.
         device: where to put the model.
     """
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                              AutoModelForQuestionAnswering, AutoModelForSequenceClassification)
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     dtype = _parse_dtype(dtype)
     path = ensure_teacher(name_or_path)
@@ -516,11 +502,11 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
     if kind not in ("encoder", "causal"):
         raise ElasticLMError(f"teacher kind must be encoder, causal or auto, got {kind!r}")
     if task_head is None:
-        task_head = _detect_task_head(config)
+        task_head = head_kind(config)
     elif task_head == "none":
         task_head = None
-    elif task_head not in _TASK_HEADS:
-        raise ElasticLMError(f"task_head must be one of {sorted(_TASK_HEADS)} or none, got {task_head!r}")
+    elif task_head not in KINDS:
+        raise ElasticLMError(f"task_head must be one of {sorted(KINDS)} or none, got {task_head!r}")
     info_file = path / "elasticlm_teacher.json"
     task_info = json.loads(info_file.read_text()) if info_file.exists() else {}
 
@@ -528,13 +514,11 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
     load = dict(attn_implementation="eager", dtype=torch.float32)
     has_lm_head = False
     with quiet_transformers():
-        if task_head == "qa":
-            model = AutoModelForQuestionAnswering.from_pretrained(path, **load)
-        elif task_head is not None:
-            if _detect_task_head(config) is None:
+        if task_head is not None:
+            if head_kind(config) is None:
                 raise ElasticLMError(f"{path} has no {task_head} head (architectures: {archs or 'none'}); "
                                      f"fine-tune it first with `elasticlm teacher finetune`")
-            model = AutoModelForSequenceClassification.from_pretrained(path, **load)
+            model = KINDS[task_head].teacher_model(path, **load)
         elif kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(path, **load)
             has_lm_head = True

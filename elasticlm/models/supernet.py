@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import kind_named
 from elasticlm.models.blocks import NOTHING, Block, Capture, Embeddings, block_state_for, init_weights, make_block
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel, pool
@@ -53,9 +54,6 @@ class SupernetConfig:
         return self.space.ffn_step if self.initial_ffn is None else self.initial_ffn
 
 
-TASK_KINDS = ("classification", "regression", "qa")
-
-
 class MLMHead(nn.Module):
     """Linear(d, e) -> GELU -> LN(e) -> the token embedding (passed in, tied) + bias: B×N×d -> B×N×V.
     Same parameter names as the standalone `LMHead` (transform, norm, bias)."""
@@ -70,27 +68,29 @@ class MLMHead(nn.Module):
         return F.linear(self.norm(F.gelu(self.transform(h))), embedding) + self.bias  # B×N×V
 
 
-class TaskHead(nn.Module):
-    """A task's layers, named as in the standalone classes: pooler (tanh; over the mean of the real
-    tokens, or [CLS]) + classifier for classification/regression (B×N×d -> B×C), `qa_outputs` for
-    span extraction (B×N×d -> B×N×2)."""
+class PooledHead(nn.Module):
+    """A classification/regression head, named as in the standalone class: pooler (tanh; over the mean
+    of the real tokens, or [CLS]) + classifier, B×N×d -> B×C."""
 
-    def __init__(self, hidden_size: int, kind: str, num_labels: int, pooling: str = "mean"):
+    def __init__(self, hidden_size: int, num_labels: int, pooling: str = "mean"):
         super().__init__()
         self.pooling = pooling
-        if kind not in TASK_KINDS:
-            raise ElasticLMError(f"task head kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
-        self.kind, self.num_labels = kind, num_labels
-        if kind == "qa":
-            self.qa_outputs = nn.Linear(hidden_size, 2)
-        else:
-            self.pooler = nn.Linear(hidden_size, hidden_size)
-            self.classifier = nn.Linear(hidden_size, num_labels)
+        self.pooler = nn.Linear(hidden_size, hidden_size)
+        self.classifier = nn.Linear(hidden_size, num_labels)
 
     def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.kind == "qa":
-            return self.qa_outputs(h)  # B×N×2 (start, end)
         return self.classifier(torch.tanh(self.pooler(pool(h, attention_mask, self.pooling))))  # B×C
+
+
+class SpanHead(nn.Module):
+    """A span-extraction head, named as in the standalone QA class: `qa_outputs`, B×N×d -> B×N×2."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+
+    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.qa_outputs(h)  # B×N×2 (start, end)
 
 
 class TaskHeads(nn.ModuleDict):
@@ -159,15 +159,17 @@ class SuperNet(nn.Module):
 
     # ----- heads --------------------------------------------------------------------------
     def add_task_head(self, task: str, kind: str, num_labels: int, generator: torch.Generator | None = None,
-                      pooling: str = "mean") -> TaskHead:
-        """Add (or return the existing, if it has the same shape) head for `task`."""
+                      pooling: str = "mean") -> nn.Module:
+        """Add (or return the existing, if it has the same shape) head for `task`: the head of the task
+        kind `kind` (`elasticlm.kinds`), tagged with its kind, label count and pooling."""
         if task in self.task_heads:
             head = self.task_heads[task]
             if (head.kind, head.num_labels) != (kind, num_labels):
                 raise ElasticLMError(f"task head {task!r} exists as {head.kind} with {head.num_labels} outputs, "
                                  f"not {kind} with {num_labels}")
             return head
-        head = TaskHead(self.space.hidden_size, kind, num_labels, pooling)
+        head = kind_named(kind).head(self.space.hidden_size, num_labels, pooling)
+        head.kind, head.num_labels, head.pooling = kind, num_labels, pooling
         with torch.no_grad():
             for m in head.modules():
                 if isinstance(m, nn.Linear):
@@ -287,28 +289,27 @@ class SuperNet(nn.Module):
                 **config_kwargs) -> ElasticLMPreTrainedModel:
         """A standalone HF model for `arch` with the supernet's weights on that path.
 
-        "mlm" and "causal" carry the supernet's MLM head (decoder tied to the embedding);
-        "classification" / "qa" with `task` carry that task's head (and its label count); without
-        `task` they get freshly initialised task layers. Distillation projections never travel."""
-        if head not in HEADS:
-            raise ElasticLMError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
-        task_head = None
+        "mlm" and "causal" carry the supernet's MLM head (decoder tied to the embedding); a task head
+        with `task` carries that task's head (and its label count) into its kind's model class (`head`
+        must be the kind's `extract_head`: "classification", "qa", ...); "classification" / "qa" without
+        `task` get freshly initialised task layers. Distillation projections never travel."""
+        task_head, kind = None, None
         if task is not None:
             if task not in self.task_heads:
                 raise ElasticLMError(f"the supernet has no head for task {task!r} "
                                  f"(heads: {', '.join(self.task_heads) or 'none'})")
             task_head = self.task_heads[task]
-            want = "qa" if task_head.kind == "qa" else "classification"
-            if head != want:
-                raise ElasticLMError(f"task {task!r} has a {task_head.kind} head: extract it with head={want!r}")
-            if want == "classification":
-                config_kwargs.setdefault("num_labels", task_head.num_labels)
-                config_kwargs.setdefault("classifier_pooling", task_head.pooling)
-                if task_head.kind == "regression":
-                    config_kwargs.setdefault("problem_type", "regression")
+            kind = kind_named(task_head.kind)
+            if head != kind.extract_head:
+                raise ElasticLMError(f"task {task!r} has a {task_head.kind} head: extract it with "
+                                     f"head={kind.extract_head!r}")
+            for key, value in kind.model_config(task_head).items():
+                config_kwargs.setdefault(key, value)
+        elif head not in HEADS:
+            raise ElasticLMError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
         if head == "causal":
             config_kwargs.setdefault("is_decoder", True)
-        model = HEADS[head](self.model_config(arch, **config_kwargs))
+        model = (kind.model_class() if kind is not None else HEADS[head])(self.model_config(arch, **config_kwargs))
         base = model if head == "base" else model.elasticlm
         base.load_state_dict(self.extract_state_dict(arch), strict=True)
         with torch.no_grad():
@@ -318,7 +319,6 @@ class SuperNet(nn.Module):
                     getattr(model.lm_head, name).load_state_dict(getattr(self.mlm_head, name).state_dict())
                 model.lm_head.bias.copy_(self.mlm_head.bias)
             elif task_head is not None:
-                names = ("qa_outputs",) if head == "qa" else ("pooler", "classifier")
-                for name in names:
+                for name in kind.head_parts:
                     getattr(model, name).load_state_dict(getattr(task_head, name).state_dict())
         return model

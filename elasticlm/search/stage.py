@@ -14,6 +14,7 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import kind_of
 from elasticlm.search.evolution import Budget, EvolutionConfig, candidate, evolve, random_search, rank
 from elasticlm.search.heads import HeadsConfig, search_heads, write_heads
 from elasticlm.search.pareto import pareto_json, pareto_search, write_pareto
@@ -100,7 +101,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
     """Load the supernet and encode the task's held-out split with the task teacher's tokenizer."""
     from transformers import AutoTokenizer
 
-    from elasticlm.data.tasks import encode_task, load_task, search_split
+    from elasticlm.data.tasks import load_task, search_split
     from elasticlm.distill.teachers import quiet_transformers
     from elasticlm.train.supernet import load_supernet
 
@@ -131,7 +132,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
     if max_eval_examples:
         held = held.select(range(min(max_eval_examples, len(held))))
     max_length = min(max_length, net.space.max_position_embeddings)
-    enc = held if data.spec.kind == "qa" else encode_task(held, data.spec, tok, max_length)
+    enc = kind_of(data.spec).eval_rows(held, data.spec, tok, max_length)  # QA: raw examples
     if device is not None:
         net.to(device)
     return SearchInputs(net, config, name, data.spec, enc, tok, tok.pad_token_id or 0, max_length)
@@ -164,7 +165,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     talk(f"searching {space.num_layers}-layer architectures ≤ {budget.ceiling:,} parameters for {inp.task} "
          f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations) on "
          f"{len(inp.heldout):,} held-out examples"
-         + (f" ({len(batches.order):,} windows)" if inp.spec.kind == "qa" else "")
+         + (f" ({len(batches.order):,} {kind_of(inp.spec).unit})" if kind_of(inp.spec).fills_window else "")
          + f", {'bf16' if bf16 else 'fp32'} on {device}")
     t0 = time.perf_counter()
     log = out / "generations.jsonl" if dist.main else None

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from elasticlm.errors import ElasticLMError
@@ -202,28 +201,6 @@ def eval_batches(ds, batch_size: int, pad_id: int) -> Iterator[dict[str, torch.T
     """Padded batches of `ds` in order (evaluation)."""
     for start in range(0, len(ds), batch_size):
         yield pad_batch(rows_of(ds, list(range(start, min(start + batch_size, len(ds))))), pad_id)
-
-
-def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (classification; logits B×C) or MSE (regression; B×1), in fp32."""
-    if kind == "regression":
-        return F.mse_loss(logits.float().squeeze(-1), labels.float())
-    return F.cross_entropy(logits.float(), labels.long())
-
-
-def span_loss(logits: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """QA: mean of the start and end cross-entropies over the positions, in fp32.
-    logits B×N×2 (start, end); start, end: B target token indices (0 = [CLS], no answer here)."""
-    logits = logits.float()
-    return 0.5 * (F.cross_entropy(logits[..., 0], start.long()) + F.cross_entropy(logits[..., 1], end.long()))
-
-
-def batch_task_loss(kind: str, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A batch's task loss: `span_loss` on B×N×2 logits and the batch's start/end positions (QA),
-    else `task_loss` on its labels."""
-    if kind == "qa":
-        return span_loss(logits, batch["start_positions"], batch["end_positions"])
-    return task_loss(kind, logits, batch["labels"])
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:

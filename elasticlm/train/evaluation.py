@@ -1,14 +1,15 @@
-"""Fast, exact evaluation of classification/regression/QA models on an encoded split.
+"""Fast, exact evaluation of task models (any task kind: `elasticlm.kinds`) on an encoded split.
 
 The split is padded once into length-bucketed batches (rows sorted by length, so little padding is
 computed) kept on the device, and every model scored on it reuses them: the supernet's paths in
 search (`elasticlm.search.evaluator`) and standalone models after retraining (`evaluate_model`).
 Predictions are put back in the split's order before scoring, so metrics equal an unsorted pass.
 
-QA (SQuAD): the rows are the examples' windowed features (`squad.prepare_features`); a model's
-B×N×2 start/end logits are padded back to the window width, the best span per example is picked
-over its windows (`squad.postprocess`, on a `SpanIndex` built once) and scored with the official
-EM/F1 (`squad.squad_metrics`), recorded as 0–1 fractions like every other metric.
+The task's kind decides what is scored (`TaskKind.scoring_rows` / `metrics`). QA (SQuAD): the rows
+are the examples' windowed features (`squad.prepare_features`); a model's B×N×2 start/end logits are
+padded back to the window width, the best span per example is picked over its windows
+(`squad.postprocess`, on a `SpanIndex` built once) and scored with the official EM/F1
+(`squad.squad_metrics`), recorded as 0–1 fractions like every other metric.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.models.modeling import head_logits
+from elasticlm.kinds import SpanQA, kind_of
 from elasticlm.train.engine import autocast, pad_batch, rows_of
 
 
@@ -38,12 +39,12 @@ class Batches:
     """Real (unpadded) tokens in the split."""
     width: int = 0
     """The longest row (QA features: the window); per-token outputs are padded back to it."""
-    qa: QASplit | None = None
-    """QA: the examples the rows are windows of (None for classification/regression)."""
+    scorer: Any = None
+    """What the task kind scores with besides the labels (QA: the `QASplit` the rows are windows of)."""
 
     @classmethod
     def build(cls, ds, pad_id: int, *, batch_size: int = 256, device: str | torch.device = "cpu",
-              qa: QASplit | None = None) -> "Batches":
+              scorer: Any = None) -> "Batches":
         """`ds`: encoded rows (input_ids, attention_mask, token_type_ids, + labels to score against)."""
         if len(ds) == 0:
             raise ElasticLMError("cannot evaluate on an empty split")
@@ -57,31 +58,25 @@ class Batches:
             batches.append({k: v.to(device) for k, v in b.items() if k in inputs})
         refs = np.asarray(ds["labels"]) if "labels" in ds.column_names else np.zeros(0)
         width = max(len(ids) for ids in ds["input_ids"])
-        return cls(batches, order, refs, int(lengths.sum()), int(width), qa)
+        return cls(batches, order, refs, int(lengths.sum()), int(width), scorer)
 
     @classmethod
     def for_qa(cls, examples, tokenizer, max_length: int, *, stride: int | None = None, version_2: bool,
                batch_size: int = 256, device: str | torch.device = "cpu") -> "Batches":
         """Window `examples` (SQuAD examples) into `max_length`-token features and pad them once."""
-        from elasticlm.data import squad
-
-        examples = list(examples)
-        stride = squad.window_stride(max_length) if stride is None else stride
-        feats = squad.prepare_features(examples, tokenizer, max_length=max_length, stride=stride)
-        qa = QASplit(examples, squad.SpanIndex.of(feats), version_2)
-        return cls.build(feats, tokenizer.pad_token_id or 0, batch_size=batch_size, device=device, qa=qa)
+        feats, qa = SpanQA.windows(examples, tokenizer, max_length, stride=stride, version_2=version_2)
+        return cls.build(feats, tokenizer.pad_token_id or 0, batch_size=batch_size, device=device, scorer=qa)
 
     @classmethod
     def for_task(cls, spec, rows, *, pad_id: int, tokenizer=None, max_length: int | None = None,
                  batch_size: int = 256, device: str | torch.device = "cpu") -> "Batches":
-        """One split of task `spec`, ready to score: encoded rows padded once (`build`), or for QA the
-        raw examples windowed into `max_length`-token features first (`for_qa`; needs the tokenizer)."""
-        if spec.kind == "qa":
-            if tokenizer is None or max_length is None:
-                raise ElasticLMError(f"task {spec.name}: QA batches need the tokenizer and max_length")
-            return cls.for_qa(rows, tokenizer, max_length, version_2=spec.name.endswith("v2.0"),
-                              batch_size=batch_size, device=device)
-        return cls.build(rows, pad_id, batch_size=batch_size, device=device)
+        """One split of task `spec`, ready to score: the rows its kind scores (`TaskKind.scoring_rows`;
+        QA: the raw examples windowed into `max_length`-token features, which needs the tokenizer)
+        padded once (`build`)."""
+        feats, scorer = kind_of(spec).scoring_rows(spec, rows, tokenizer=tokenizer, max_length=max_length)
+        if scorer is not None and tokenizer is not None:
+            pad_id = tokenizer.pad_token_id or 0
+        return cls.build(feats, pad_id, batch_size=batch_size, device=device, scorer=scorer)
 
     def predict(self, logits_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, bf16: bool) -> np.ndarray:
         """Logits of every row in the split's order: `logits_fn(batch) -> B×C`, or B×N×2 per-token
@@ -100,41 +95,9 @@ class Batches:
         return back
 
     def metrics(self, spec, preds: np.ndarray) -> dict[str, float]:
-        """The task's metrics of `preds` (in the split's order): EM/F1 through span post-processing
-        for QA, else `compute_metrics` against the labels."""
-        from elasticlm.data.metrics import compute_metrics
-
-        if spec.kind == "qa":
-            if self.qa is None:
-                raise ElasticLMError(f"task {spec.name}: QA needs batches built by Batches.for_qa")
-            return self.qa.metrics(preds)
-        return compute_metrics(spec, preds, self.references)
-
-
-@dataclass
-class QASplit:
-    """The SQuAD examples of a split whose windows the rows of a `Batches` are."""
-
-    examples: list[dict]
-    """SQuAD examples (id, context, question, answers), in split order."""
-    index: Any
-    """`squad.SpanIndex` of the features (example of each window, token offsets)."""
-    version_2: bool
-    """SQuAD v2.0 scoring (no-answer predictions, HasAns/NoAns breakdowns)."""
-
-    def metrics(self, preds: np.ndarray) -> dict[str, float]:
-        """preds: n_features×width×2 start/end logits -> exact_match, f1 (+ v2.0's HasAns_/NoAns_
-        breakdowns) as 0–1 fractions (the official percentages / 100, like every other metric here)."""
-        from elasticlm.data import squad
-
-        return squad.as_fractions(self.percentages(preds))
-
-    def percentages(self, preds: np.ndarray) -> dict[str, float]:
-        """The official SQuAD scores (0–100) of the best span per example (cached teachers keep these)."""
-        from elasticlm.data import squad
-
-        answers = squad.postprocess(self.examples, self.index, preds[..., 0], preds[..., 1], version_2=self.version_2)
-        return squad.squad_metrics(answers, self.examples, version_2=self.version_2)
+        """The task's metrics of `preds` (in the split's order), as its kind scores them (QA: EM/F1
+        through span post-processing; else `compute_metrics` against the labels)."""
+        return kind_of(spec).metrics(spec, preds, self.references, self.scorer)
 
 
 def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -145,19 +108,12 @@ def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return inputs
 
 
-def qa_logits(model, b: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A standalone QA model's start/end logits as one B×N×2 tensor (the supernet head's layout)."""
-    return head_logits(model(**model_inputs(model, b)), qa=True)
-
-
 def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
-    """The task's metrics for a standalone HF classification/regression/QA model."""
+    """The task's metrics for a standalone HF model with the task kind's head."""
+    kind = kind_of(spec)
     was = model.training
     model.eval()
-    if spec.kind == "qa":
-        preds = batches.predict(lambda b: qa_logits(model, b), bf16=bf16)
-    else:
-        preds = batches.predict(lambda b: model(**model_inputs(model, b)).logits, bf16=bf16)
+    preds = batches.predict(lambda b: kind.logits(model(**model_inputs(model, b))), bf16=bf16)
     model.train(was)
     return batches.metrics(spec, preds)
 

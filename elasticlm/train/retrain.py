@@ -28,12 +28,12 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
 from elasticlm.errors import ElasticLMError
-from elasticlm.models.modeling import head_logits
+from elasticlm.kinds import kind_named, kind_of
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, fit, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out
-from elasticlm.train.supernet import encode_split, representation_losses, task_logit_loss
+from elasticlm.train.supernet import representation_losses
 
 Say = Callable[[str], None]
 
@@ -111,7 +111,7 @@ class RetrainData:
         """The dev or test split padded once on `device` for `evaluate_model`."""
         return Batches.for_task(self.spec, self.dev if split == "dev" else self.test, pad_id=self.pad_id,
                                 tokenizer=self.tokenizer, max_length=self.max_length,
-                                batch_size=128 if self.spec.kind == "qa" else 256, device=device)
+                                batch_size=kind_of(self.spec).eval_batch_size, device=device)
 
 
 def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say = print,
@@ -125,9 +125,7 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
 
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
-    if spec.kind not in ("classification", "regression", "qa"):
-        raise ElasticLMError(f"task {spec.name}: retraining supports classification, regression and QA tasks, "
-                             f"not {spec.kind}")
+    kind = kind_of(spec)
     if "train" not in data.splits or not len(data.splits["train"]):
         raise ElasticLMError(f"task {spec.name} has no training split ({data.source}); add one")
     if "dev" not in data.splits or not len(data.splits["dev"]):
@@ -140,24 +138,23 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     if vocab_size is not None:
         check_vocab(teacher, vocab_size)
     max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
-    if spec.kind == "qa" and max_positions is not None:
+    if kind.fills_window and max_positions is not None:
         max_length = min(max_length, max_positions)  # QA windows fill the window
-    enc = lambda ds: encode_split(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
+    enc = lambda ds: kind.encode(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
     train = data.splits["train"]
     if cfg.max_train_examples:
         train = train.select(range(min(cfg.max_train_examples, len(train))))
     cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
     test = data.splits["test"] if data.eval_split() == "test" else None
-    evaluate = (lambda ds: list(ds)) if spec.kind == "qa" else enc  # QA: examples, windowed when scored
+    evaluate = lambda ds: kind.eval_rows(ds, spec, teacher.tokenizer, max_length)  # noqa: E731
     out = RetrainData(spec, enc(train), evaluate(cut(data.splits["dev"])),
                       evaluate(cut(test)) if test is not None else None,
                       teacher.tokenizer, teacher, teacher.tokenizer.pad_token_id or 0, max_length,
                       teacher_metrics=tres.metrics)
     if targets and cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
-        rows = "training windows" if spec.kind == "qa" else "training examples"
-        say(f"teacher logits for {len(out.train):,} {rows} (computed once, shared by every model)")
+        say(f"teacher logits for {len(out.train):,} training {kind.unit} (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
-        if cfg.augment > 0 and spec.kind == "classification":
+        if cfg.augment > 0 and kind.classes:
             _add_augmented(out, cfg, device, say)
     return out
 
@@ -217,14 +214,14 @@ def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed
 
 
 def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain_out: Path, *, say: Say = print):
-    """The standalone classifier (or QA model) for `arch` from the path of `net` (see `path_net`), pretrained on the
+    """The standalone model (its task kind's model class) for `arch` from the path of `net` (see `path_net`), pretrained on the
     corpus first when `cfg.pretrain_steps` > 0."""
     net = path_net(net, arch, task)
     if cfg.pretrain_steps > 0:
         net = copy.deepcopy(net)
         pretrain_path(net, arch, cfg, pretrain_out, say=say)
         net.cpu()
-    return net.extract(arch, head="qa" if net.task_heads[task].kind == "qa" else "classification", task=task)
+    return net.extract(arch, head=kind_named(net.task_heads[task].kind).extract_head, task=task)
 
 
 def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
@@ -288,8 +285,9 @@ class RetrainTask:
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
                          output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
-        logits = head_logits(out, qa=self.data.spec.kind == "qa")  # B×N×2 or B×C
-        losses = {"task": batch_task_loss(self.data.spec.kind, logits, batch)}
+        kind = kind_of(self.data.spec)
+        logits = kind.logits(out)  # B×C, or B×N×2 (QA), ...
+        losses = {"task": kind.loss(logits, batch)}
         t_out = None
         if self.needs_teacher:
             with torch.no_grad():
@@ -297,7 +295,7 @@ class RetrainTask:
                                           want_hidden=d.alpha_hidden > 0)
         if d.alpha_logit > 0:
             t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
-            losses["logit"] = task_logit_loss(self.data.spec.kind, logits, t_logits.to(logits.device), mask, d)
+            losses["logit"] = kind.distill_loss(logits, t_logits.to(logits.device), mask, d)
         if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
             losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
         return {"loss": weighted_total(losses, d), **losses}

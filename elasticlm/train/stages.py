@@ -24,11 +24,12 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import kind_of
 from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
-                                      build_supernet, check_range, encode_split, resolve_space, hash_seed,
+                                      build_supernet, check_range, resolve_space, hash_seed,
                                       load_supernet, sample_path, save_supernet)
 
 Say = Callable[[str], None]
@@ -230,13 +231,11 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     for name in cfg.tasks:
         data = load_task(name, data_dir=cfg.data_dir)
         spec = data.spec
-        if spec.kind not in ("classification", "regression", "qa"):
-            raise ElasticLMError(f"task {spec.name}: supernet fine-tuning supports classification, regression "
-                                 f"and QA tasks, not {spec.kind}")
+        kind = kind_of(spec)
         if "train" not in data.splits or len(data.splits["train"]) < 2:
             raise ElasticLMError(f"task {spec.name}: supernet fine-tuning needs a training split of at least 2 "
                                  f"examples ({data.source})")
-        if spec.kind == "qa" and not ("dev" in data.splits and len(data.splits["dev"])):
+        if kind.label_dtype is None and not ("dev" in data.splits and len(data.splits["dev"])):  # no labelled test
             raise ElasticLMError(f"task {spec.name}: no dev split to evaluate on ({data.source}); add dev-v"
                                  f"{spec.name.removeprefix('squad-v')}.json (or a *dev*.json) beside the training file")
         tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
@@ -253,18 +252,16 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         if cfg.max_train_examples:
             fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
         pad_id = teacher.tokenizer.pad_token_id or 0
-        tasks.append(TaskData(spec.name, spec, encode_split(fit_part, spec, teacher.tokenizer, max_length),
+        tasks.append(TaskData(spec.name, spec, kind.encode(fit_part, spec, teacher.tokenizer, max_length),
                               teacher, pad_id))
         splits = {"heldout": held}
         if "dev" in data.splits and len(data.splits["dev"]):
             splits["dev"] = data.splits["dev"]
         cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
-        if spec.kind == "qa":  # raw examples: windowed and padded once when scored
-            evals[spec.name] = {k: (cut(v), teacher.tokenizer, max_length) for k, v in splits.items()}
-        else:
-            evals[spec.name] = {k: encode_split(cut(v), spec, teacher.tokenizer, max_length) for k, v in splits.items()}
+        evals[spec.name] = {k: (kind.eval_rows(cut(v), spec, teacher.tokenizer, max_length), teacher.tokenizer,
+                                max_length) for k, v in splits.items()}  # QA: raw examples, windowed when scored
         net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
-        unit = f", {len(tasks[-1].train):,} windows" if spec.kind == "qa" else ""
+        unit = f", {len(tasks[-1].train):,} {kind.unit}" if kind.fills_window else ""
         talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
              f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
@@ -302,8 +299,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
 
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
     """The task metric of `paths` random paths (inherited weights, the supernet's task head) on each
-    split, plus the majority-class rate of that split (classification). A split is an encoded
-    dataset, or for QA (examples, tokenizer, max_length): windowed once, scored as EM/F1 per example."""
+    split, plus the majority-class rate of that split (classification). A split is (what the task kind's
+    `eval_rows` keeps of it, tokenizer, max_length); QA examples are windowed once, scored as EM/F1 per example."""
     from elasticlm.train.evaluation import Batches, path_metrics
 
     device = net.embeddings.project.weight.device
@@ -312,7 +309,7 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
     out = {"metric": spec.main_metric, "paths": [{"arch": a.short(), "params": net.space.count_params(a).total}
                                                  for a in archs], "summary": {}}
     for split, ds in splits.items():
-        rows, tokenizer, max_length = ds if spec.kind == "qa" else (ds, None, None)
+        rows, tokenizer, max_length = ds
         batches = Batches.for_task(spec, rows, pad_id=task.pad_id, tokenizer=tokenizer, max_length=max_length,
                                    batch_size=128, device=device)  # padded once for every path
         vals = []
@@ -327,7 +324,7 @@ def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, pa
 
 def _majority(spec, refs: np.ndarray) -> float:
     """The main metric of always predicting the most frequent training class (accuracy = its share)."""
-    if spec.kind != "classification":
+    if not kind_of(spec).classes:
         return float("nan")
     counts = np.bincount(refs.astype(int), minlength=spec.num_labels)
     return float(counts.max() / max(1, counts.sum()))

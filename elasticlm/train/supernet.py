@@ -10,8 +10,8 @@ every resumed run trains the same path at the same step. Only that path runs and
                   the teacher has an MLM head)
     TaskDistill   stage 2: a task's first 90% with its fine-tuned task teacher (task loss + logit,
                   attention and hidden losses); several tasks take turns, one task per step. QA
-                  tasks train on windowed features: span loss (`engine.span_loss`) and the start/end
-                  logits distilled over each window's real positions (`qa_logit_loss`)
+                  tasks train on windowed features: the kind's span loss and the start/end
+                  logits distilled over each window's real positions (`kinds.SpanQA`)
 
 A supernet folder holds `supernet.safetensors` (weights at their current FFN widths, task heads
 included) and `config.json` (space, widths, task heads, the resolved training config).
@@ -34,7 +34,8 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import Dist, TrainConfig, batch_task_loss, pad_batch, rows_of, step_rows
+from elasticlm.kinds import kind_of
+from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)
@@ -188,33 +189,6 @@ def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection
     return losses
 
 
-def qa_logit_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, *, kind: str,
-                  temperature: float) -> torch.Tensor:
-    """Logit distillation of span logits: `logit_loss` on each window's start-logit row and on its end-
-    logit row, each taken over the window's real (unpadded) positions only, averaged over the windows
-    and the two.
-
-    s, t: B×N×2 (student, teacher); mask: B×N, 1 = real token (a row's real tokens come first, as
-    `pad_batch` lays them out). Rows of equal real length go through `logit_loss` together, so the
-    result is the exact mean of the per-window losses."""
-    lengths = mask.long().sum(-1)  # B
-    total, B = s.new_zeros((), dtype=torch.float32), s.shape[0]
-    for n in torch.unique(lengths).tolist():
-        rows = (lengths == n).nonzero().squeeze(-1)  # windows of n real tokens
-        for j in (0, 1):  # start, end
-            part = logit_loss(s[rows, :n, j], t[rows, :n, j].to(s.device), kind=kind, temperature=temperature)
-            total = total + part * (0.5 * len(rows) / B)
-    return total
-
-
-def task_logit_loss(kind: str, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
-    """Logit distillation of a task head: span logits per window (QA, B×N×2; a teacher's wider
-    precomputed B×width×2 is cut to the student's N) or class logits (B×C)."""
-    if kind == "qa":
-        return qa_logit_loss(s, t[:, :s.shape[1]], mask, kind=cfg.kind, temperature=cfg.temperature)
-    return logit_loss(s, t, kind=cfg.kind, temperature=cfg.temperature)
-
-
 def _capture(cfg: DistillConfig) -> Capture:
     return Capture(attn_probs=cfg.alpha_attn > 0, block_output=cfg.alpha_hidden > 0)
 
@@ -279,20 +253,6 @@ class TaskData:
     pad_id: int
 
 
-def encode_split(ds, spec, tokenizer, max_length: int):
-    """A training split as stage 2 trains on it: encoded rows, or (QA) the examples' windowed
-    features (torch columns: input ids, mask, segments, start/end positions)."""
-    from elasticlm.data.tasks import encode_task
-
-    if spec.kind != "qa":
-        return encode_task(ds, spec, tokenizer, max_length)
-    from elasticlm.data import squad
-
-    cols = ["input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"]
-    feats = squad.prepare_features(ds, tokenizer, max_length=max_length, stride=squad.window_stride(max_length))
-    return feats.with_format("torch", columns=cols)
-
-
 class TaskDistill:
     """Stage-2 objective: task loss + distillation from each task's teacher; tasks take turns."""
 
@@ -319,9 +279,10 @@ class TaskDistill:
         out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
         t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
         logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C, or B×N×2 (qa)
-        losses = {"task": batch_task_loss(task.spec.kind, logits, batch)}
+        kind = kind_of(task.spec)
+        losses = {"task": kind.loss(logits, batch)}
         if cfg.alpha_logit > 0:
-            losses["logit"] = task_logit_loss(task.spec.kind, logits, t_out.logits, mask, cfg)
+            losses["logit"] = kind.distill_loss(logits, t_out.logits, mask, cfg)
         losses.update(representation_losses(out, t_out, mask, self.proj, self.lmaps[task.name], cfg))
         return {"loss": weighted_total(losses, cfg), **losses}
 

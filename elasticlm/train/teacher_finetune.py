@@ -1,4 +1,4 @@
-"""Task-teacher fine-tuning: put a classification, regression or QA head on a teacher, fine-tune it
+"""Task-teacher fine-tuning: put the task kind's head (classification, regression, QA, ...) on a teacher, fine-tune it
 on a task, score it on the dev (and labelled test) split, and cache it.
 
 The result lives in ``cache_root()/teachers/<teacher>--<task>--<hash>/`` where ``<hash>`` is a short
@@ -39,10 +39,9 @@ import torch
 
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
-from elasticlm.models.modeling import head_logits
-from elasticlm.train.engine import (Dist, TrainConfig, batch_task_loss, bf16_is_faster, fit,
-                                    pad_batch, rows_of, step_rows)
-from elasticlm.train.evaluation import Batches, QASplit, evaluate_model, model_inputs, qa_logits
+from elasticlm.kinds import TaskKind, kind_of
+from elasticlm.train.engine import Dist, TrainConfig, bf16_is_faster, fit, pad_batch, rows_of, step_rows
+from elasticlm.train.evaluation import Batches, model_inputs
 
 log_module = logging.getLogger(__name__)
 
@@ -98,9 +97,7 @@ class TeacherFinetuneConfig:
         """`max_length`, or its task-dependent default."""
         if self.max_length is not None:
             return int(self.max_length)
-        if spec.kind == "qa":
-            return 384
-        return 128 if len(spec.text_fields) > 1 else 64
+        return spec.task_kind.default_max_length or (128 if len(spec.text_fields) > 1 else 64)
 
     def validate(self) -> None:
         """Raise `ElasticLMError` naming the first bad field."""
@@ -194,16 +191,16 @@ def finetune_dir(cfg: TeacherFinetuneConfig) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _task_loss(kind: str, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy (classification), MSE (regression) or mean start/end cross-entropy (QA),
-    computed in fp32 from the head's outputs."""
-    return batch_task_loss(kind, head_logits(out, qa=kind == "qa"), batch)
+def _task_loss(kind: TaskKind, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The kind's task loss (e.g. cross-entropy, MSE, mean start/end cross-entropy), computed in fp32
+    from the head's outputs."""
+    return kind.loss(kind.logits(out), batch)
 
 
 class TaskObjective:
     """Supervised task loss on a teacher with a task head, for `elasticlm.train.engine.fit`."""
 
-    def __init__(self, model, train_ds, kind: str, pad_id: int, train: TrainConfig):
+    def __init__(self, model, train_ds, kind: TaskKind, pad_id: int, train: TrainConfig):
         self.model, self.train_ds, self.kind, self.pad_id, self.train = model, train_ds, kind, pad_id, train
         self.modules = {"model": model}
 
@@ -238,8 +235,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     teacher_path = ensure_teacher(cfg.teacher)
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
-    if spec.kind not in ("classification", "regression", "qa"):
-        raise ElasticLMError(f"task {spec.name}: kind {spec.kind!r} cannot be fine-tuned here")
+    kind = kind_of(spec)
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise ElasticLMError(f"task {spec.name}: no training split ({data.source})")
     tokenizer = load_tokenizer(str(teacher_path))
@@ -258,45 +254,25 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
             f"warning: task {spec.name} has no labelled dev or test split ({data.source}), so this fine-tune "
             f"measures nothing; add a dev file, or labels to the test file")
     eval_raw = {name: head(data.splits[name], cfg.max_eval_examples) for name in eval_names}
-    if spec.kind == "qa":
-        from elasticlm.data import squad
-
-        qa_cols = ["input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"]
-        train_ds = squad.prepare_features(train_raw, tokenizer, max_length=max_length,
-                                          stride=cfg.doc_stride).with_format("torch", columns=qa_cols)
-        eval_ds = {n: squad.prepare_features(ds, tokenizer, max_length=max_length, stride=cfg.doc_stride)
-                   for n, ds in eval_raw.items()}
-    else:
-        from elasticlm.data.tasks import encode_task
-
-        train_ds = encode_task(train_raw, spec, tokenizer, max_length)
-        eval_ds = {n: encode_task(ds, spec, tokenizer, max_length) for n, ds in eval_raw.items()}
+    train_ds = kind.encode(train_raw, spec, tokenizer, max_length, stride=cfg.doc_stride)
+    eval_ds = {n: kind.scoring_rows(spec, kind.eval_rows(ds, spec, tokenizer, max_length), tokenizer=tokenizer,
+                                    max_length=max_length, stride=cfg.doc_stride)
+               for n, ds in eval_raw.items()}  # (rows, scorer): QA windows and the examples they score
 
     # ---- model -----------------------------------------------------------------------------------
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "eager" if cfg.use_bf16 else "sdpa"
     with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
         torch.manual_seed(cfg.seed)
-        if spec.kind == "qa":
-            model = AutoModelForQuestionAnswering.from_pretrained(
-                teacher_path, attn_implementation=attn, dtype=torch.float32)
-        else:
-            labels = spec.label_names or ("score",)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                teacher_path, num_labels=spec.num_labels, attn_implementation=attn,
-                dtype=torch.float32,
-                problem_type="regression" if spec.kind == "regression" else "single_label_classification",
-                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        model = kind.teacher_model(teacher_path, spec, attn_implementation=attn, dtype=torch.float32)
     if model.config.pad_token_id is None:  # causal backbones need it to find the last token
         model.config.pad_token_id = tokenizer.pad_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
-        f"{'features' if spec.kind == 'qa' else 'examples'}, {total} steps of {cfg.batch_size}, "
+        f"{kind.unit}, {total} steps of {cfg.batch_size}, "
         f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
 
     # ---- train (on the engine; a killed run resumes from its work folder) ------------------------
@@ -306,7 +282,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
                         keep_checkpoints=1, progress=progress)
     work = cache_root() / "work" / "teachers" / final.name
     try:
-        state = fit(TaskObjective(model, train_ds, spec.kind, pad_id, train), train, work, total=total, say=say)
+        state = fit(TaskObjective(model, train_ds, kind, pad_id, train), train, work, total=total, say=say)
     except ElasticLMError as err:
         raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.lr:g})") from None
     model.eval()
@@ -315,11 +291,8 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
 
     # ---- evaluate --------------------------------------------------------------------------------
     results: dict[str, Any] = {}
-    for name, ds in eval_ds.items():
-        if spec.kind == "qa":
-            results[name] = _evaluate_qa(model, ds, eval_raw[name], spec, cfg, pad_id)
-        else:
-            results[name] = _evaluate(model, ds, spec, cfg, pad_id)
+    for name, (rows, scorer) in eval_ds.items():
+        results[name] = _evaluate(model, rows, scorer, spec, cfg, pad_id)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in results[name].items())
         say(f"{name}: {shown}")
 
@@ -370,24 +343,14 @@ def _eval_splits(data) -> list[str]:
 
 
 @torch.no_grad()
-def _evaluate(model, ds, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[str, float]:
-    """Task metrics of a classification/regression model on an encoded split."""
-    batches = Batches.build(ds, pad_id, batch_size=cfg.eval_batch_size, device=next(model.parameters()).device)
-    return evaluate_model(model, batches, spec, bf16=cfg.use_bf16)
-
-
-@torch.no_grad()
-def _evaluate_qa(model, features, examples, spec, cfg: TeacherFinetuneConfig,
-                 pad_id: int) -> dict[str, float]:
-    """Exact match / F1 of a QA model: span logits per feature → best answer per example → the
-    official SQuAD scores (0-100, as cached teachers have always stored them)."""
-    from elasticlm.data import squad
-
-    qa = QASplit(list(examples), squad.SpanIndex.of(features), spec.name.endswith("v2.0"))
-    batches = Batches.build(features, pad_id, batch_size=cfg.eval_batch_size, device=next(model.parameters()).device,
-                            qa=qa)
+def _evaluate(model, rows, scorer, spec, cfg: TeacherFinetuneConfig, pad_id: int) -> dict[str, float]:
+    """Task metrics of a model on the rows its kind scores (`scoring_rows`), as metrics.json keeps them
+    (`teacher_metrics`; QA: the official SQuAD percentages, 0-100, as cached teachers always stored them)."""
+    kind = kind_of(spec)
+    batches = Batches.build(rows, pad_id, batch_size=cfg.eval_batch_size, device=next(model.parameters()).device,
+                            scorer=scorer)
     was = model.training
     model.eval()
-    preds = batches.predict(lambda b: qa_logits(model, b), bf16=cfg.use_bf16)
+    preds = batches.predict(lambda b: kind.logits(model(**model_inputs(model, b))), bf16=cfg.use_bf16)
     model.train(was)
-    return qa.percentages(preds)
+    return kind.teacher_metrics(spec, preds, batches.references, scorer)
