@@ -85,9 +85,9 @@ class TaskKind:
         """`from_pretrained` keyword arguments of a teacher about to be fine-tuned on `spec`."""
         return {}
 
-    def teacher_model(self, path, spec=None, **load):
-        """The HF model at `path` with this kind's head (`auto_class`); with `spec`, a head for that
-        task (`teacher_kwargs`: labels, problem type) to fine-tune."""
+    def auto_model(self, path, spec=None, **load):
+        """The HF model saved at `path` with this kind's head (`auto_class`); with `spec`, a new head for
+        that task (`teacher_kwargs`: labels, problem type) to fine-tune."""
         import transformers
 
         extra = self.teacher_kwargs(spec) if spec is not None else {}
@@ -115,6 +115,14 @@ class TaskKind:
     def teacher_metrics(self, spec, preds, references, scorer) -> dict[str, float]:
         """The metrics a fine-tuned teacher's metrics.json keeps (QA: the official percentages)."""
         return self.metrics(spec, preds, references, scorer)
+
+    def fractions(self, teacher_metrics: dict[str, float]) -> dict[str, float]:
+        """`teacher_metrics` as 0-1 fractions, like every other metric (QA: the percentages / 100)."""
+        return teacher_metrics
+
+    def balance(self, spec, ds) -> str:
+        """What a raw split holds, for `elasticlm data` (e.g. the class counts), as " (...)" or ""."""
+        return ""
 
 
 class _Sequence(TaskKind):
@@ -169,6 +177,18 @@ class Classification(_Sequence):
 
         return class_metrics(spec, preds, references)
 
+    def balance(self, spec, ds) -> str:
+        """Class counts and shares."""
+        from collections import Counter
+
+        labels = ds["label"]
+        counts = Counter(labels)
+        if set(counts) == {-1}:
+            return " (unlabelled)"
+        parts = [f"{spec.label_names[i]} {counts[i]:,} ({100 * counts[i] / len(labels):.1f}%)"
+                 for i in range(self.num_labels(spec)) if counts.get(i)]
+        return " (" + ", ".join(parts) + ")"
+
     def loss(self, logits, batch: dict):
         """Cross-entropy on B×C logits."""
         import torch.nn.functional as F
@@ -198,6 +218,16 @@ class Regression(_Sequence):
         from elasticlm.data.metrics import value_metrics
 
         return value_metrics(spec, preds, references)
+
+    def balance(self, spec, ds) -> str:
+        """Label mean, spread and range."""
+        import statistics
+
+        labels = ds["label"]
+        if all(v == -1 for v in labels):
+            return " (unlabelled)"
+        return (f" (label mean {statistics.fmean(labels):.3f}, sd {statistics.pstdev(labels):.3f}, "
+                f"range {min(labels):.2f}..{max(labels):.2f})")
 
     def loss(self, logits, batch: dict):
         """MSE of the B×1 outputs."""
@@ -289,9 +319,10 @@ class SpanQA(TaskKind):
         return SpanHead(hidden_size)
 
     def logits(self, out):
-        from elasticlm.models.modeling import head_logits
+        """Start/end logits stacked B×N×2 (the supernet head's layout)."""
+        import torch
 
-        return head_logits(out, qa=True)  # B×N×2
+        return torch.stack([out.start_logits, out.end_logits], dim=-1)
 
     def loss(self, logits, batch: dict):
         return span_loss(logits, batch["start_positions"], batch["end_positions"])
@@ -307,6 +338,16 @@ class SpanQA(TaskKind):
 
     def teacher_metrics(self, spec, preds, references, scorer) -> dict[str, float]:
         return scorer.percentages(preds)
+
+    def fractions(self, teacher_metrics: dict[str, float]) -> dict[str, float]:
+        from elasticlm.data.squad import as_fractions
+
+        return as_fractions(teacher_metrics)
+
+    def balance(self, spec, ds) -> str:
+        """Contexts and unanswerable questions."""
+        impossible = sum(ds["is_impossible"])
+        return f" ({len(set(ds['context'])):,} contexts, {impossible:,} without answer)"
 
 
 def span_loss(logits, start, end):

@@ -221,11 +221,12 @@ def compare(out: Path, *, say: Say = _say) -> dict:
 
 
 def _is_qa(task: str) -> bool:
-    """Whether `task` names an extractive-QA task (SQuAD); user folders are classification/regression."""
+    """Whether `task` names a built-in task without a label per text (extractive QA, SQuAD); user folders
+    are classification/regression."""
     from elasticlm.data.tasks import ALL_TASKS, canonical_name
 
     canon = canonical_name(str(task))
-    return canon is not None and ALL_TASKS[canon].kind == "qa"
+    return canon is not None and ALL_TASKS[canon].task_kind.label_dtype is None
 
 
 def _check_qa_data(cfg: RunConfig) -> None:
@@ -303,17 +304,15 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
                                                      else "scratch"}))
         metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name,
                                                                      out / "models" / name / "latency.json",
-                                                                     qa=spec.kind == "qa")}
+                                                                     kind=spec.task_kind)}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
                           "latency_ms": _latency(Path(str(teacher.path)), out / "models" / "teacher-latency.json",
-                                                 qa=spec.kind == "qa"),
+                                                 kind=spec.task_kind),
                           **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
-    if spec.kind == "qa":  # the teacher's own metrics.json has the official percentages
-        from elasticlm.data.squad import as_fractions
-
-        metrics["teacher"].update({k: as_fractions(metrics["teacher"][k]) for k in ("dev", "test")
-                                   if k in metrics["teacher"]})
+    # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
+    metrics["teacher"].update({k: spec.task_kind.fractions(metrics["teacher"][k]) for k in ("dev", "test")
+                               if k in metrics["teacher"]})
     if _skip_for_qa(cfg, "the majority-class baseline", say):
         return metrics
     train_labels = data.train["labels"]
@@ -324,19 +323,16 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     return metrics
 
 
-def _latency(model_dir: Path, cache: Path, *, qa: bool = False) -> float:
-    """Median latency (ms) at batch 1, N=128 on this machine of the model saved in `model_dir` (a
-    classifier, or a QA model when `qa`), measured once and kept in `cache` (a file of the run folder)."""
+def _latency(model_dir: Path, cache: Path, *, kind) -> float:
+    """Median latency (ms) at batch 1, N=128 on this machine of the model saved in `model_dir` (with the
+    head of the task kind `kind`), measured once and kept in `cache` (a file of the run folder)."""
     from elasticlm.search.latency import model_latency
 
     if cache.exists():
         return float(json.loads(cache.read_text())["batch1_ms"])
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
 
-    auto = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
-    model = auto.from_pretrained(model_dir)
+    model = kind.auto_model(model_dir)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-from collections import Counter
 
 DEFAULT_TEACHER = "all-minilm-l6-v2"
 
@@ -96,21 +94,7 @@ def _balance(spec, ds) -> str:
     """Label balance of a split: class counts, regression stats, or answerable share for QA."""
     if len(ds) == 0:
         return ""
-    if spec.kind == "qa":
-        impossible = sum(ds["is_impossible"])
-        return f" ({len(set(ds['context'])):,} contexts, {impossible:,} without answer)"
-    labels = ds["label"]
-    if spec.kind == "regression":
-        if all(v == -1 for v in labels):
-            return " (unlabelled)"
-        return (f" (label mean {statistics.fmean(labels):.3f}, sd {statistics.pstdev(labels):.3f}, "
-                f"range {min(labels):.2f}..{max(labels):.2f})")
-    counts = Counter(labels)
-    if set(counts) == {-1}:
-        return " (unlabelled)"
-    parts = [f"{spec.label_names[i]} {counts[i]:,} ({100 * counts[i] / len(labels):.1f}%)"
-             for i in range(spec.num_labels) if counts.get(i)]
-    return " (" + ", ".join(parts) + ")"
+    return spec.task_kind.balance(spec, ds)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -111,10 +111,10 @@ def _retrain(args) -> int:
 
 def _evaluate(args) -> int:
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
-    from elasticlm.data.tasks import encode_task, load_task
+    from elasticlm.data.tasks import load_task
     from elasticlm.distill.teachers import quiet_transformers
     from elasticlm.errors import ElasticLMError
     from elasticlm.train.evaluation import Batches, evaluate_model
@@ -123,19 +123,18 @@ def _evaluate(args) -> int:
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{folder} holds no saved model (config.json); give a save_pretrained or export folder")
     data = load_task(args.task, data_dir=args.data_dir)
-    qa = data.spec.kind == "qa"
-    auto = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
+    kind = data.spec.task_kind
     with quiet_transformers():
-        model = auto.from_pretrained(folder, trust_remote_code=True)
+        model = kind.auto_model(folder, trust_remote_code=True)
         tok = AutoTokenizer.from_pretrained(folder)
-    if not qa and model.config.num_labels != data.spec.num_labels:
+    if model.config.num_labels != data.spec.num_labels:
         raise ElasticLMError(f"{folder} predicts {model.config.num_labels} labels but task {data.spec.name} has "
                              f"{data.spec.num_labels}")
     splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
     out = {}
     for split in splits:
         length = min(args.max_length, model.config.max_position_embeddings)
-        rows = data.splits[split] if qa else encode_task(data.splits[split], data.spec, tok, args.max_length)
+        rows = kind.eval_rows(data.splits[split], data.spec, tok, args.max_length)
         batches = Batches.for_task(data.spec, rows, pad_id=tok.pad_token_id or 0, tokenizer=tok, max_length=length)
         with torch.no_grad():
             out[split] = evaluate_model(model, batches, data.spec, bf16=False)

@@ -518,7 +518,7 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
             if head_kind(config) is None:
                 raise ElasticLMError(f"{path} has no {task_head} head (architectures: {archs or 'none'}); "
                                      f"fine-tune it first with `elasticlm teacher finetune`")
-            model = KINDS[task_head].teacher_model(path, **load)
+            model = KINDS[task_head].auto_model(path, **load)
         elif kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(path, **load)
             has_lm_head = True

@@ -54,7 +54,7 @@ def _dev_batches(task: dict, tokenizer, max_length: int, say: Callable[[str], No
         return None
     spec = data.spec
     dev = data.splits.get("dev")
-    if spec.kind != "classification" or dev is None or not len(dev):
+    if not spec.task_kind.classes or dev is None or not len(dev):
         return None
     dev = dev.select(range(min(MAX_EVAL_ROWS, len(dev))))
     labels = np.asarray(dev["label"])

@@ -59,12 +59,6 @@ from elasticlm.space import Architecture, SearchSpace
 POOLINGS = ("mean", "cls")
 
 
-def head_logits(out, qa: bool) -> torch.Tensor:
-    """A task head's output as one tensor: QA start/end logits stacked B×N×2 (the supernet's QA head
-    layout, what the span losses and evaluation take), else `out.logits` (B×C)."""
-    return torch.stack([out.start_logits, out.end_logits], dim=-1) if qa else out.logits
-
-
 def pool(h: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
     """B×N×d -> B×d: the mean over real tokens ("mean") or the first token ("cls")."""
     if how == "cls":

@@ -22,7 +22,7 @@ def tfidf_logreg(task: str, *, data_dir: str | None = None, grid=(0.25, 0.5, 1.0
 
     data = load_task(task, data_dir=data_dir)
     spec = data.spec
-    if spec.kind != "classification":
+    if not spec.task_kind.classes:
         raise ElasticLMError(f"tf-idf baseline: {spec.name} is a {spec.kind} task, not classification")
 
     def texts(ds):

@@ -265,7 +265,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         attn = "eager" if cfg.use_bf16 else "sdpa"
     with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
         torch.manual_seed(cfg.seed)
-        model = kind.teacher_model(teacher_path, spec, attn_implementation=attn, dtype=torch.float32)
+        model = kind.auto_model(teacher_path, spec, attn_implementation=attn, dtype=torch.float32)
     if model.config.pad_token_id is None:  # causal backbones need it to find the last token
         model.config.pad_token_id = tokenizer.pad_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
