@@ -34,12 +34,12 @@ class TaskKind:
     teacher-labelled augmented copies (retrain `augment`) apply."""
     eval_batch_size: int = 256
     """Rows per evaluation batch."""
-    extract_head: str = "classification"
+    extract_head: str = ""
     """The `SuperNet.extract(head=...)` name of the standalone model a task head is extracted into."""
     head_parts: tuple[str, ...] = ()
     """Sub-modules of the task head copied into the standalone model on extraction (same names)."""
-    auto_class: str = "AutoModelForSequenceClassification"
-    """The transformers Auto class of a teacher with this kind's head."""
+    auto_class: str = ""
+    """The transformers Auto class of a teacher with this kind's head ("": none, no teacher fine-tuning)."""
     label_dtype: str | None = "int64"
     """The `datasets` type of a split's label column (None: no label column, e.g. QA)."""
     default_max_length: int | None = None
@@ -90,6 +90,9 @@ class TaskKind:
         that task (`teacher_kwargs`: labels, problem type) to fine-tune."""
         import transformers
 
+        if not self.auto_class:
+            raise ElasticLMError(f"task kind {self.name}: no transformers Auto class (auto_class) to load or "
+                                 f"fine-tune a teacher with its head")
         extra = self.teacher_kwargs(spec) if spec is not None else {}
         return getattr(transformers, self.auto_class).from_pretrained(path, **load, **extra)
 
@@ -128,7 +131,9 @@ class TaskKind:
 class _Sequence(TaskKind):
     """One output per example from a pooled [CLS]/mean vector (classification and regression)."""
 
+    extract_head = "classification"
     head_parts = ("pooler", "classifier")
+    auto_class = "AutoModelForSequenceClassification"
 
     def encode(self, ds, spec, tokenizer, max_length: int, *, stride: int | None = None):
         from elasticlm.data.tasks import encode_task
