@@ -74,8 +74,6 @@ class Batches:
         QA: the raw examples windowed into `max_length`-token features, which needs the tokenizer)
         padded once (`build`)."""
         feats, scorer = kind_of(spec).scoring_rows(spec, rows, tokenizer=tokenizer, max_length=max_length)
-        if scorer is not None and tokenizer is not None:
-            pad_id = tokenizer.pad_token_id or 0
         return cls.build(feats, pad_id, batch_size=batch_size, device=device, scorer=scorer)
 
     def predict(self, logits_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], *, bf16: bool) -> np.ndarray:
