@@ -3,6 +3,7 @@
     to_dict(cfg)                      nested dataclasses -> JSON/YAML-able dict
     from_dict(Cls, data)              dict -> Cls, rejecting unknown keys and wrong types by name
     override(cfg, ["train.lr=3e-4"])  `key=value` overrides of any field (values parsed as YAML)
+    assign(cfg, [("train.lr", 3e-4)]) the same with values already parsed (the CLI's options)
 
 Errors are one line naming the key (`train.lr: expected float, got 'fast'`).
 """
@@ -100,7 +101,7 @@ def override(cfg, assignments: list[str]):
     """A copy of `cfg` with `dotted.key=value` assignments applied (values parsed as YAML scalars)."""
     import yaml
 
-    data = to_dict(cfg)
+    values = []
     for item in assignments:
         if "=" not in item:
             raise ElasticLMError(f"override {item!r} must look like key=value (e.g. train.lr=3e-4)")
@@ -114,10 +115,20 @@ def override(cfg, assignments: list[str]):
                 value = float(value) if any(c in value for c in "eE.") else value
             except ValueError:
                 pass
-        node, parts = data, key.strip().split(".")
+        values.append((key.strip(), value))
+    return assign(cfg, values)
+
+
+def assign(cfg, values: list[tuple[str, Any]]):
+    """A copy of `cfg` with each `(dotted.key, value)` set in turn (unknown keys and wrong types are
+    one-line errors naming the key)."""
+    data = to_dict(cfg)
+    for key, value in values:
+        node, parts = data, key.split(".")
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise ElasticLMError(f"unknown config key {'.'.join(parts[:i + 1])}")
+                raise ElasticLMError(f"unknown config key {key}: no section {'.'.join(parts[:i + 1])}; known "
+                                     f"keys here: {', '.join(node)}")
             node = node[part]
         if parts[-1] not in node:
             raise ElasticLMError(f"unknown config key {key}; known keys here: {', '.join(node)}")

@@ -70,63 +70,42 @@ class RunConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def resolved(self) -> "RunConfig":
-        """A copy whose stage configs carry the top-level fields (what the stages actually get)."""
+        """A copy whose stage configs carry the top-level fields (what the stages actually get); a stage
+        copy set to something else than its top-level field is a one-line error."""
         cfg = from_dict(RunConfig, to_dict(self))
-        _check_copies(cfg)
         for b in cfg.baselines:
             if b not in BASELINES:
                 raise ElasticLMError(f"baselines: unknown {b!r}; choose from {', '.join(BASELINES)}")
-        cfg.pretrain.preset, cfg.pretrain.corpus, cfg.pretrain.teacher = cfg.preset, cfg.corpus, cfg.teacher
-        cfg.finetune.tasks, cfg.finetune.teacher, cfg.finetune.data_dir = [cfg.task], cfg.teacher, cfg.data_dir
-        cfg.search.task, cfg.search.data_dir = cfg.task, cfg.data_dir
-        cfg.retrain.task, cfg.retrain.teacher, cfg.retrain.data_dir = cfg.task, cfg.teacher, cfg.data_dir
-        cfg.retrain.corpus = cfg.corpus
-        cfg.retrain.teacher_epochs = cfg.finetune.teacher_epochs
-        for t in (cfg.pretrain.train, cfg.finetune.train):
-            t.seed = cfg.seed
-        cfg.search.evolution.seed = cfg.seed
+        default = RunConfig()
+        for path, source in COPIES.items():
+            mine, want = _get(cfg, path), _get(cfg, source)
+            if mine != want and mine != _get(default, path):
+                raise ElasticLMError(f"{path} is set by {source!r}: set {source}: {mine} instead")
+            _set(cfg, path, want)
+        if cfg.finetune.tasks not in ([cfg.task], default.finetune.tasks):
+            raise ElasticLMError(f"finetune.tasks is set by 'task': set task: {cfg.finetune.tasks[0]} instead")
+        cfg.finetune.tasks = [cfg.task]
         return cfg
 
 
-# Stage-config fields that the top-level fields set (a stage copy changed on its own is an error).
-COPIES = {"pretrain": {"preset": "preset", "corpus": "corpus", "teacher": "teacher"},
-          "finetune": {"teacher": "teacher", "data_dir": "data_dir"},
-          "search": {"task": "task", "data_dir": "data_dir"},
-          "retrain": {"task": "task", "teacher": "teacher", "data_dir": "data_dir", "corpus": "corpus"}}
+# stage field -> the field it is taken from (the stage's own copy may only stay at its default or agree)
+COPIES = {"pretrain.preset": "preset", "pretrain.corpus": "corpus", "pretrain.teacher": "teacher",
+          "pretrain.train.seed": "seed",
+          "finetune.teacher": "teacher", "finetune.data_dir": "data_dir", "finetune.train.seed": "seed",
+          "search.task": "task", "search.data_dir": "data_dir", "search.evolution.seed": "seed",
+          "retrain.task": "task", "retrain.teacher": "teacher", "retrain.data_dir": "data_dir",
+          "retrain.corpus": "corpus", "retrain.teacher_epochs": "finetune.teacher_epochs"}
 
 
-def _check_copies(cfg: RunConfig) -> None:
-    defaults = {"pretrain": PretrainConfig(), "finetune": FinetuneConfig(), "search": SearchConfig(),
-                "retrain": RetrainConfig()}
-    for stage, fields in COPIES.items():
-        for name, top in fields.items():
-            mine, default, want = getattr(getattr(cfg, stage), name), getattr(defaults[stage], name), getattr(cfg, top)
-            if mine != want and mine != default:
-                raise ElasticLMError(f"{stage}.{name} is set by the top-level field {top!r}: set {top}: {mine} instead")
-    if cfg.finetune.tasks not in ([cfg.task], FinetuneConfig().tasks):
-        raise ElasticLMError(f"finetune.tasks is set by the top-level field 'task': set task: {cfg.finetune.tasks[0]}")
-
-
-def preset_config(preset: str) -> RunConfig:
-    """The defaults of `preset` (what `configs/<preset>.yaml` holds)."""
-    from elasticlm.train.presets import finetune_config, pretrain_config
-    from elasticlm.train.engine import TrainConfig
-    from elasticlm.search.evolution import EvolutionConfig
-
-    cfg = RunConfig(preset=preset, pretrain=pretrain_config(preset), finetune=finetune_config(preset))
-    if preset == "demo":
-        cfg.finetune.train.epochs = 2.0
-        cfg.search = SearchConfig(evolution=EvolutionConfig(population=16, generations=6, parents=5))
-        # at this scale the task teacher carries most of the transfer: each sentence is also seen in 2
-        # teacher-labelled word-swapped copies, for 1 epoch over the 3x data (the cost of 3 plain epochs)
-        cfg.retrain = RetrainConfig(augment=2, train=TrainConfig(lr=1e-4, batch_size=32, epochs=1.0,
-                                                                 checkpoint_every=500, log_every=20))
-    else:
-        # the paper: the final model is pretrained with distillation, then fine-tuned (lr 5e-5, 10 epochs)
-        cfg.retrain = RetrainConfig(seeds=[0, 1, 2], pretrain_steps=10000, pretrain_lr=1e-4, pretrain_batch_size=256,
-                                    train=TrainConfig(lr=5e-5, batch_size=32, epochs=10.0, checkpoint_every=1000,
-                                                      log_every=50))
+def _get(cfg, path: str):
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
     return cfg
+
+
+def _set(cfg, path: str, value) -> None:
+    *parents, name = path.split(".")
+    setattr(_get(cfg, ".".join(parents)), name, value)
 
 
 def _say(s: str) -> None:
