@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from elasticlm.config import from_dict, to_dict
 from elasticlm.errors import ElasticLMError
@@ -69,32 +69,40 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
+    DERIVED: ClassVar[dict[str, str]] = {
+        "pretrain.preset": "preset", "pretrain.corpus": "corpus", "pretrain.teacher": "teacher",
+        "pretrain.train.seed": "seed",
+        "finetune.tasks": "[task]", "finetune.teacher": "teacher", "finetune.data_dir": "data_dir",
+        "finetune.train.seed": "seed",
+        "search.task": "task", "search.data_dir": "data_dir", "search.evolution.seed": "seed",
+        "retrain.task": "task", "retrain.teacher": "teacher", "retrain.data_dir": "data_dir",
+        "retrain.corpus": "corpus", "retrain.teacher_epochs": "finetune.teacher_epochs"}
+    """Stage fields taken from the run's own (not in its dict form, run_config.json or the YAML)."""
+
+    def __post_init__(self) -> None:
+        """The stage configs take the DERIVED fields; one given a different value is an error."""
+        for path, source in self.DERIVED.items():
+            want = _get(self, source.strip("[]"))
+            want = [want] if source.startswith("[") else want
+            mine, default = _get(self, path), _stage_default(path)
+            if mine != want and mine != default:
+                raise ElasticLMError(f"{path} is set by {source.strip('[]')!r}: set {source.strip('[]')} instead")
+            _set(self, path, want)
+
     def resolved(self) -> "RunConfig":
-        """A copy whose stage configs carry the top-level fields (what the stages actually get); a stage
-        copy set to something else than its top-level field is a one-line error."""
+        """A checked copy (its stage configs hold the DERIVED fields: what the stages actually get)."""
         cfg = from_dict(RunConfig, to_dict(self))
         for b in cfg.baselines:
             if b not in BASELINES:
                 raise ElasticLMError(f"baselines: unknown {b!r}; choose from {', '.join(BASELINES)}")
-        default = RunConfig()
-        for path, source in COPIES.items():
-            mine, want = _get(cfg, path), _get(cfg, source)
-            if mine != want and mine != _get(default, path):
-                raise ElasticLMError(f"{path} is set by {source!r}: set {source}: {mine} instead")
-            _set(cfg, path, want)
-        if cfg.finetune.tasks not in ([cfg.task], default.finetune.tasks):
-            raise ElasticLMError(f"finetune.tasks is set by 'task': set task: {cfg.finetune.tasks[0]} instead")
-        cfg.finetune.tasks = [cfg.task]
         return cfg
 
 
-# stage field -> the field it is taken from (the stage's own copy may only stay at its default or agree)
-COPIES = {"pretrain.preset": "preset", "pretrain.corpus": "corpus", "pretrain.teacher": "teacher",
-          "pretrain.train.seed": "seed",
-          "finetune.teacher": "teacher", "finetune.data_dir": "data_dir", "finetune.train.seed": "seed",
-          "search.task": "task", "search.data_dir": "data_dir", "search.evolution.seed": "seed",
-          "retrain.task": "task", "retrain.teacher": "teacher", "retrain.data_dir": "data_dir",
-          "retrain.corpus": "corpus", "retrain.teacher_epochs": "finetune.teacher_epochs"}
+def _stage_default(path: str):
+    """What the DERIVED field `path` holds when nobody set it: its stage config's own default."""
+    stage, rest = path.split(".", 1)
+    return _get({"pretrain": PretrainConfig, "finetune": FinetuneConfig, "search": SearchConfig,
+                 "retrain": RetrainConfig}[stage](), rest)
 
 
 def _get(cfg, path: str):
@@ -124,6 +132,10 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
     mine = {"stage": "run", "config": to_dict(cfg)}
     if marker.exists():
         theirs = json.loads(marker.read_text())
+        try:  # a folder made before the stage copies left run_config.json holds them, agreeing
+            theirs["config"] = to_dict(from_dict(RunConfig, theirs["config"]))
+        except (ElasticLMError, KeyError, TypeError):
+            pass
         if theirs != mine:
             if not force:
                 from elasticlm.train.run_folder import first_difference

@@ -26,7 +26,7 @@ def demo() -> RunConfig:
     return RunConfig(
         preset="demo",
         # ~1M tokens: 240 steps of 32 × 128, a growth round every 50 steps (4 rounds)
-        pretrain=PretrainConfig(preset="demo", train=TrainConfig(lr=5e-4, batch_size=32, max_steps=240,
+        pretrain=PretrainConfig(train=TrainConfig(lr=5e-4, batch_size=32, max_steps=240,
                                                                  checkpoint_every=60, log_every=10),
                                 growth=GrowthConfig(every=50)),
         # 2 epochs of rt-polarity's first 90%
@@ -45,7 +45,7 @@ def _paper(preset: str) -> RunConfig:
     return RunConfig(
         preset=preset,
         # batch 256, lr 1e-4, 10 epochs, growth once per epoch
-        pretrain=PretrainConfig(preset=preset, train=TrainConfig(lr=1e-4, batch_size=256, epochs=10.0,
+        pretrain=PretrainConfig(train=TrainConfig(lr=1e-4, batch_size=256, epochs=10.0,
                                                                  checkpoint_every=1000, log_every=50)),
         finetune=FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=10.0, checkpoint_every=1000,
                                                   log_every=50)),

@@ -26,10 +26,27 @@ def test_every_search_space_has_one_config():
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_effective_settings_are_those_recorded_before_the_presets_moved(preset):
-    """tests/data/preset_effective.json: `preset_config(p).resolved()` of the code before elasticlm.presets
-    (what every stage of `elasticlm run --preset p` got)."""
+    """tests/data/preset_effective.json: `preset_config(p).resolved()` of the code before elasticlm.presets,
+    i.e. what every stage of `elasticlm run --preset p` got; the run tree itself now leaves out the stage
+    fields that it derives from its own."""
     recorded = json.loads((ROOT / "tests" / "data" / "preset_effective.json").read_text())[preset]["run"]
-    assert to_dict(get_config(preset).resolved()) == recorded
+    cfg = get_config(preset).resolved()
+    for stage in ("pretrain", "finetune", "search", "retrain"):
+        assert to_dict(getattr(cfg, stage)) == recorded[stage], stage
+    top = to_dict(cfg)
+    assert {k: v for k, v in recorded.items() if k not in ("pretrain", "finetune", "search", "retrain")} == \
+        {k: v for k, v in top.items() if k not in ("pretrain", "finetune", "search", "retrain")}
+    for stage in ("pretrain", "finetune", "search", "retrain"):  # the run tree lost only the derived fields
+        gone = {p.split(".", 1)[1] for p in type(cfg).DERIVED if p.startswith(stage + ".")}
+        assert _flat(recorded[stage]) == {**_flat(top[stage]), **{k: v for k, v in _flat(recorded[stage]).items()
+                                                                  if k in gone}}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -72,17 +89,46 @@ def test_stage_options_and_overrides():
 
 @pytest.mark.parametrize("path,top", [("pretrain.train.seed", "seed"), ("search.evolution.seed", "seed"),
                                       ("retrain.teacher_epochs", "finetune.teacher_epochs"),
-                                      ("retrain.corpus", "corpus")])
-def test_a_stage_copy_set_apart_from_its_source_is_a_one_line_error(path, top):
-    from elasticlm.config import override
+                                      ("retrain.corpus", "corpus"), ("finetune.tasks", "task")])
+def test_a_stage_field_the_run_derives_cannot_be_set_apart(path, top, tmp_path):
+    from elasticlm.config import apply_yaml, from_dict, override
+    from elasticlm.pipeline import RunConfig
 
-    value = "7" if "seed" in path else ("3.0" if "epochs" in path else "other.txt")
-    cfg = override(get_config("demo"), [f"{path}={value}"])
+    with pytest.raises(ElasticLMError, match=f"^{path} is set by '{top}'"):
+        override(get_config("demo"), [f"{path}=7"])
+    old = to_dict(get_config("demo").resolved())
+    for stage in ("pretrain", "finetune", "search", "retrain"):  # run_config.json as written before
+        old[stage] = to_dict(getattr(get_config("demo").resolved(), stage))
+    assert to_dict(from_dict(RunConfig, old)) == to_dict(get_config("demo"))  # agreeing copies are accepted
+    stage, rest = path.split(".", 1)
+    node = old[stage]
+    *parents, name = rest.split(".")
+    for part in parents:
+        node = node[part]
+    node[name] = ["other"] if name == "tasks" else 7
     with pytest.raises(ElasticLMError, match=f"{path} is set by '{top}'"):
-        cfg.resolved()
-    agreed = override(get_config("demo"), [f"{path}={value}", f"{top}={value}"]).resolved()
-    assert str(agreed.retrain.teacher_epochs if "epochs" in path else
-               (agreed.seed if "seed" in path else agreed.corpus)) == value
+        from_dict(RunConfig, old)
+    f = tmp_path / "old.yaml"
+    f.write_text(yaml.safe_dump(old))
+    with pytest.raises(ElasticLMError, match=f"old.yaml: {path} is set by '{top}'"):
+        apply_yaml(get_config("demo"), str(f))
+    with pytest.raises(ElasticLMError, match=f"{path} is set by"):
+        _set_on_construction(path)
+
+
+def _set_on_construction(path: str):
+    from elasticlm.pipeline import RunConfig
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.train.retrain import RetrainConfig
+    from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
+    from elasticlm.search.evolution import EvolutionConfig
+    from elasticlm.search.stage import SearchConfig
+
+    return RunConfig(**{"pretrain.train.seed": dict(pretrain=PretrainConfig(train=TrainConfig(seed=7))),
+                        "search.evolution.seed": dict(search=SearchConfig(evolution=EvolutionConfig(seed=7))),
+                        "retrain.teacher_epochs": dict(retrain=RetrainConfig(teacher_epochs=7.0)),
+                        "retrain.corpus": dict(retrain=RetrainConfig(corpus="other")),
+                        "finetune.tasks": dict(finetune=FinetuneConfig(tasks=["other"]))}[path])
 
 
 def test_top_level_fields_reach_every_stage():
