@@ -1,7 +1,8 @@
 """Command-line options made from config dataclasses: the flag's type and help come from the field's
 annotation and the docstring under it, so no command keeps a hand table of flags.
 
-    add_fields(parser, "elasticlm.train.supernet:PretrainConfig", ["corpus", "train.epochs", ("grow-every", "growth.every")])
+    add_fields(parser, "elasticlm.train.supernet:PretrainConfig",
+               ["corpus", "train.epochs", ("grow-every", "growth.every")])
     add_const(parser, "--fp32", "train.precision", "fp32", "train in fp32")
     build(cfg, args)          the YAML `--config`/CONFIG file, then the options, then KEY=VALUE overrides
 
@@ -93,15 +94,16 @@ def _parse_type(annotation: ast.expr):
     return TYPES[ast.unparse(annotation)], None
 
 
-def add_fields(parser: argparse.ArgumentParser, ref: str, paths: list, **help_overrides: str) -> None:
+def add_fields(parser: argparse.ArgumentParser, ref: str, paths: list) -> None:
     """One `--flag` per field path of the dataclass `ref` ("module:Class"; a path, or a (flag, path) pair):
-    the flag is the path's last part with dashes, its help the field's docstring (or `help_overrides`)."""
+    the flag is the path's last part with dashes, its help the field's docstring."""
     for item in paths:
         flag, path = item if isinstance(item, tuple) else (item.rsplit(".", 1)[-1].replace("_", "-"), item)
         annotation, doc = field_info(ref, path)
         kind, nargs = _parse_type(annotation)
-        parser.add_argument(f"--{flag}", dest=DEST + path, type=kind, nargs=nargs, metavar=METAVARS.get(kind, flag.upper().replace("-", "_")),
-                            help=help_overrides.get(flag.replace("-", "_"), doc).replace("%", "%%"))
+        parser.add_argument(f"--{flag}", dest=DEST + path, type=kind, nargs=nargs,
+                            metavar=METAVARS.get(kind, flag.upper().replace("-", "_")),
+                            help=doc.replace("%", "%%"))
 
 
 def add_const(parser: argparse.ArgumentParser, flag: str, path: str, value: Any, help: str) -> None:
