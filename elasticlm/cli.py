@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "elasticlm.commands.search",     # search, heads
     "elasticlm.commands.retrain",    # retrain, evaluate, compare, ablate
     "elasticlm.commands.run",        # run (the whole pipeline)
+    "elasticlm.commands.config",     # config dump
     "elasticlm.commands.export",     # export
     "elasticlm.commands.report",     # report
     "elasticlm.commands.bench",      # bench
@@ -53,8 +54,9 @@ EXAMPLES = """examples (each command's --help has more):
 
 def build_parser() -> argparse.ArgumentParser:
     from elasticlm import __version__
+    from elasticlm.commands.options import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="elasticlm",
         description="Elastic architecture search for compact language models (ELM).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,

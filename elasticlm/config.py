@@ -3,8 +3,14 @@
     to_dict(cfg)                      nested dataclasses -> JSON/YAML-able dict
     from_dict(Cls, data)              dict -> Cls, rejecting unknown keys and wrong types by name
     override(cfg, ["train.lr=3e-4"])  `key=value` overrides of any field (values parsed as YAML)
+    assign(cfg, [("train.lr", 3e-4)]) the same with values already parsed (the CLI's options)
 
 Errors are one line naming the key (`train.lr: expected float, got 'fast'`).
+
+A config class may name fields of its sub-configs that it fills itself from one of its own fields
+(`DERIVED = {"pretrain.train.seed": "seed"}`; a source in brackets, `"[task]"`, is a one-item list of it):
+they are not part of its dict form, setting one is an error naming its source, and an input dict that
+still holds one (an older file) is accepted only where it agrees with its source.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from elasticlm.errors import ElasticLMError
 
 
 def to_dict(cfg) -> dict[str, Any]:
-    """Nested dataclasses -> plain dict (tuples become lists)."""
+    """Nested dataclasses -> plain dict (tuples become lists), without the DERIVED fields."""
     out = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
@@ -27,7 +33,44 @@ def to_dict(cfg) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
+    for path in derived(type(cfg)):
+        *parents, name = path.split(".")
+        _lookup(out, parents).pop(name, None)
     return out
+
+
+def derived(cls) -> dict[str, str]:
+    """Dotted field -> the field it is filled from, of config class `cls` (see the module docstring)."""
+    return getattr(cls, "DERIVED", {})
+
+
+def _lookup(data: dict, parts: list[str], default=None):
+    for part in parts:
+        if not isinstance(data, dict) or part not in data:
+            return default
+        data = data[part]
+    return data
+
+
+def _take_derived(cls, data: dict, base: dict, where: str) -> dict:
+    """`data` without the DERIVED fields it holds, each checked against its source (in `data`, else `base`)."""
+    data = _copy_dicts(data)
+    for path, source in derived(cls).items():
+        *parents, name = path.split(".")
+        node = _lookup(data, parents)
+        if not isinstance(node, dict) or name not in node:
+            continue
+        value = node.pop(name)
+        src = source.strip("[]")
+        want = _lookup(data, src.split("."), _lookup(base, src.split(".")))
+        if value != ([want] if source.startswith("[") else want):
+            raise ElasticLMError(f"{where}{path} is set by {src!r}: set {src}: {value} there instead (every "
+                                 f"stage takes it from there)")
+    return data
+
+
+def _copy_dicts(data):
+    return {k: _copy_dicts(v) for k, v in data.items()} if isinstance(data, dict) else data
 
 
 def _check(value, hint, key: str):
@@ -87,6 +130,8 @@ def from_dict(cls, data: dict[str, Any], *, prefix: str = ""):
     """Build dataclass `cls` from `data`; every key must be a field (named in the error if not)."""
     if not isinstance(data, dict):
         raise ElasticLMError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    if derived(cls):
+        data = _take_derived(cls, data, to_dict(cls()), prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -100,7 +145,7 @@ def override(cfg, assignments: list[str]):
     """A copy of `cfg` with `dotted.key=value` assignments applied (values parsed as YAML scalars)."""
     import yaml
 
-    data = to_dict(cfg)
+    values = []
     for item in assignments:
         if "=" not in item:
             raise ElasticLMError(f"override {item!r} must look like key=value (e.g. train.lr=3e-4)")
@@ -114,10 +159,23 @@ def override(cfg, assignments: list[str]):
                 value = float(value) if any(c in value for c in "eE.") else value
             except ValueError:
                 pass
-        node, parts = data, key.strip().split(".")
+        values.append((key.strip(), value))
+    return assign(cfg, values)
+
+
+def assign(cfg, values: list[tuple[str, Any]]):
+    """A copy of `cfg` with each `(dotted.key, value)` set in turn (unknown keys and wrong types are
+    one-line errors naming the key)."""
+    data = to_dict(cfg)
+    for key, value in values:
+        if key in derived(type(cfg)):
+            source = derived(type(cfg))[key].strip("[]")
+            raise ElasticLMError(f"{key} is set by {source!r}: set {source} instead (every stage takes it from there)")
+        node, parts = data, key.split(".")
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise ElasticLMError(f"unknown config key {'.'.join(parts[:i + 1])}")
+                raise ElasticLMError(f"unknown config key {key}: no section {'.'.join(parts[:i + 1])}; known "
+                                     f"keys here: {', '.join(node)}")
             node = node[part]
         if parts[-1] not in node:
             raise ElasticLMError(f"unknown config key {key}; known keys here: {', '.join(node)}")
@@ -140,6 +198,8 @@ def apply_yaml(cfg, path: str):
         what = getattr(err, "problem", None) or type(err).__name__
         raise ElasticLMError(f"{path}: not valid YAML ({what}{where})") from None
     merged = to_dict(cfg)
+    if derived(type(cfg)) and isinstance(data, dict):
+        data = _take_derived(type(cfg), data, merged, f"{path}: ")
     _deep_update(merged, data, path)
     return from_dict(type(cfg), merged)
 

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from elasticlm.config import from_dict, to_dict
 from elasticlm.errors import ElasticLMError
@@ -69,64 +69,51 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
+    DERIVED: ClassVar[dict[str, str]] = {
+        "pretrain.preset": "preset", "pretrain.corpus": "corpus", "pretrain.teacher": "teacher",
+        "pretrain.train.seed": "seed",
+        "finetune.tasks": "[task]", "finetune.teacher": "teacher", "finetune.data_dir": "data_dir",
+        "finetune.train.seed": "seed",
+        "search.task": "task", "search.data_dir": "data_dir", "search.evolution.seed": "seed",
+        "retrain.task": "task", "retrain.teacher": "teacher", "retrain.data_dir": "data_dir",
+        "retrain.corpus": "corpus", "retrain.teacher_epochs": "finetune.teacher_epochs"}
+    """Stage fields taken from the run's own (not in its dict form, run_config.json or the YAML)."""
+
+    def __post_init__(self) -> None:
+        """The stage configs take the DERIVED fields; one given a different value is an error."""
+        for path, source in self.DERIVED.items():
+            want = _get(self, source.strip("[]"))
+            want = [want] if source.startswith("[") else want
+            mine, default = _get(self, path), _stage_default(path)
+            if mine != want and mine != default:
+                raise ElasticLMError(f"{path} is set by {source.strip('[]')!r}: set {source.strip('[]')} instead")
+            _set(self, path, want)
+
     def resolved(self) -> "RunConfig":
-        """A copy whose stage configs carry the top-level fields (what the stages actually get)."""
+        """A checked copy (its stage configs hold the DERIVED fields: what the stages actually get)."""
         cfg = from_dict(RunConfig, to_dict(self))
-        _check_copies(cfg)
         for b in cfg.baselines:
             if b not in BASELINES:
                 raise ElasticLMError(f"baselines: unknown {b!r}; choose from {', '.join(BASELINES)}")
-        cfg.pretrain.preset, cfg.pretrain.corpus, cfg.pretrain.teacher = cfg.preset, cfg.corpus, cfg.teacher
-        cfg.finetune.tasks, cfg.finetune.teacher, cfg.finetune.data_dir = [cfg.task], cfg.teacher, cfg.data_dir
-        cfg.search.task, cfg.search.data_dir = cfg.task, cfg.data_dir
-        cfg.retrain.task, cfg.retrain.teacher, cfg.retrain.data_dir = cfg.task, cfg.teacher, cfg.data_dir
-        cfg.retrain.corpus = cfg.corpus
-        cfg.retrain.teacher_epochs = cfg.finetune.teacher_epochs
-        for t in (cfg.pretrain.train, cfg.finetune.train):
-            t.seed = cfg.seed
-        cfg.search.evolution.seed = cfg.seed
         return cfg
 
 
-# Stage-config fields that the top-level fields set (a stage copy changed on its own is an error).
-COPIES = {"pretrain": {"preset": "preset", "corpus": "corpus", "teacher": "teacher"},
-          "finetune": {"teacher": "teacher", "data_dir": "data_dir"},
-          "search": {"task": "task", "data_dir": "data_dir"},
-          "retrain": {"task": "task", "teacher": "teacher", "data_dir": "data_dir", "corpus": "corpus"}}
+def _stage_default(path: str):
+    """What the DERIVED field `path` holds when nobody set it: its stage config's own default."""
+    stage, rest = path.split(".", 1)
+    return _get({"pretrain": PretrainConfig, "finetune": FinetuneConfig, "search": SearchConfig,
+                 "retrain": RetrainConfig}[stage](), rest)
 
 
-def _check_copies(cfg: RunConfig) -> None:
-    defaults = {"pretrain": PretrainConfig(), "finetune": FinetuneConfig(), "search": SearchConfig(),
-                "retrain": RetrainConfig()}
-    for stage, fields in COPIES.items():
-        for name, top in fields.items():
-            mine, default, want = getattr(getattr(cfg, stage), name), getattr(defaults[stage], name), getattr(cfg, top)
-            if mine != want and mine != default:
-                raise ElasticLMError(f"{stage}.{name} is set by the top-level field {top!r}: set {top}: {mine} instead")
-    if cfg.finetune.tasks not in ([cfg.task], FinetuneConfig().tasks):
-        raise ElasticLMError(f"finetune.tasks is set by the top-level field 'task': set task: {cfg.finetune.tasks[0]}")
-
-
-def preset_config(preset: str) -> RunConfig:
-    """The defaults of `preset` (what `configs/<preset>.yaml` holds)."""
-    from elasticlm.train.presets import finetune_config, pretrain_config
-    from elasticlm.train.engine import TrainConfig
-    from elasticlm.search.evolution import EvolutionConfig
-
-    cfg = RunConfig(preset=preset, pretrain=pretrain_config(preset), finetune=finetune_config(preset))
-    if preset == "demo":
-        cfg.finetune.train.epochs = 2.0
-        cfg.search = SearchConfig(evolution=EvolutionConfig(population=16, generations=6, parents=5))
-        # at this scale the task teacher carries most of the transfer: each sentence is also seen in 2
-        # teacher-labelled word-swapped copies, for 1 epoch over the 3x data (the cost of 3 plain epochs)
-        cfg.retrain = RetrainConfig(augment=2, train=TrainConfig(lr=1e-4, batch_size=32, epochs=1.0,
-                                                                 checkpoint_every=500, log_every=20))
-    else:
-        # the paper: the final model is pretrained with distillation, then fine-tuned (lr 5e-5, 10 epochs)
-        cfg.retrain = RetrainConfig(seeds=[0, 1, 2], pretrain_steps=10000, pretrain_lr=1e-4, pretrain_batch_size=256,
-                                    train=TrainConfig(lr=5e-5, batch_size=32, epochs=10.0, checkpoint_every=1000,
-                                                      log_every=50))
+def _get(cfg, path: str):
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
     return cfg
+
+
+def _set(cfg, path: str, value) -> None:
+    *parents, name = path.split(".")
+    setattr(_get(cfg, ".".join(parents)), name, value)
 
 
 def _say(s: str) -> None:
@@ -145,6 +132,10 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
     mine = {"stage": "run", "config": to_dict(cfg)}
     if marker.exists():
         theirs = json.loads(marker.read_text())
+        try:  # a folder made before the stage copies left run_config.json holds them, agreeing
+            theirs["config"] = to_dict(from_dict(RunConfig, theirs["config"]))
+        except (ElasticLMError, KeyError, TypeError):
+            pass
         if theirs != mine:
             if not force:
                 from elasticlm.train.run_folder import first_difference

@@ -138,16 +138,16 @@ def test_cli_errors_are_one_line(tmp_path):
 
 def test_every_config_file_validates():
     from elasticlm.config import apply_yaml
-    from elasticlm.pipeline import preset_config
+    from elasticlm.presets import get_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     files = sorted(root.glob("*.yaml"))
     assert {f.stem for f in files} >= {"demo", "micro", "tiny", "small"}
     for f in files:
-        cfg = apply_yaml(preset_config("demo"), str(f))
+        cfg = apply_yaml(get_config("demo"), str(f))
         cfg.resolved()
         if f.stem in ("demo", "micro", "tiny", "small"):
-            assert to_dict(cfg) == to_dict(preset_config(f.stem)), f"{f} differs from the {f.stem} preset"
+            assert to_dict(cfg) == to_dict(get_config(f.stem)), f"{f} differs from the {f.stem} preset"
 
 
 def cli(*args, cache_dir: Path | None = None):

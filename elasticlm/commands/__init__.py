@@ -4,6 +4,8 @@
     data.py      elasticlm data             fetch and show corpora and tasks
     teacher.py   elasticlm teacher          fetch, show, list and fine-tune teachers
     supernet.py  elasticlm supernet         pretrain and fine-tune the supernet
+    config.py    elasticlm config           dump a preset's run config (configs/*.yaml)
+    options.py   (no command)               flags made from config fields; the KEY=VALUE-anywhere parser
 
 Library modules never import these; a command parses, builds a config, makes one call, prints.
 """

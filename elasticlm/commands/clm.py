@@ -10,6 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
+from elasticlm.commands.options import add_const, add_fields, build
+
+CLM = "elasticlm.clm.stages:ClmConfig"
+
 RUN_EXAMPLE = """example:
   elasticlm clm run --preset demo --out runs/clm          pretrain, SFT, MiniLLM, Rouge-L, export (~20 min, 2 cores)
   elasticlm clm run --arch runs/demo/arch.json --instructions ./dolly.jsonl --out runs/clm2 distill.steps=200
@@ -37,17 +41,14 @@ def register(subparsers) -> None:
 
     pre = sub.add_parser("pretrain", help="the architecture as a decoder, next-token loss on a corpus",
                          epilog=PRETRAIN_EXAMPLE, formatter_class=fmt)
-    pre.add_argument("--corpus", help="demo, a .txt file, a folder of them, or a datasets name")
-    pre.add_argument("--kd-weight", type=float, help="weight of the teacher-logit KL (default 0)")
-    pre.add_argument("--kd-hidden-weight", type=float,
-                     help="weight of the teacher hidden-state loss through learned projections (default 0)")
+    add_fields(pre, CLM, ["corpus", "kd_weight", "kd_hidden_weight"])
     _common(pre)
     pre.set_defaults(func=_pretrain)
 
     dis = sub.add_parser("distill", help="SFT, then MiniLLM reverse-KL distillation from the causal teacher",
                          epilog=DISTILL_EXAMPLE, formatter_class=fmt)
     dis.add_argument("--student", required=True, help="a pretrained decoder (clm pretrain --out, or a model folder)")
-    dis.add_argument("--instructions", help="sharegpt (default), dolly, a Dolly-format .jsonl file or folder")
+    add_fields(dis, CLM, ["instructions"])
     dis.add_argument("--sft-only", action="store_true", help="stop after supervised fine-tuning")
     _common(dis)
     dis.set_defaults(func=_distill)
@@ -56,14 +57,13 @@ def register(subparsers) -> None:
                         epilog=EVALUATE_EXAMPLE, formatter_class=fmt)
     ev.add_argument("--model", action="append", required=True, metavar="NAME=FOLDER",
                     help="a model to score (repeat); FOLDER 'teacher' scores the teacher")
-    ev.add_argument("--instructions", help="sharegpt (default), dolly, a .jsonl file or folder")
+    add_fields(ev, CLM, ["instructions"])
     _common(ev)
     ev.set_defaults(func=_evaluate)
 
     run = sub.add_parser("run", help="the whole causal pipeline into one folder (resumable)",
                          epilog=RUN_EXAMPLE, formatter_class=fmt)
-    run.add_argument("--corpus", help="pretraining text (default demo)")
-    run.add_argument("--instructions", help="sharegpt (default), dolly, a .jsonl file or folder")
+    add_fields(run, CLM, ["corpus", "instructions"])
     _common(run)
     run.set_defaults(func=_run)
 
@@ -83,33 +83,18 @@ def register(subparsers) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (rerun into it to resume)")
-    p.add_argument("--preset", help="search space of the decoder's dimensions (default demo)")
-    p.add_argument("--arch", help="arch.json (or a folder holding one); default: a seeded sample of the preset")
-    p.add_argument("--teacher", help="causal teacher (default smollm2-135m-instruct)")
+    add_fields(p, CLM, ["preset", "arch", "teacher"])
     p.add_argument("--config", help="YAML file with ClmConfig fields (e.g. configs/clm-demo.yaml)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 autocast")
-    p.add_argument("--no-progress", action="store_true")
+    add_fields(p, CLM, ["seed"])
+    add_const(p, "--fp32", "precision", "fp32", "fp32 instead of bf16 autocast")
+    add_const(p, "--no-progress", "progress", False, "no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any ClmConfig field, e.g. sft.steps=300")
 
 
 def _config(args):
     from elasticlm.clm.stages import ClmConfig
-    from elasticlm.config import apply_yaml, override
 
-    cfg = ClmConfig()
-    if args.config:
-        cfg = apply_yaml(cfg, args.config)
-    sets = [f"{key}={getattr(args, flag)}" for flag, key in
-            (("preset", "preset"), ("arch", "arch"), ("teacher", "teacher"), ("seed", "seed"),
-             ("corpus", "corpus"), ("instructions", "instructions"), ("kd_weight", "kd_weight"),
-             ("kd_hidden_weight", "kd_hidden_weight"))
-            if getattr(args, flag, None) is not None]
-    if args.fp32:
-        sets.append("precision=fp32")
-    if args.no_progress:
-        sets.append("progress=false")
-    return override(cfg, sets + list(args.overrides))
+    return build(ClmConfig(), args)
 
 
 def _pretrain(args) -> int:

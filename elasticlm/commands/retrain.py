@@ -6,6 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from elasticlm.commands.options import add_const, add_fields, build
+
+RETRAIN = "elasticlm.train.retrain:RetrainConfig"
+
 RETRAIN_EXAMPLE = """examples:
   elasticlm retrain --supernet runs/demo/supernet-ft --arch runs/demo/heads/arch.json --out runs/demo/found
   elasticlm retrain --supernet runs/demo/supernet-ft --arch arch.json --scratch --seeds 0 1 2 --out runs/demo/scratch
@@ -28,13 +32,9 @@ def register(subparsers) -> None:
                               epilog=RETRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--supernet", required=True, help="fine-tuned supernet folder (weights to inherit, the space)")
     r.add_argument("--arch", required=True, help="arch.json, or a search/heads folder")
-    r.add_argument("--task", help="task name or dataset folder (default rt-polarity)")
-    r.add_argument("--teacher", help="base teacher (its task-fine-tuned copy teaches)")
-    r.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
-    r.add_argument("--scratch", action="store_true", help="initialise from scratch instead of the supernet")
-    r.add_argument("--seeds", type=int, nargs="+", help="one retraining per seed (mean ± std)")
-    r.add_argument("--epochs", type=float, help="epochs over the task's training split")
-    r.add_argument("--lr", type=float, help="peak learning rate")
+    add_fields(r, RETRAIN, ["task", "teacher", ("data-dir", "data_dir"), "seeds", ("epochs", "train.epochs"),
+                            ("lr", "train.lr")])
+    add_const(r, "--scratch", "init", "scratch", "initialise from scratch instead of the supernet")
     r.add_argument("--out", required=True, help="output folder (seed k > first in seed-k/)")
     r.add_argument("--config", help="YAML file with retrain config fields")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. distill.alpha_logit=2")
@@ -61,32 +61,21 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("config", nargs="?", help="YAML run config (applied over the preset)")
     a.add_argument("--preset", help="demo, micro, tiny or small")
-    a.add_argument("--task", help="task name or dataset folder")
+    add_fields(a, "elasticlm.pipeline:RunConfig", ["task"])
     a.add_argument("--variants", nargs="+", help="subset of: full fixed-dims no-head-search classic-kd no-sharing")
     a.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per variant (default 0)")
     a.add_argument("--out", required=True, help="output folder (one run folder per variant and seed)")
     a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any run config field")
-    a.set_defaults(func=_ablate, teacher=None, corpus=None, data_dir=None, seed=None)
+    a.set_defaults(func=_ablate)
 
 
 def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
-    from elasticlm.config import apply_yaml, override
     from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
                                          summarize)
     from elasticlm.train.supernet import load_supernet
 
-    cfg = RetrainConfig()
-    if args.config:
-        cfg = apply_yaml(cfg, args.config)
-    sets = [f"{k}={getattr(args, f)}" for f, k in (("task", "task"), ("teacher", "teacher"), ("data_dir", "data_dir"),
-                                                    ("epochs", "train.epochs"), ("lr", "train.lr"))
-            if getattr(args, f) is not None]
-    if args.scratch:
-        sets.append("init=scratch")
-    if args.seeds:
-        sets.append(f"seeds=[{', '.join(map(str, args.seeds))}]")
-    cfg = override(cfg, sets + list(args.overrides))
+    cfg = build(RetrainConfig(), args)
     cfg.validate()
     net, _ = load_supernet(args.supernet)
     arch = net.space.validate(load_arch(args.arch))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elasticlm.commands.options import add_fields, build
+
 EXAMPLE = """examples:
   elasticlm run --preset demo --out runs/demo            # the embedded default: rt-polarity, ~20 min on 2 cores
   elasticlm run configs/micro.yaml --task sst-2 --data-dir ./glue --out runs/micro
@@ -21,11 +23,7 @@ def register(subparsers) -> None:
                               epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="YAML config (configs/*.yaml); applied over the preset's defaults")
     p.add_argument("--preset", help="demo, micro, tiny or small (default: the YAML's, else demo)")
-    p.add_argument("--task", help="task name or a dataset folder of your own")
-    p.add_argument("--teacher", help="encoder teacher (offline alias, hub id or folder)")
-    p.add_argument("--corpus", help="pretraining text: demo, a .txt file, a folder, or a datasets name")
-    p.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
-    p.add_argument("--seed", type=int, help="seed of every stage")
+    add_fields(p, "elasticlm.pipeline:RunConfig", ["task", "teacher", "corpus", ("data-dir", "data_dir"), "seed"])
     p.add_argument("--out", required=True, help="the run folder (rerun into it to resume)")
     p.add_argument("--force", action="store_true", help="delete a run folder made with another config and start over")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. search.mode=pareto")
@@ -33,9 +31,9 @@ def register(subparsers) -> None:
 
 
 def build_config(args):
-    """Preset defaults, then the YAML file, then the options, then key=value overrides."""
-    from elasticlm.config import apply_yaml, override
-    from elasticlm.pipeline import preset_config
+    """The preset's tree (`elasticlm.presets`), then the YAML file, then the options, then key=value
+    overrides."""
+    from elasticlm.presets import get_config
 
     preset = args.preset
     if preset is None and args.config:
@@ -47,13 +45,7 @@ def build_config(args):
             preset = (yaml.safe_load(read_text(args.config)) or {}).get("preset")
         except Exception:  # the real parse error is reported by apply_yaml below
             preset = None
-    cfg = preset_config(preset or "demo")
-    if args.config:
-        cfg = apply_yaml(cfg, args.config)
-    sets = [f"{key}={getattr(args, flag)}" for flag, key in
-            (("preset", "preset"), ("task", "task"), ("teacher", "teacher"), ("corpus", "corpus"),
-             ("data_dir", "data_dir"), ("seed", "seed")) if getattr(args, flag, None) is not None]
-    return override(cfg, sets + list(args.overrides))
+    return build(get_config(preset or "demo"), args, first=[("preset", args.preset)] if args.preset else [])
 
 
 def _run(args) -> int:

@@ -6,12 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
+from elasticlm.commands.options import add_fields, build
+
+SEARCH = "elasticlm.search.stage:SearchConfig"
+
 SEARCH_EXAMPLE = """examples:
   elasticlm search --supernet runs/demo/supernet-ft --out runs/demo/search
   elasticlm search --supernet runs/micro/supernet-ft --ceiling 5e6 --floor 4e6 --population 50 --generations 40 \\
       --out runs/micro/search
   elasticlm search --supernet runs/small/supernet-ft --mode pareto --out runs/small/pareto \\
-      'search.budgets={"micro": 5000000, "tiny": 10000000, "small": 15700000}'
+      'budgets={"micro": 5000000, "tiny": 10000000, "small": 15700000}'
   elasticlm search --supernet runs/demo/supernet-ft --latency-ms 4 --out runs/demo/fast
 A killed search resumes from generations.jsonl when rerun into the same --out.
 """
@@ -26,15 +30,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("search", help="evolutionary (or Pareto) architecture search on a fine-tuned supernet",
                               epilog=SEARCH_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--supernet", required=True, help="a fine-tuned supernet folder (elasticlm supernet finetune --out)")
-    p.add_argument("--task", help="task to search for (default: the supernet's only task head)")
-    p.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
-    p.add_argument("--mode", choices=("evolution", "pareto"), help="single objective (default) or NSGA-II front")
-    p.add_argument("--ceiling", type=float, help="most parameters (default: the space's ceiling)")
-    p.add_argument("--floor", type=float, help="fewest parameters")
-    p.add_argument("--latency-ms", type=float, help="predicted latency limit at batch 1, N=128 on this machine")
-    p.add_argument("--population", type=int, help="children per generation (default 50)")
-    p.add_argument("--generations", type=int, help="generations after the first (default 40)")
-    p.add_argument("--seed", type=int, help="search seed")
+    add_fields(p, SEARCH, ["task", ("data-dir", "data_dir"), "mode", "ceiling", "floor", ("latency-ms", "latency_ms"),
+                           "evolution.population", "evolution.generations", ("seed", "evolution.seed")])
     _shared(p)
     p.set_defaults(func=_search)
 
@@ -42,9 +39,7 @@ def register(subparsers) -> None:
                               epilog=HEADS_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     h.add_argument("--supernet", required=True, help="the fine-tuned supernet folder the search used")
     h.add_argument("--arch", required=True, help="an arch.json, or a search folder (its best architecture)")
-    h.add_argument("--task", help="task whose held-out split is the probe (default: the supernet's only task)")
-    h.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
-    h.add_argument("--eta", type=float, help="CKA above which a later head merges into a kept one (default 0.9)")
+    add_fields(h, SEARCH, ["task", ("data-dir", "data_dir"), "heads.eta"])
     _shared(h)
     h.set_defaults(func=_heads)
 
@@ -55,17 +50,10 @@ def _shared(p) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. evolution.parents=10")
 
 
-def _config(args, sets: list[str]):
-    from elasticlm.config import apply_yaml, override
+def _config(args):
     from elasticlm.search.stage import SearchConfig
 
-    cfg = SearchConfig()
-    if args.config:
-        cfg = apply_yaml(cfg, args.config)
-    for flag, key in (("task", "task"), ("data_dir", "data_dir")):
-        if getattr(args, flag, None) is not None:
-            sets.append(f"{key}={getattr(args, flag)}")
-    return override(cfg, sets + list(args.overrides))
+    return build(SearchConfig(), args)
 
 
 def load_arch(path: str):
@@ -93,13 +81,7 @@ def load_arch(path: str):
 def _search(args) -> int:
     from elasticlm.search.stage import run_search
 
-    sets = []
-    for flag, key, conv in (("mode", "mode", str), ("ceiling", "ceiling", int), ("floor", "floor", int),
-                            ("latency_ms", "latency_ms", float), ("population", "evolution.population", int),
-                            ("generations", "evolution.generations", int), ("seed", "evolution.seed", int)):
-        if getattr(args, flag) is not None:
-            sets.append(f"{key}={conv(getattr(args, flag))}")
-    cfg = _config(args, sets)
+    cfg = _config(args)
     res = run_search(cfg, args.supernet, args.out)
     b = res["best"]
     print(f"best: {b['short']} ({b['params'] / 1e6:.2f}M parameters), {res['metric']} {b['fitness']:.4f} on the "
@@ -111,8 +93,7 @@ def _search(args) -> int:
 def _heads(args) -> int:
     from elasticlm.search.stage import run_heads
 
-    sets = [f"heads.eta={args.eta}"] if args.eta is not None else []
-    cfg = _config(args, sets)
+    cfg = _config(args)
     arch = load_arch(args.arch)
     res = run_heads(cfg, args.supernet, arch, args.out)
     print(f"final architecture: {res['short']} ({res['params'] / 1e6:.2f}M) -> {Path(args.out) / 'arch.json'}")

@@ -1,13 +1,17 @@
 """`elasticlm supernet pretrain|finetune`: the two supernet-training stages.
 
-Each command builds the stage's config (preset defaults, then a YAML `--config`, then the options,
-then `key=value` overrides), makes one call, and prints where the result is.
+Each command builds the stage's config (the preset's run tree of `elasticlm.presets`, then a YAML
+`--config`, then the options, then `key=value` overrides), makes one call, and prints where the result is.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from elasticlm.commands.options import add_const, add_fields, build
+
+PRETRAIN, FINETUNE = "elasticlm.train.supernet:PretrainConfig", "elasticlm.train.supernet:FinetuneConfig"
 
 PRETRAIN_EXAMPLE = """example:
   elasticlm supernet pretrain --preset demo --out runs/demo/supernet
@@ -31,13 +35,9 @@ def register(subparsers) -> None:
     pre = sub.add_parser("pretrain", help="stage 1: masked LM + distillation + PCA-guided FFN growth",
                          epilog=PRETRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     pre.add_argument("--preset", default="demo", help="search space and training defaults (demo, micro, tiny, small)")
-    pre.add_argument("--corpus", help="text corpus: demo, a .txt file, a folder of them, or a datasets name")
-    pre.add_argument("--teacher", help="encoder teacher: offline alias, hub id or folder (default all-minilm-l6-v2)")
-    pre.add_argument("--growth", choices=("dynamic", "fixed"), help="dynamic FFN growth (default) or fixed widths d")
-    pre.add_argument("--grow-every", type=int, help="steps between growth rounds (default: once per epoch)")
-    pre.add_argument("--min-params", type=float, help="sample only paths with at least this many parameters")
-    pre.add_argument("--max-params", type=float, help="sample only paths with at most this many parameters")
-    _common(pre)
+    add_fields(pre, PRETRAIN, ["corpus", "teacher", ("growth", "growth.mode"), ("grow-every", "growth.every"),
+                               ("min-params", "paths.min_params"), ("max-params", "paths.max_params")])
+    _common(pre, PRETRAIN)
     pre.set_defaults(func=_pretrain)
 
     ft = sub.add_parser("finetune", help="stage 2: fine-tune the supernet on tasks' first 90%% with task teachers",
@@ -45,60 +45,35 @@ def register(subparsers) -> None:
     ft.add_argument("--preset", default="demo", help="training defaults (the space comes from --supernet)")
     ft.add_argument("--supernet", required=True, help="a pretrained supernet folder (elasticlm supernet pretrain --out)")
     ft.add_argument("--task", action="append", dest="tasks", help="task name or dataset folder (repeat for several)")
-    ft.add_argument("--teacher", help="base teacher to fine-tune per task (default all-minilm-l6-v2)")
-    ft.add_argument("--data-dir", help="folder with GLUE TSVs / SQuAD JSON")
-    _common(ft)
+    add_fields(ft, FINETUNE, ["teacher", ("data-dir", "data_dir")])
+    _common(ft, FINETUNE)
     ft.set_defaults(func=_finetune)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, ref: str) -> None:
     p.add_argument("--out", required=True, help="output folder (rerun into it to resume)")
     p.add_argument("--config", help="YAML file with config fields (applied before the options)")
-    p.add_argument("--epochs", type=float, help="passes over the training data")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, help="global batch per optimizer step")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="seed of data order, masks, paths and initialisation")
-    p.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 where this machine runs it faster)")
-    p.add_argument("--bf16", action="store_true", help="train under bf16 autocast even where it is not faster")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fields(p, ref, ["train.epochs", "train.max_steps", "train.batch_size", "train.lr", "train.seed",
+                        "train.checkpoint_every"])
+    add_const(p, "--fp32", "train.precision", "fp32", "train in fp32 (default: bf16 where this machine runs it faster)")
+    add_const(p, "--bf16", "train.precision", "bf16", "train under bf16 autocast even where it is not faster")
+    add_const(p, "--no-progress", "train.progress", False, "no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. train.grad_accum=2")
 
 
-def _build(cfg, args) -> object:
-    """Apply the YAML file, then the options, then key=value overrides."""
-    from elasticlm.config import apply_yaml, override
+def _stage(args, stage: str):
+    """The stage's config from the preset's run tree (what `elasticlm run --preset` gives the stage), then
+    the YAML file, the options, and the key=value overrides."""
+    from elasticlm.presets import get_config
 
-    if args.config:
-        cfg = apply_yaml(cfg, args.config)
-    sets = []
-    for flag, key in (("epochs", "train.epochs"), ("max_steps", "train.max_steps"), ("batch_size", "train.batch_size"),
-                      ("lr", "train.lr"), ("seed", "train.seed"), ("checkpoint_every", "train.checkpoint_every"),
-                      ("corpus", "corpus"), ("teacher", "teacher"), ("growth", "growth.mode"),
-                      ("grow_every", "growth.every"), ("min_params", "paths.min_params"),
-                      ("max_params", "paths.max_params"), ("data_dir", "data_dir")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            if key.startswith("paths."):
-                value = int(value)
-            sets.append(f"{key}={value}")
-    if args.fp32:
-        sets.append("train.precision=fp32")
-    if args.bf16:
-        sets.append("train.precision=bf16")
-    if args.no_progress:
-        sets.append("train.progress=false")
-    if getattr(args, "tasks", None):
-        sets.append(f"tasks=[{', '.join(repr(t) for t in args.tasks)}]")
-    return override(cfg, sets + list(args.overrides))
+    tasks = [("tasks", list(args.tasks))] if getattr(args, "tasks", None) else []
+    return build(getattr(get_config(args.preset).resolved(), stage), args, first=tasks)
 
 
 def _pretrain(args) -> int:
-    from elasticlm.train.presets import pretrain_config
     from elasticlm.train.stages import pretrain
 
-    cfg = _build(pretrain_config(args.preset), args)
+    cfg = _stage(args, "pretrain")
     result = pretrain(cfg, Path(args.out))
     print(f"supernet: {Path(args.out) / 'supernet.safetensors'} ({result['steps']} steps, "
           f"{result['growth_rounds']} growth rounds, mean FFN width {result['mean_ffn_width']:.0f})")
@@ -106,10 +81,9 @@ def _pretrain(args) -> int:
 
 
 def _finetune(args) -> int:
-    from elasticlm.train.presets import finetune_config
     from elasticlm.train.stages import finetune
 
-    cfg = _build(finetune_config(args.preset), args)
+    cfg = _stage(args, "finetune")
     result = finetune(cfg, Path(args.supernet), Path(args.out))
     for task, s in result["tasks"].items():
         shown = ", ".join(f"{split} {v['mean']:.4f} (majority {v['majority']:.4f})" for split, v in s["summary"].items())

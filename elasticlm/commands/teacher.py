@@ -16,6 +16,8 @@ import argparse
 import json
 import time
 
+from elasticlm.commands.options import add_const, add_fields, build
+
 
 def register(subparsers) -> None:
     """Add the `teacher` command group to the CLI."""
@@ -36,24 +38,13 @@ def register(subparsers) -> None:
     ls = sub.add_parser("list", help="list offline teachers and cached task teachers")
     ls.set_defaults(func=_list)
 
-    # Defaults live in TeacherFinetuneConfig (not imported here, so the CLI starts without torch);
-    # an option left out stays None and the config's default applies.
+    # Flags, types and help come from TeacherFinetuneConfig's fields (read without importing torch); an
+    # option left out keeps the config's default.
     ft = sub.add_parser("finetune", help="fine-tune a teacher with a task head and cache it")
-    ft.add_argument("--teacher", help="teacher to fine-tune: alias, hub id or folder (default all-minilm-l6-v2)")
-    ft.add_argument("--task", help="task name or dataset folder (default rt-polarity)")
-    ft.add_argument("--data-dir", help="folder with the task's files (GLUE TSV, SQuAD JSON)")
-    ft.add_argument("--epochs", type=float, help="training epochs (default 1)")
-    ft.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
-    ft.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
-    ft.add_argument("--batch-size", type=int, help="training batch size (default 32)")
-    ft.add_argument("--max-length", type=int, help="max tokens (default 64 single sentences, 128 pairs, 384 QA)")
-    ft.add_argument("--doc-stride", type=int, help="QA window overlap (default 128)")
-    ft.add_argument("--warmup-ratio", type=float, help="warm-up share of the steps (default 0.1)")
-    ft.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
-    ft.add_argument("--seed", type=int, help="seed (default 0)")
-    ft.add_argument("--max-train-examples", type=int, help="use only the first N training rows")
-    ft.add_argument("--max-eval-examples", type=int, help="score only the first N rows of each eval split")
-    ft.add_argument("--fp32", action="store_true", help="train in fp32 (default: bf16 where this machine runs it faster)")
+    add_fields(ft, "elasticlm.train.teacher_finetune:TeacherFinetuneConfig",
+               ["teacher", "task", ("data-dir", "data_dir"), "epochs", "max_steps", "lr", "batch_size", "max_length",
+                "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples", "max_eval_examples"])
+    add_const(ft, "--fp32", "bf16", False, "train in fp32 (default: bf16 where this machine runs it faster)")
     ft.add_argument("--quiet", action="store_true", help="no progress lines")
     ft.set_defaults(func=_finetune)
 
@@ -110,11 +101,7 @@ def _list(args) -> int:
 def _finetune(args) -> int:
     from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
-    names = ("teacher", "task", "data_dir", "epochs", "max_steps", "lr", "batch_size", "max_length",
-             "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples",
-             "max_eval_examples")
-    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    cfg = TeacherFinetuneConfig(**given, bf16=False if args.fp32 else None)
+    cfg = build(TeacherFinetuneConfig(), args)
     result = finetune_teacher(cfg, progress=not args.quiet)
     m = result.metrics
     if result.cached:
