@@ -5,6 +5,8 @@
     tiny_teacher    the folder of a saved random 2-layer BERT (d=32) and its tokenizer, whose vocabulary
                     is TEACHER_WORDS (POS, NEG, FILL below)
     tiny_space      a SearchSpace small enough for exhaustive model tests
+    LastHidden      a module wrapping a model: (input_ids, attention_mask) -> last_hidden_state, for
+                    tracing, ONNX export and torch.compile
     cache           an empty elasticlm cache for one test ($ELASTICLM_CACHE, online)
 
 Test files import the word lists with `from conftest import POS, NEG` where their data must be in the
@@ -66,6 +68,17 @@ def tiny_space() -> SearchSpace:
     """d=48, i=12, H=12 -> head counts {1,2,3,4,6,12} for both kinds; FFN grid 12..96; 4 layers, V=97."""
     return SearchSpace(hidden_size=48, num_layers=4, num_heads=12, embedding_size=16, vocab_size=97,
                        max_position_embeddings=64)
+
+
+class LastHidden(torch.nn.Module):
+    """`model`'s last hidden state (B×N×d) from positional (input_ids, attention_mask): what a trace sees."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 @pytest.fixture
