@@ -5,6 +5,8 @@
     tiny_teacher    the folder of a saved random 2-layer BERT (d=32) and its tokenizer, whose vocabulary
                     is TEACHER_WORDS (POS, NEG, FILL below)
     tiny_space      a SearchSpace small enough for exhaustive model tests
+    LastHidden      a module wrapping a model: (input_ids, attention_mask) -> last_hidden_state, for
+                    tracing, ONNX export and torch.compile
     cache           an empty elasticlm cache for one test ($ELASTICLM_CACHE, online)
 
 Test files import the word lists with `from conftest import POS, NEG` where their data must be in the
@@ -68,6 +70,17 @@ def tiny_space() -> SearchSpace:
                        max_position_embeddings=64)
 
 
+class LastHidden(torch.nn.Module):
+    """`model`'s last hidden state (B×N×d) from positional (input_ids, attention_mask): what a trace sees."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch) -> Path:
     """An empty elasticlm cache at tmp_path/cache ($ELASTICLM_CACHE), with ELASTICLM_OFFLINE unset."""
@@ -83,6 +96,7 @@ def cache(tmp_path: Path, monkeypatch) -> Path:
 #   teacher_dir   the saved teacher (2 layers, d=32) + tokenizer
 #   word_corpus   a .txt corpus of 300 random sentences
 #   sentiment     a CSV dataset folder (train 120 / dev 30 / test 30) whose label is in the adjective
+#   tiny_run_config(space, ...)  a seconds-scale `elasticlm run` config (test_pipeline, test_qa_path)
 # --------------------------------------------------------------------------------------------------
 
 STAGE_WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "film", "was", "is", "a", "very",
@@ -127,3 +141,30 @@ def sentiment(tmp_path_factory) -> Path:
                 word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
                 w.writerow([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
     return folder
+
+
+def tiny_run_config(space: dict, *, pretrain_steps: int, epochs: float, teacher_epochs: float, search_batch: int,
+                    checkpoint_every: int, **top):
+    """A seconds-scale `RunConfig` over `space` (preset demo, fp32, batch 8, lr 2e-3): `pretrain_steps` of
+    supernet pretraining (growth every 3 steps), `epochs` of supernet fine-tuning (2 evaluation paths) and
+    of retraining (lr 1e-3), a 4×2 evolution scoring batches of `search_batch`; `top` sets the run's own
+    fields (task, teacher, corpus, seed, baselines, ...)."""
+    from elasticlm.pipeline import RunConfig
+    from elasticlm.search.evolution import EvolutionConfig
+    from elasticlm.search.stage import SearchConfig
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.train.retrain import RetrainConfig
+    from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig
+
+    def train(**kw) -> TrainConfig:
+        return TrainConfig(**{**dict(lr=2e-3, batch_size=8, precision="fp32", progress=False, log_every=2,
+                                     checkpoint_every=checkpoint_every), **kw})
+
+    return RunConfig(
+        preset="demo", **top,
+        pretrain=PretrainConfig(space=dict(space), max_length=16, train=train(max_steps=pretrain_steps),
+                                growth=GrowthConfig(every=3, probe_blocks=8, k=3)),
+        finetune=FinetuneConfig(teacher_epochs=teacher_epochs, eval_paths=2, train=train(epochs=epochs)),
+        search=SearchConfig(evolution=EvolutionConfig(population=4, generations=2, parents=2),
+                            batch_size=search_batch, precision="fp32"),
+        retrain=RetrainConfig(train=train(epochs=epochs, lr=1e-3)))

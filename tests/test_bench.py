@@ -29,8 +29,9 @@ def test_every_benchmark_runs_and_every_ratio_reaches_the_json(tmp_path, cache, 
     assert set(report["benchmarks"]) == {b.name for b in BENCHMARKS}
     assert not report["errors"]
     names = [r["name"] for r in report["ratios"]]
-    # core: path fwd+bwd, inference vs BertModel; train: KD step, MFU, dynamic/fixed; latency predictor; search
-    assert len(names) == 7 and len(set(names)) == 7
+    # core: path fwd+bwd, inference vs BertModel; train: KD step, MFU, dynamic/fixed; latency predictor; search;
+    # generate: cached tokens/s vs Llama, cached vs uncached
+    assert len(names) == 9 and len(set(names)) == 9
     for r in report["ratios"]:
         assert r["ratio"] == r["ratio"] and r["ratio"] > 0 and isinstance(r["ok"], bool)
         assert f"target {r['cmp']} {r['target']:g}" in printed and r["name"] in printed
@@ -67,6 +68,7 @@ def test_options_are_checked_by_name_and_type():
     assert parse_options(["latency.subnets=3", "train.teacher=./my-bert"]) == {
         "latency": {"subnets": 3}, "train": {"teacher": "./my-bert"}}
     assert parse_options(["train.teacher=123"]) == {"train": {"teacher": "123"}}
+    assert parse_options(["generate.hidden=96", "generate.new=8"]) == {"generate": {"hidden": 96, "new": 8}}
     for bad, match in (("nope.x=1", "unknown benchmark 'nope'"), ("latency.nope=1", "unknown option latency.nope"),
                        ("latency.subnets=many", "expected an integer"), ("latency=3", "NAME.key=value")):
         with pytest.raises(ElasticLMError, match=match):

@@ -1,30 +1,31 @@
-"""The benchmark scripts run and print their ratios (speed itself is not asserted here)."""
+"""Each benchmark runs alone (`elasticlm bench --only NAME --quick`), prints what it measured and puts its
+ratios, each beside its target, into the JSON (speed itself is not asserted here)."""
 
-import importlib.util
-from pathlib import Path
+import json
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+import pytest
 
+from elasticlm import cli
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_core_benchmark_quick(capsys):
-    assert load("bench_core").main(["--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "supernet path fwd+bwd" in out and out.count("inference vs BertModel") == 4
-    assert "summary: supernet/standalone" in out
+PRINTED = {
+    "core": {"supernet path fwd+bwd  demo": 1, "inference vs BertModel d=": 4},
+    "train": {"KD step bf16:": 1, "KD step fp32:": 1, "dynamic vs fixed widths, 10 steps": 1, "FFN work was": 1},
+    "generate": {"tok/s, LlamaForCausalLM": 1, "uncached greedy: elasticlm": 1},
+}
+"""Benchmark -> {a fragment of the lines it prints: how many times}."""
 
 
-def test_train_benchmark_quick(capsys):
-    assert load("bench_train").main(["--quick"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("KD step") == 2 and "dynamic vs fixed widths" in out and "summary: KD supernet/standalone" in out
-    assert "FFN work was" in out
+@pytest.mark.parametrize("name", PRINTED)
+def test_one_benchmark_runs_alone(name, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--only", name, "--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for fragment, times in PRINTED[name].items():
+        assert printed.count(fragment) == times, fragment
+    report = json.loads(out.read_text())
+    assert set(report["benchmarks"]) == {name} and not report["errors"] and report["ratios"]
+    for r in report["ratios"]:
+        assert r["benchmark"] == name and r["ratio"] > 0 and f"target {r['cmp']} {r['target']:g}" in printed
 
 
 def test_path_ffn_work_weighs_a_unit_of_width_by_the_block_that_has_it():

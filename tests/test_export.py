@@ -325,3 +325,19 @@ def test_every_head_exports_with_onnx(head, tokenizer, tmp_path):
     auto = json.loads((tmp_path / "out" / "config.json").read_text())["auto_map"][result["auto_class"]]
     assert auto == f"modeling_elasticlm.{type(model).__name__}"
     assert AutoConfig.from_pretrained(tmp_path / "out").model_type == "elasticlm"
+
+
+def test_export_modules_import_one_way():
+    """hf (the folder and its checks) sits on top: quality, onnx, card and source never import it,
+    and no two export modules import each other."""
+    import ast
+    import graphlib
+
+    folder = Path(__file__).resolve().parent.parent / "elasticlm" / "export"
+    graph = {}
+    for path in folder.glob("*.py"):
+        found = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
+        graph[path.stem] = {m.rsplit(".", 1)[1] for m in found if m and m.startswith("elasticlm.export.")}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+    assert order.index("hf") > max(order.index(m) for m in ("quality", "onnx", "card", "source"))
+    assert not any("hf" in deps for name, deps in graph.items() if name != "__init__")

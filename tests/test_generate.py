@@ -113,19 +113,6 @@ def test_encoder_rejects_cache(tiny_space):
         ElasticLMModel(cfg).decode(torch.ones(1, 3, dtype=torch.long))
 
 
-def test_generation_benchmark_quick(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_generate.py"
-    spec = importlib.util.spec_from_file_location("bench_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "target >= 0.9" in out and "target >= 3" in out
-
-
 def test_generate_command_streams_and_rejects_long_prompts(tiny_space, tiny_tokenizer, tmp_path, capsys):
     from dataclasses import replace
 

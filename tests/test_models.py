@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from conftest import LastHidden
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -417,16 +418,8 @@ def test_trace_with_an_unpadded_example_keeps_padding(supernet, tiny_space):
     ids, mask, types = batch(tiny_space)
     ones = torch.ones_like(mask)
 
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids, mask):
-            return self.m(ids, attention_mask=mask).last_hidden_state
-
     with torch.no_grad():
-        traced = torch.jit.trace(Wrap(model), (ids, ones), check_trace=False)
+        traced = torch.jit.trace(LastHidden(model), (ids, ones), check_trace=False)
         expected = model(ids, attention_mask=mask).last_hidden_state
         got = traced(ids, mask)
     real = mask.bool()

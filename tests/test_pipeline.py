@@ -12,34 +12,17 @@ import pytest
 
 from elasticlm.config import to_dict
 from elasticlm.pipeline import RunConfig, run_pipeline
-from elasticlm.search.evolution import EvolutionConfig
-from elasticlm.search.stage import SearchConfig
-from elasticlm.train.engine import TrainConfig
-from elasticlm.train.retrain import RetrainConfig
-from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig
 
-from conftest import STAGE_VOCAB
+from conftest import STAGE_VOCAB, tiny_run_config
 
 SPACE = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embedding_size": 16, "vocab_size": len(STAGE_VOCAB),
          "max_position_embeddings": 32, "param_ceiling": 14000}
 MODELS = ("found", "uniform-bert", "uniform-mobile", "random-search", "teacher", "majority", "tfidf-logreg")
 
 
-def train(**kw) -> TrainConfig:
-    base = dict(lr=2e-3, batch_size=8, precision="fp32", progress=False, log_every=2, checkpoint_every=4)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def tiny_config(teacher_dir: Path, corpus: Path, sentiment: Path, **top) -> RunConfig:
-    return RunConfig(
-        preset="demo", task=str(sentiment), teacher=str(teacher_dir), corpus=str(corpus), **top,
-        pretrain=PretrainConfig(space=dict(SPACE), max_length=16, train=train(max_steps=8),
-                                growth=GrowthConfig(every=3, probe_blocks=8, k=3)),
-        finetune=FinetuneConfig(teacher_epochs=2.0, eval_paths=2, train=train(epochs=1.0)),
-        search=SearchConfig(evolution=EvolutionConfig(population=4, generations=2, parents=2), batch_size=32,
-                            precision="fp32"),
-        retrain=RetrainConfig(train=train(epochs=1.0, lr=1e-3)))
+    return tiny_run_config(SPACE, pretrain_steps=8, epochs=1.0, teacher_epochs=2.0, search_batch=32, checkpoint_every=4,
+                           task=str(sentiment), teacher=str(teacher_dir), corpus=str(corpus), **top)
 
 
 @pytest.fixture(autouse=True)

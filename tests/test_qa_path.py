@@ -14,17 +14,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import SPECIAL_TOKENS, TEACHER_WORDS
+from conftest import SPECIAL_TOKENS, TEACHER_WORDS, tiny_run_config
 
 from elasticlm import cli
 from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.pipeline import RunConfig
-from elasticlm.search.evolution import EvolutionConfig
-from elasticlm.search.stage import SearchConfig
-from elasticlm.train.engine import TrainConfig
-from elasticlm.train.retrain import RetrainConfig
-from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig
+from elasticlm.train.supernet import FinetuneConfig
 
 PEOPLE, CITIES = ["bob", "alice", "carol"], ["paris", "london", "rome"]
 FACTS = ["the capital of france is paris .", "the capital of england is london .", "the capital of italy is rome .",
@@ -67,21 +62,11 @@ def squad_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def train(**kw) -> TrainConfig:
-    return TrainConfig(**{**dict(lr=2e-3, batch_size=8, precision="fp32", progress=False, log_every=2,
-                                 checkpoint_every=50), **kw})
-
-
 def tiny_yaml(tiny_teacher: Path, corpus: Path, path: Path) -> Path:
     """A YAML config of a seconds-scale run (task and data dir come from the command line)."""
-    cfg = RunConfig(
-        preset="demo", teacher=str(tiny_teacher), corpus=str(corpus), baselines=["uniform-bert", "uniform-mobile"],
-        pretrain=PretrainConfig(space=dict(SPACE), max_length=16, train=train(max_steps=6),
-                                growth=GrowthConfig(every=3, probe_blocks=8, k=3)),
-        finetune=FinetuneConfig(teacher_epochs=6.0, eval_paths=2, train=train(epochs=2.0)),
-        search=SearchConfig(evolution=EvolutionConfig(population=4, generations=2, parents=2), batch_size=16,
-                            precision="fp32"),
-        retrain=RetrainConfig(train=train(epochs=2.0, lr=1e-3)))
+    cfg = tiny_run_config(SPACE, pretrain_steps=6, epochs=2.0, teacher_epochs=6.0, search_batch=16,
+                          checkpoint_every=50, teacher=str(tiny_teacher), corpus=str(corpus),
+                          baselines=["uniform-bert", "uniform-mobile"])
     data = to_dict(cfg)
     for key in ("task", "data_dir"):
         data.pop(key)

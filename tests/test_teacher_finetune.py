@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,42 +26,39 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         w.writerows(rows)
 
 
+def _user_task(folder: Path, header: list[str], row: Callable[[random.Random], list], seed: int,
+               sizes: dict[str, int]) -> Path:
+    """A user-dataset folder: one CSV per split in `sizes` (in that order), each row `row(rng)` of one
+    `random.Random(seed)`."""
+    rng = random.Random(seed)
+    for split, n in sizes.items():
+        _write_csv(folder / f"{split}.csv", header, [row(rng) for _ in range(n)])
+    return folder
+
+
+def _sentiment_row(rng: random.Random) -> list:
+    label = rng.randint(0, 1)
+    word = rng.choice(POS if label else NEG)
+    return [f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label]
+
+
+def _pair_score_row(rng: random.Random) -> list:
+    a, b = rng.choice(POS + NEG), rng.choice(POS + NEG)
+    return [f"the film was {a}", f"the plot was {b}", float((a in POS) + (b in POS)) + 0.5]
+
+
 @pytest.fixture(scope="module")
 def sentiment_task(tmp_path_factory) -> Path:
     """A user dataset: 'the movie was <adjective>' → 1 for positive adjectives, 0 for negative."""
-    folder = tmp_path_factory.mktemp("sentiment")
-    rng = random.Random(0)
-
-    def rows(n):
-        out = []
-        for _ in range(n):
-            label = rng.randint(0, 1)
-            word = rng.choice(POS if label else NEG)
-            out.append([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
-        return out
-
-    _write_csv(folder / "train.csv", ["text", "label"], rows(48))
-    _write_csv(folder / "dev.csv", ["text", "label"], rows(16))
-    _write_csv(folder / "test.csv", ["text", "label"], rows(16))
-    return folder
+    return _user_task(tmp_path_factory.mktemp("sentiment"), ["text", "label"], _sentiment_row, 0,
+                      {"train": 48, "dev": 16, "test": 16})
 
 
 @pytest.fixture(scope="module")
 def pair_regression_task(tmp_path_factory) -> Path:
     """Sentence pairs with a float score: number of positive words."""
-    folder = tmp_path_factory.mktemp("pairs")
-    rng = random.Random(1)
-
-    def rows(n):
-        out = []
-        for _ in range(n):
-            a, b = rng.choice(POS + NEG), rng.choice(POS + NEG)
-            out.append([f"the film was {a}", f"the plot was {b}", float((a in POS) + (b in POS)) + 0.5])
-        return out
-
-    for split, n in (("train", 40), ("dev", 12), ("test", 12)):
-        _write_csv(folder / f"{split}.csv", ["text_a", "text_b", "label"], rows(n))
-    return folder
+    return _user_task(tmp_path_factory.mktemp("pairs"), ["text_a", "text_b", "label"], _pair_score_row, 1,
+                      {"train": 40, "dev": 12, "test": 12})
 
 
 def _cfg(teacher: Path, task: Path, **kw) -> TeacherFinetuneConfig:

@@ -161,11 +161,12 @@ def _minilm_tokenizer_dir() -> Path:
     return ensure_teacher("all-minilm-l6-v2")
 
 
-def _save_tiny(folder: Path, model, tokenizer_from: Path | None = None) -> Path:
-    model.save_pretrained(folder)
-    if tokenizer_from is not None:
-        load_tokenizer(str(tokenizer_from)).save_pretrained(folder)
-    return folder
+def _tiny_teacher(folder: Path, model_class, config) -> Teacher:
+    """A random `model_class(config)` (torch seed 0) saved with MiniLM's tokenizer, loaded as a teacher."""
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    load_tokenizer(str(_minilm_tokenizer_dir())).save_pretrained(folder)
+    return load_teacher(str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +177,9 @@ def tiny_dir(tmp_path_factory) -> Path:
 def test_tiny_bert_with_mlm_head(tiny_dir):
     from transformers import BertConfig, BertForMaskedLM
 
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64)
-    path = _save_tiny(tiny_dir / "bert-mlm", BertForMaskedLM(cfg), _minilm_tokenizer_dir())
-    t = load_teacher(str(path))
+    t = _tiny_teacher(tiny_dir / "bert-mlm", BertForMaskedLM,
+                      BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=64, max_position_embeddings=64))
     assert (t.kind, t.num_layers, t.hidden_size, t.num_heads, t.has_lm_head) == ("encoder", 2, 32, 4, True)
     b = _batch(t.tokenizer)
     out = t(b["input_ids"], b["attention_mask"], b["token_type_ids"])
@@ -191,11 +190,9 @@ def test_tiny_bert_with_mlm_head(tiny_dir):
 def test_tiny_mpnet_without_token_types(tiny_dir):
     from transformers import MPNetConfig, MPNetModel
 
-    torch.manual_seed(0)
-    cfg = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=80)
-    path = _save_tiny(tiny_dir / "mpnet", MPNetModel(cfg), _minilm_tokenizer_dir())
-    t = load_teacher(str(path))
+    t = _tiny_teacher(tiny_dir / "mpnet", MPNetModel,
+                      MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=80))
     assert t.kind == "encoder" and not t.has_lm_head
     ids = torch.randint(5, 30000, (2, 9))
     out = t(ids, torch.ones_like(ids), torch.zeros_like(ids))  # token_type_ids are ignored
@@ -206,11 +203,9 @@ def test_tiny_mpnet_without_token_types(tiny_dir):
 def test_tiny_llama_is_causal(tiny_dir):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64)
-    path = _save_tiny(tiny_dir / "llama", LlamaForCausalLM(cfg), _minilm_tokenizer_dir())
-    t = load_teacher(str(path))
+    t = _tiny_teacher(tiny_dir / "llama", LlamaForCausalLM,
+                      LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                  num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64))
     assert (t.kind, t.num_layers, t.num_heads, t.has_lm_head) == ("causal", 3, 4, True)
     ids = torch.randint(5, 30000, (2, 7))
     out = t(ids, token_type_ids=torch.zeros_like(ids))

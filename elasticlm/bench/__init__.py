@@ -1,5 +1,13 @@
 """The project's speed benchmarks as library code, and the registry `elasticlm bench` runs.
 
+    core           model speed: a supernet path vs the extracted model, inference vs `BertModel`
+    train          supernet-training speed: KD step vs the standalone student, MFU, dynamic vs fixed widths
+    latency_error  the search's latency predictor (`search.latency`) against measured standalone models
+    search         search wall time vs the bare forward passes of its candidates
+    generate       causal generation: tokens/s vs `LlamaForCausalLM`, cached vs uncached
+    models         `--run`: a run's found model vs `BertModel` of its budget and the uniform baselines
+    runner         runs the registered benchmarks and checks each ratio against its target
+
 A benchmark is a function `fn(*, quick: bool = False, [say=print,] **options) -> dict | list[dict]`; each
 dict is one measured ratio: {"name", "ratio", "target", "ok", optional "cmp" ("<=" (default), "<",
 ">="), and any further numbers}. Its keyword options are what `elasticlm bench NAME.key=value` sets.
@@ -36,10 +44,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "supernet KD step vs the standalone student's (≤ 1.15), MFU (≥ 0.30), dynamic vs fixed widths (< 0.9)"),
     Benchmark("core", "elasticlm.bench.core:core_speed",
               "supernet path fwd+bwd vs the extracted model (≤ 1.10), inference vs BertModel of the same dims (≤ 1.05)"),
-    Benchmark("latency", "elasticlm.bench.latency:predictor_error",
+    Benchmark("latency", "elasticlm.bench.latency_error:predictor_error",
               "per-block latency table's prediction vs measured standalone models, median relative error (≤ 0.10)"),
-    Benchmark("search", "elasticlm.search.benchmark:search_speed",
+    Benchmark("search", "elasticlm.bench.search:search_speed",
               "search wall time vs the bare forward passes of its distinct candidates (≤ 1.2)"),
+    Benchmark("generate", "elasticlm.bench.generate:generate_speed",
+              "cached generation tokens/s vs LlamaForCausalLM of the same shape (≥ 0.9), cached vs uncached (≥ 3)"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Model speed, measured in one run (`elasticlm bench --only core`, `benchmarks/bench_core.py`).
+"""Model speed, measured in one run (`elasticlm bench --only core`).
 
 1. Supernet forward+backward along a sampled path vs the extracted standalone model of the same
    architecture on the same batch (train mode, bf16 autocast by default). Target: ratio ≤ 1.10.

@@ -1,4 +1,4 @@
-"""Supernet-training speed, measured in one run (`elasticlm bench`, `benchmarks/bench_train.py`).
+"""Supernet-training speed, measured in one run (`elasticlm bench --only train`).
 
 1. Supernet KD step (path sampling + teacher forward + losses + backward + optimizer step) vs the
    same step of a plain standalone student of that architecture (the extracted model).

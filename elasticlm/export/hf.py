@@ -72,27 +72,6 @@ HEADS = {
     "ElasticLMModel": Head("AutoModel", "feature-extraction", ("last_hidden_state",), True),
 }
 
-SAMPLE_TEXTS = (
-    "a gripping, beautifully acted drama that stays with you long after the credits roll .",
-    "the plot is thin and the jokes fall flat .",
-    "an uneven but often charming film .",
-    "I would not watch it again .",
-    "what a waste of a talented cast !",
-    "the city council met on tuesday to discuss the new budget for public schools and roads .",
-    "she smiled .",
-    "the movie is neither as funny nor as clever as it thinks it is , but it has its moments .",
-    "a quiet triumph .",
-    "dull , overlong and strangely lifeless , the sequel never finds a reason to exist .",
-    "where is the nearest train station ?",
-    "the capital of france is paris , and the capital of italy is rome .",
-    "surprisingly moving , with a final act that earns every tear .",
-    "bad .",
-    "the story was good but the acting was poor and the ending made no sense at all .",
-    "prices rose sharply in the third quarter as demand outpaced supply across the region .",
-)
-"""Text for the checks when the source names no task (parity, int8 agreement and speed)."""
-
-
 @dataclass
 class Source:
     """What is exported."""
@@ -178,14 +157,6 @@ def _auto_map(model_cls_names: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def sample_batch(tokenizer, texts, *, max_length: int) -> dict[str, np.ndarray]:
-    """Tokenized, padded int64 arrays of the inputs the model takes (input_ids, attention_mask,
-    and token_type_ids when the tokenizer makes them)."""
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return {k: np.asarray(enc[k], dtype=np.int64) for k in keys}
-
-
 def _import_exported(folder: Path, class_name: str):
     """Import the exported code as a throwaway package; returns (class, cleanup callable)."""
     from elasticlm.export.source import MAIN_FILE
@@ -238,6 +209,8 @@ def export_model(src: str | Path, out: str | Path, *, onnx: bool = False, int8: 
     `int8` adds model.int8.onnx (implies `onnx`) with its accuracy change and speed-up. `force`
     replaces a non-empty `out`."""
     from elasticlm.export.card import model_card
+    from elasticlm.export.onnx import SAMPLE_TEXTS, sample_batch
+    from elasticlm.export.quality import int8_report
     from elasticlm.export.source import copy_modeling_code
 
     started = time.perf_counter()
@@ -277,8 +250,6 @@ def export_model(src: str | Path, out: str | Path, *, onnx: bool = False, int8: 
         if onnx:
             result["onnx"] = _onnx(tmp, model, head, batch, say)
         if int8:
-            from elasticlm.export.quality import int8_report
-
             result["int8"] = int8_report(tmp, model, tokenizer, head, source, say=say)
         result["seconds"] = round(time.perf_counter() - started, 1)
         (tmp / "README.md").write_text(model_card(model, head, source, result, auto_names), encoding="utf-8")

@@ -6,6 +6,7 @@ second) and eager attention, so the graph is plain matmuls and softmax. `max_abs
 and compares with the PyTorch model as a user runs it (fp32, eval mode) on a padded batch, over the
 real tokens of token-level outputs. `quantize_int8` writes onnxruntime's dynamic quantisation of the
 weights (QInt8), and `time_session` measures a session on fixed batches for the speed-up.
+`sample_batch` tokenizes the inputs every check runs on (`SAMPLE_TEXTS` when the source names no task).
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ OPSET = 17
 """ONNX opset of the exported graph."""
 TOLERANCE = 1e-4
 """Largest allowed |ONNX - PyTorch| over the outputs (fp32)."""
+SAMPLE_TEXTS = (
+    "a gripping, beautifully acted drama that stays with you long after the credits roll .",
+    "the plot is thin and the jokes fall flat .",
+    "an uneven but often charming film .",
+    "I would not watch it again .",
+    "what a waste of a talented cast !",
+    "the city council met on tuesday to discuss the new budget for public schools and roads .",
+    "she smiled .",
+    "the movie is neither as funny nor as clever as it thinks it is , but it has its moments .",
+    "a quiet triumph .",
+    "dull , overlong and strangely lifeless , the sequel never finds a reason to exist .",
+    "where is the nearest train station ?",
+    "the capital of france is paris , and the capital of italy is rome .",
+    "surprisingly moving , with a final act that earns every tear .",
+    "bad .",
+    "the story was good but the acting was poor and the ending made no sense at all .",
+    "prices rose sharply in the third quarter as demand outpaced supply across the region .",
+)
+"""Text for the checks when the source names no task (parity, int8 agreement and speed)."""
 
 
 class _Outputs(nn.Module):
@@ -71,6 +91,14 @@ def export_onnx(model: nn.Module, path: str | Path, example: dict[str, np.ndarra
         torch.onnx.export(_Outputs(traced, names, output_names), tuple(torch.from_numpy(example[n]) for n in names),
                           str(path), dynamo=False, opset_version=OPSET, input_names=names,
                           output_names=list(output_names), dynamic_axes=dynamic, do_constant_folding=True)
+
+
+def sample_batch(tokenizer, texts, *, max_length: int) -> dict[str, np.ndarray]:
+    """Tokenized, padded int64 arrays of the inputs the model takes (input_ids, attention_mask,
+    and token_type_ids when the tokenizer makes them)."""
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return {k: np.asarray(enc[k], dtype=np.int64) for k in keys}
 
 
 def session(path: str | Path, threads: int | None = None):

@@ -2,7 +2,7 @@
 
 When the source tells its task (a run folder's `run_config.json` "task", or a retrained model
 folder's own run config), both ONNX models score the task's dev split (up to `MAX_EVAL_ROWS` rows)
-with the task's metrics; otherwise they are compared on `hf.SAMPLE_TEXTS` by how often their
+with the task's metrics; otherwise they are compared on `onnx.SAMPLE_TEXTS` by how often their
 arg-max predictions agree. The speed-up is measured on the same inputs: one pass over batches of
 32 and over single examples, each the median of 3 passes after a warm-up.
 """
@@ -104,8 +104,7 @@ def _compare(a: list[list[np.ndarray]], b: list[list[np.ndarray]], batches, head
 def int8_report(folder: Path, model, tokenizer, head, source, *, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Quantise `folder/model.onnx` to `folder/model.int8.onnx` and measure both (see the module docstring)."""
     from elasticlm.data.metrics import compute_metrics
-    from elasticlm.export.hf import SAMPLE_TEXTS, sample_batch
-    from elasticlm.export.onnx import quantize_int8, session, time_session
+    from elasticlm.export.onnx import SAMPLE_TEXTS, quantize_int8, sample_batch, session, time_session
 
     fp32_path, int8_path = folder / "model.onnx", folder / "model.int8.onnx"
     quantize_int8(fp32_path, int8_path)

@@ -15,7 +15,7 @@ eval mode, SDPA attention, the model's additive padding mask. The "embeddings" e
 `ElasticLMModel` with its blocks removed, so it also carries the forward's fixed overhead (mask,
 output object); the "head" entry is the sequence-classification head (mean pooling, pooler, tanh,
 classifier). `elasticlm bench` reports how far the prediction is from the measured model
-(`elasticlm.bench.latency`).
+(`elasticlm.bench.latency_error`).
 
 The cache key is the machine (CPU model, torch version, threads, device name), the space's
 dimensions, the dtype, batch and sequence length: any change measures a new table.

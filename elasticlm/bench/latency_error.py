@@ -3,8 +3,8 @@
 For `subnets` random architectures of the space (`space.sample(random.Random(seed))`, …), the
 relative error |predicted − measured| / measured, where measured is `model_latency` of
 `ElasticLMModel(ElasticLMConfig.from_space(space, arch))` and predicted is `LatencyTable.predict(arch,
-head=False)` (the same model: embeddings and blocks). Target: median ≤ 10%. Run by `elasticlm bench`
-and `benchmarks/bench_latency.py`.
+head=False)` (the same model: embeddings and blocks). Target: median ≤ 10%. Run by `elasticlm bench
+--only latency`; the predictor itself is `elasticlm.search.latency`.
 """
 
 from __future__ import annotations

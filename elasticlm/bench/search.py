@@ -1,6 +1,6 @@
 """Search speed: wall time of a seeded evolution over the bare cost of the forward passes of the distinct
 candidates it scored (the same batches, timed alone). Target ≤ 1.2: search costs about what the
-inference it needs costs. Run by `elasticlm bench` and `benchmarks/bench_search.py`."""
+inference it needs costs. Run by `elasticlm bench --only search`."""
 
 from __future__ import annotations
 
