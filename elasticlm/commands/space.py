@@ -15,9 +15,17 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.space import BLOCK_KINDS, PRESETS, Architecture, get_preset, log10_size
 
 
+EXAMPLES = """examples:
+  elasticlm space --preset small --sample 5 --seed 0       five sampled architectures and their sizes
+  elasticlm space --preset micro --within --json           five under the ceiling, as JSON lines
+  elasticlm space --preset demo --arch runs/demo/arch.json  validate and count one architecture
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="show a search space, sample architectures, count parameters",
-                       description="Print a preset's search space, sampled architectures and their parameter counts.")
+                       description="Print a preset's search space, sampled architectures and their parameter counts.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small", help=f"one of: {', '.join(PRESETS)} (default: small)")
     p.add_argument("--sample", type=int, default=5, metavar="K", help="architectures to sample (default 5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
