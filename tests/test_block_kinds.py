@@ -29,6 +29,7 @@ def test_the_registries_cover_the_built_in_kinds(tiny_space):
     d, i = tiny_space.hidden_size, tiny_space.inner_size
     assert [tiny_space.attention_width(k) for k in KINDS] == [d, i]
     assert [tiny_space.ffn_names(k) for k in KINDS] == [("ffn",), ("ffn.0", "ffn.1")]
+    assert len({s.letter for s in BLOCK_KINDS.values()}) == len(BLOCK_KINDS)  # short() tells kinds apart
     assert len({c for s in BLOCK_KINDS.values() for c in s.colours}) == 3 * len(BLOCK_KINDS)
     arch = Architecture((LayerChoice("bert", "none", 24, 4), LayerChoice("mobile", "qv", 12, 2)))
     assert arch.short() == "B-/24/4 Mqv/12/2"
