@@ -2,15 +2,19 @@
 
 An architecture is, per layer, a `LayerChoice(kind, sharing, ffn_dim, heads)`:
 
-    kind     "bert"   post-LN BERT block, attention and FFN at width d
+    kind     a registered block kind (`BLOCK_KINDS`):
+             "bert"   post-LN BERT block, attention and FFN at width d
              "mobile" MobileBERT-style bottleneck: d -> i = d/4 -> attention + n_ffn FFNs -> d
     sharing  "none" | "qv" (the query projection also serves as value) | "kv" (key serves as value)
     ffn_dim  FFN hidden width f, on the growth grid {d/4, 2d/4, ..., 2d}
-    heads    attention heads; must divide the attention width (d for bert, i for mobile)
+    heads    attention heads; must divide the kind's attention width (d for bert, i for mobile)
 
 `SearchSpace` holds the dimensions every architecture shares (d, L, e, V, ...) and does the
 sampling, mutation, crossover, validation, size and analytic parameter counting.
 Architectures are frozen, hashable and round-trip through JSON.
+
+A block kind is one `BlockKind` entry of `BLOCK_KINDS` (its widths, parameter count, FFN names, tag)
+plus its torch modules in `elasticlm.models.blocks.BLOCKS`; nothing else names the kinds.
 """
 
 from __future__ import annotations
@@ -20,13 +24,77 @@ import functools
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from elasticlm.errors import ElasticLMError
 
-KINDS: tuple[str, ...] = ("bert", "mobile")
 SHARINGS: tuple[str, ...] = ("none", "qv", "kv")
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """What the space (and everything torch-free) knows about one block kind. Its torch modules are
+    registered under the same name in `elasticlm.models.blocks.BLOCKS`."""
+
+    name: str
+    """The kind's name in architectures, JSON and block keys ("bert")."""
+    letter: str
+    """Its one-letter tag in `Architecture.short()` ("B")."""
+    title: str
+    """Its name in prose and figures ("BERT")."""
+    width: Callable[["SearchSpace"], int]
+    """The width its attention and FFNs work at, given the space (d, or i = d/4)."""
+    ffn_names: Callable[["SearchSpace"], tuple[str, ...]]
+    """Module names of its FFNs inside the block, in order ("ffn",) or ("ffn.0", "ffn.1")."""
+    params: Callable[["SearchSpace", int, int], int]
+    """Parameters of one block: (space, ffn_dim, attention projections) -> count."""
+    colours: tuple[str, str, str]
+    """Report colours: dark, main (the kind's own colour), light; one per sharing in `SHARINGS` order."""
+
+
+def _attention_params(w: int, projections: int) -> int:
+    return projections * (w * w + w) + 2 * w  # Q, K, [V], O + LayerNorm(w)
+
+
+def _ffn_params(w: int, f: int) -> int:
+    return (w * f + f) + (f * w + w) + 2 * w  # Linear(w, f), Linear(f, w), LayerNorm(w)
+
+
+def _bert_params(space: "SearchSpace", f: int, projections: int) -> int:
+    d = space.hidden_size
+    return _attention_params(d, projections) + _ffn_params(d, f)
+
+
+def _mobile_params(space: "SearchSpace", f: int, projections: int) -> int:
+    d, i = space.hidden_size, space.inner_size
+    bottleneck = (d * i + i) + 2 * i + (i * d + d) + 2 * d  # Linear(d, i) + LN(i), Linear(i, d) + LN(d)
+    return bottleneck + _attention_params(i, projections) + space.mobile_ffns * _ffn_params(i, f)
+
+
+BLOCK_KINDS: dict[str, BlockKind] = {kind.name: kind for kind in (
+    # post-LN BERT block: attention and one FFN at width d
+    BlockKind("bert", "B", "BERT", lambda space: space.hidden_size, lambda space: ("ffn",), _bert_params,
+              ("#1f4e8c", "#4C72B0", "#8fb0de")),
+    # MobileBERT-style bottleneck: d -> i = d/4 -> attention + n_ffn stacked FFNs -> d
+    BlockKind("mobile", "M", "Mobile", lambda space: space.inner_size,
+              lambda space: tuple(f"ffn.{k}" for k in range(space.mobile_ffns)), _mobile_params,
+              ("#a8501a", "#DD8452", "#f2bd94")),
+)}
+"""Every block kind by name. Adding a kind: an entry here and a Block class in `models.blocks.BLOCKS`."""
+
+
+def block_kind(name: str) -> BlockKind:
+    """The registered `BlockKind` called `name`; an unknown name is an error naming the known ones."""
+    try:
+        return BLOCK_KINDS[name]
+    except (KeyError, TypeError):
+        raise ElasticLMError(f"unknown block kind {name!r}; the known kinds are "
+                             f"{', '.join(BLOCK_KINDS)} (elasticlm.space.BLOCK_KINDS)") from None
+
+
+KINDS: tuple[str, ...] = tuple(BLOCK_KINDS)
+"""The built-in kinds: what a space offers by default (`SearchSpace.kinds`)."""
 # The 6 candidate blocks of a layer, in the paper's order (Fig. 6: 0-2 bert, 3-5 mobile).
 CANDIDATES: tuple[tuple[str, str], ...] = tuple((k, s) for k in KINDS for s in SHARINGS)
 
@@ -36,7 +104,7 @@ class LayerChoice:
     """One layer of an architecture."""
 
     kind: str
-    """Block type: "bert" or "mobile"."""
+    """Block kind: a name in `BLOCK_KINDS` ("bert" or "mobile")."""
     sharing: str
     """Attention weight sharing: "none", "qv" (V = Q) or "kv" (V = K)."""
     ffn_dim: int
@@ -92,7 +160,7 @@ class Architecture:
             for name in ("ffn_dim", "heads"):
                 if isinstance(layer[name], bool) or not isinstance(layer[name], int):
                     raise ElasticLMError(f"layer {i}: {name} must be an integer, got {layer[name]!r}")
-            for name, allowed in (("kind", KINDS), ("sharing", SHARINGS)):
+            for name, allowed in (("kind", tuple(BLOCK_KINDS)), ("sharing", SHARINGS)):
                 if not isinstance(layer[name], str):
                     raise ElasticLMError(f"layer {i}: {name} must be a string ({' or '.join(map(repr, allowed))}), "
                                          f"got {json.dumps(layer[name])} ({type(layer[name]).__name__})")
@@ -116,7 +184,8 @@ class Architecture:
     def short(self) -> str:
         """Compact one-line form, e.g. `B-/264/12 Mqv/132/4 ...`."""
         tags = {"none": "-", "qv": "qv", "kv": "kv"}
-        return " ".join(f"{l.kind[0].upper()}{tags.get(l.sharing, l.sharing)}/{l.ffn_dim}/{l.heads}" for l in self.layers)
+        return " ".join(f"{block_kind(l.kind).letter}{tags.get(l.sharing, l.sharing)}/{l.ffn_dim}/{l.heads}"
+                        for l in self.layers)
 
 
 @dataclass(frozen=True)
@@ -169,12 +238,16 @@ class SearchSpace:
             raise ElasticLMError(f"hidden_size must be a positive multiple of 4 (d/4 is the FFN step), got {d}")
         if self.num_layers <= 0:
             raise ElasticLMError(f"num_layers must be positive, got {self.num_layers}")
-        for name, width in (("hidden_size", d), ("mobile inner size d/4", self.inner_size)):
+        bad = [k for k in self.kinds if k not in BLOCK_KINDS] + [s for s in self.sharings if s not in SHARINGS]
+        if bad or not self.kinds or not self.sharings:
+            raise ElasticLMError(f"kinds must be a non-empty subset of {tuple(BLOCK_KINDS)} "
+                                 f"and sharings of {SHARINGS}")
+        # every built-in kind's width, as the default space offers them all, and the space's own kinds
+        kinds = dict.fromkeys((*KINDS, *self.kinds))
+        widths = [("hidden_size", d)] + [(f"the {k} attention width", BLOCK_KINDS[k].width(self)) for k in kinds]
+        for name, width in widths:
             if width % self.num_heads:
                 raise ElasticLMError(f"num_heads {self.num_heads} must divide {name} {width}")
-        bad = [k for k in self.kinds if k not in KINDS] + [s for s in self.sharings if s not in SHARINGS]
-        if bad or not self.kinds or not self.sharings:
-            raise ElasticLMError(f"kinds must be a non-empty subset of {KINDS} and sharings of {SHARINGS}")
 
     # ----- derived dimensions -------------------------------------------------------------
     @property
@@ -200,7 +273,11 @@ class SearchSpace:
 
     def attention_width(self, kind: str) -> int:
         """Width the attention works at: d for bert blocks, i = d/4 for mobile blocks."""
-        return self.hidden_size if kind == "bert" else self.inner_size
+        return block_kind(kind).width(self)
+
+    def ffn_names(self, kind: str) -> tuple[str, ...]:
+        """Module names of a block kind's FFNs inside the block: ("ffn",) for bert, ("ffn.0", ...) for mobile."""
+        return block_kind(kind).ffn_names(self)
 
     def valid_heads(self, kind: str) -> tuple[int, ...]:
         """Head counts allowed for a block kind: 1..H that divide its attention width."""
@@ -256,18 +333,8 @@ class SearchSpace:
 
     def layer_params(self, layer: LayerChoice) -> int:
         """Parameters of one block (shared projections counted once)."""
-        d, f = self.hidden_size, layer.ffn_dim
         n_proj = 4 if layer.sharing == "none" else 3  # Q, K, [V], O
-        if layer.kind == "bert":
-            attn = n_proj * (d * d + d) + 2 * d  # projections + LayerNorm
-            ffn = (d * f + f) + (f * d + d) + 2 * d  # in, out, LayerNorm
-            return attn + ffn
-        i = self.inner_size
-        bottleneck_in = (d * i + i) + 2 * i  # Linear(d, i) + LayerNorm(i)
-        attn = n_proj * (i * i + i) + 2 * i
-        ffns = self.mobile_ffns * ((i * f + f) + (f * i + i) + 2 * i)
-        bottleneck_out = (i * d + d) + 2 * d  # Linear(i, d) + LayerNorm(d)
-        return bottleneck_in + attn + ffns + bottleneck_out
+        return block_kind(layer.kind).params(self, layer.ffn_dim, n_proj)
 
     def count_params(self, arch: Architecture) -> ParamCount:
         """Analytic count; equals `sum(p.numel())` of the extracted model (tested)."""

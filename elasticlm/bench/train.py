@@ -127,7 +127,7 @@ def path_ffn_work(space, widths: dict, rounds: list[dict], steps: int) -> list[f
     as much in a bert block, and growth mostly picks bert blocks."""
     def cost(key, f):
         kind = key[1]
-        return space.attention_width(kind) * f * (1 if kind == "bert" else space.mobile_ffns)
+        return space.attention_width(kind) * f * len(space.ffn_names(kind))
 
     fixed = sum(cost(k, space.hidden_size) for k in widths)
     current, out, pending = dict(widths), [], sorted(rounds, key=lambda r: r["step"])

@@ -160,10 +160,10 @@ def resolve_arch(cfg: ClmConfig) -> Architecture:
 
 
 def uniform_like(space: SearchSpace, arch: Architecture) -> Architecture:
-    """The uniform no-sharing architecture (bert or mobile blocks, one FFN width) with the most
+    """The uniform no-sharing architecture (one of the space's block kinds, one FFN width) with the most
     parameters not above `arch`'s (the closest one when none is below)."""
     target = space.count_params(arch).total
-    options = [space.uniform(k, "none", f) for k in ("bert", "mobile") for f in space.ffn_grid]
+    options = [space.uniform(k, "none", f) for k in space.kinds for f in space.ffn_grid]
     below = [a for a in options if space.count_params(a).total <= target]
     if below:
         return max(below, key=lambda a: space.count_params(a).total)

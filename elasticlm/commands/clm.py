@@ -14,6 +14,12 @@ from elasticlm.commands.options import add_const, add_fields, build
 
 CLM = "elasticlm.clm.stages:ClmConfig"
 
+CLM_EXAMPLES = """examples (each stage's --help has more):
+  elasticlm clm run --preset demo --out runs/clm          all stages into one folder
+  elasticlm clm pretrain --arch runs/demo/arch.json --out runs/clm/pretrain
+  elasticlm clm distill --student runs/clm/pretrain --out runs/clm/distill
+  elasticlm clm evaluate --model distilled=runs/clm/distill --out runs/clm/eval
+"""
 RUN_EXAMPLE = """example:
   elasticlm clm run --preset demo --out runs/clm          pretrain, SFT, MiniLLM, Rouge-L, export (~20 min, 2 cores)
   elasticlm clm run --arch runs/demo/arch.json --instructions ./dolly.jsonl --out runs/clm2 distill.steps=200
@@ -35,7 +41,8 @@ GENERATE_EXAMPLE = """example:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("clm", help="causal LMs: pretrain, instruction-tune by MiniLLM distillation, evaluate")
+    p = subparsers.add_parser("clm", help="causal LMs: pretrain, instruction-tune by MiniLLM distillation, evaluate",
+                              epilog=CLM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="clm_command", metavar="STAGE")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -71,12 +78,12 @@ def register(subparsers) -> None:
                                 epilog=GENERATE_EXAMPLE, formatter_class=fmt)
     gen.add_argument("model", help="a causal model folder (export, stage or model folder)")
     gen.add_argument("prompt", help="the prompt (wrapped in the chat template unless --raw)")
-    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--max-new-tokens", type=int, default=64, help="most tokens to generate (default 64)")
     gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int)
-    gen.add_argument("--top-p", type=float)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--temperature", type=float, default=1.0, help="with --sample: softmax temperature (default 1.0)")
+    gen.add_argument("--top-k", type=int, help="with --sample: draw from the K likeliest tokens only")
+    gen.add_argument("--top-p", type=float, help="with --sample: draw from the likeliest tokens that make up P")
+    gen.add_argument("--seed", type=int, default=0, help="with --sample: sampling seed (default 0)")
     gen.add_argument("--raw", action="store_true", help="no chat template")
     gen.set_defaults(func=_generate)
 

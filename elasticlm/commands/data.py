@@ -13,17 +13,27 @@ import sys
 
 DEFAULT_TEACHER = "all-minilm-l6-v2"
 
+DATA_EXAMPLES = """examples:
+  elasticlm data fetch demo                 download and cache everything the demo needs
+  elasticlm data show rt-polarity           sizes, label balance and an example of a task
+"""
+
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="fetch demo data, inspect tasks")
+    raw = argparse.RawDescriptionHelpFormatter
+    data = subparsers.add_parser("data", help="fetch demo data, inspect tasks", epilog=DATA_EXAMPLES,
+                                 formatter_class=raw)
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
 
-    fetch = sub.add_parser("fetch", help="download and cache data for offline use")
+    fetch = sub.add_parser("fetch", help="download and cache data for offline use", formatter_class=raw,
+                           epilog="example:\n  elasticlm data fetch demo    the demo tasks, corpus and teacher\n")
     fetch.add_argument("what", choices=["demo"], help="`demo`: the demo tasks, corpus and default teacher")
     fetch.add_argument("--block-size", type=int, default=128, help="tokens per pretraining block (default 128)")
     fetch.set_defaults(func=_fetch)
 
-    show = sub.add_parser("show", help="sizes, label balance and an example of a task")
+    show = sub.add_parser("show", help="sizes, label balance and an example of a task", formatter_class=raw,
+                          epilog="examples:\n  elasticlm data show rt-polarity\n"
+                                 "  elasticlm data show sst-2 --data-dir ./glue/SST-2\n")
     show.add_argument("task", help="task name (e.g. sst-2, rt-polarity; an unknown name lists them all) or a dataset folder")
     show.add_argument("--data-dir", help="GLUE TSV folder / SQuAD JSON folder or file")
     show.set_defaults(func=_show)

@@ -12,12 +12,20 @@ import random
 from pathlib import Path
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.space import PRESETS, Architecture, get_preset, log10_size
+from elasticlm.space import BLOCK_KINDS, PRESETS, Architecture, get_preset, log10_size
+
+
+EXAMPLES = """examples:
+  elasticlm space --preset small --sample 5 --seed 0       five sampled architectures and their sizes
+  elasticlm space --preset micro --within --json           five under the ceiling, as JSON lines
+  elasticlm space --preset demo --arch runs/demo/arch.json  validate and count one architecture
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="show a search space, sample architectures, count parameters",
-                       description="Print a preset's search space, sampled architectures and their parameter counts.")
+                       description="Print a preset's search space, sampled architectures and their parameter counts.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small", help=f"one of: {', '.join(PRESETS)} (default: small)")
     p.add_argument("--sample", type=int, default=5, metavar="K", help="architectures to sample (default 5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -60,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
           f"i={space.inner_size} V={space.vocab_size} ceiling={ceiling}")
     print(f"  candidates per layer: {len(space.candidates)} ({', '.join(k + '/' + s for k, s in space.candidates)})")
     print(f"  FFN grid: {', '.join(map(str, space.ffn_grid))}")
-    print(f"  space size: {space.size(with_ffn=False):,} block choices (6^{space.num_layers}); "
+    print(f"  space size: {space.size(with_ffn=False):,} block choices "
+          f"({len(space.candidates)}^{space.num_layers}); "
           f"~10^{log10_size(space):.1f} with FFN widths")
     print(f"  embedding parameters: {space.embedding_params():,}")
-    print("  (layer tags: B=bert M=mobile, -/qv/kv sharing, /ffn_dim/heads)")
+    tags = " ".join(f"{k.letter}={k.name}" for k in BLOCK_KINDS.values())
+    print(f"  (layer tags: {tags}, -/qv/kv sharing, /ffn_dim/heads)")
     for i, arch in enumerate(archs):
         c = space.count_params(arch)
         mark = "" if space.within_budget(arch) else "  (over ceiling)"

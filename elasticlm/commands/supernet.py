@@ -12,6 +12,10 @@ from pathlib import Path
 from elasticlm.commands.options import add_const, add_fields, build
 
 PRETRAIN, FINETUNE = "elasticlm.train.supernet:PretrainConfig", "elasticlm.train.supernet:FinetuneConfig"
+SUPERNET_EXAMPLES = """examples (each stage's --help has more):
+  elasticlm supernet pretrain --preset demo --out runs/demo/supernet
+  elasticlm supernet finetune --supernet runs/demo/supernet --task rt-polarity --out runs/demo/supernet-ft
+"""
 
 PRETRAIN_EXAMPLE = """example:
   elasticlm supernet pretrain --preset demo --out runs/demo/supernet
@@ -29,7 +33,8 @@ FINETUNE_EXAMPLE = """example:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("supernet", help="train the weight-sharing supernet (stage 1 and 2)")
+    p = subparsers.add_parser("supernet", help="train the weight-sharing supernet (stage 1 and 2)",
+                              epilog=SUPERNET_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="supernet_command", metavar="STAGE")
 
     pre = sub.add_parser("pretrain", help="stage 1: masked LM + distillation + PCA-guided FFN growth",

@@ -17,30 +17,42 @@ import json
 import time
 
 from elasticlm.commands.options import add_const, add_fields, build
+TEACHER_EXAMPLES = """examples:
+  elasticlm teacher list
+  elasticlm teacher fetch all-minilm-l6-v2
+  elasticlm teacher finetune --task rt-polarity
+"""
 
 
 def register(subparsers) -> None:
     """Add the `teacher` command group to the CLI."""
+    raw = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser("teacher", help="fetch, inspect and fine-tune teachers",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=raw, epilog=TEACHER_EXAMPLES)
     sub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
-    f = sub.add_parser("fetch", help="fetch (and convert) a teacher into the cache")
+    f = sub.add_parser("fetch", help="fetch (and convert) a teacher into the cache", formatter_class=raw,
+                       epilog="example:\n  elasticlm teacher fetch all-minilm-l6-v2\n")
     f.add_argument("name", help="offline alias (all-minilm-l6-v2, all-mpnet-base-v2, "
                                 "smollm2-135m-instruct), hub id or local folder")
     f.set_defaults(func=_fetch)
 
-    s = sub.add_parser("show", help="summarise a teacher")
+    s = sub.add_parser("show", help="summarise a teacher", formatter_class=raw,
+                       epilog="examples:\n  elasticlm teacher show all-minilm-l6-v2\n"
+                              "  elasticlm teacher show ./my-teacher\n")
     s.add_argument("name", help="offline alias, hub id or local folder")
     s.set_defaults(func=_show)
 
-    ls = sub.add_parser("list", help="list offline teachers and cached task teachers")
+    ls = sub.add_parser("list", help="list offline teachers and cached task teachers", formatter_class=raw,
+                        epilog="example:\n  elasticlm teacher list\n")
     ls.set_defaults(func=_list)
 
     # Flags, types and help come from TeacherFinetuneConfig's fields (read without importing torch); an
     # option left out keeps the config's default.
-    ft = sub.add_parser("finetune", help="fine-tune a teacher with a task head and cache it")
+    ft = sub.add_parser("finetune", help="fine-tune a teacher with a task head and cache it", formatter_class=raw,
+                        epilog="examples:\n  elasticlm teacher finetune --task rt-polarity\n"
+                               "  elasticlm teacher finetune --teacher all-mpnet-base-v2 --task sst-2 --epochs 3\n")
     add_fields(ft, "elasticlm.train.teacher_finetune:TeacherFinetuneConfig",
                ["teacher", "task", ("data-dir", "data_dir"), "epochs", "max_steps", "lr", "batch_size", "max_length",
                 "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples", "max_eval_examples"])

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.space import SHARINGS
+from elasticlm.space import SHARINGS, block_kind
 
 
 
@@ -216,6 +216,12 @@ class BertBlock(nn.Module):
 
     kind = "bert"
 
+    @classmethod
+    def build(cls, sharing: str, ffn_dim: int, heads: int, *, hidden_size: int, inner_size: int, n_ffn: int,
+              eps: float, dropout: float, attn_dropout: float) -> "BertBlock":
+        """The block at the space's dimensions (`make_block`'s arguments; inner_size and n_ffn unused)."""
+        return cls(hidden_size, ffn_dim, heads, sharing, eps, dropout, attn_dropout)
+
     def __init__(self, hidden_size: int, ffn_dim: int, heads: int, sharing: str = "none",
                  eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0):
         super().__init__()
@@ -256,6 +262,12 @@ class MobileBlock(nn.Module):
     """MobileBERT-style bottleneck block: attention and n_ffn FFNs at the inner width i = d/4."""
 
     kind = "mobile"
+
+    @classmethod
+    def build(cls, sharing: str, ffn_dim: int, heads: int, *, hidden_size: int, inner_size: int, n_ffn: int,
+              eps: float, dropout: float, attn_dropout: float) -> "MobileBlock":
+        """The block at the space's dimensions (`make_block`'s arguments)."""
+        return cls(hidden_size, inner_size, ffn_dim, heads, sharing, n_ffn, eps, dropout, attn_dropout)
 
     def __init__(self, hidden_size: int, inner_size: int, ffn_dim: int, heads: int, sharing: str = "none",
                  n_ffn: int = 2, eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0):
@@ -302,15 +314,26 @@ class MobileBlock(nn.Module):
 
 Block = BertBlock | MobileBlock
 
+BLOCKS: dict[str, type[Block]] = {cls.kind: cls for cls in (BertBlock, MobileBlock)}
+"""The torch modules of every block kind, by the kind's name in `elasticlm.space.BLOCK_KINDS`. A Block
+class has `kind`, `build(...)` (as `make_block` calls it), `heads`, `sharing`, `ffn_dim`, `ffns()` (its
+FFNs, named as the kind's `ffn_names`) and `forward(x, mask, ...) -> (B×N×d, BlockTrace | None)`."""
+
+
+def block_class(kind: str) -> type[Block]:
+    """The Block class of `kind`; an error names the known kinds when it has no spec or no modules."""
+    spec = block_kind(kind)  # unknown to the space: an error naming the known kinds
+    if spec.name not in BLOCKS:
+        raise ElasticLMError(f"block kind {kind!r} has no modules: register a Block class in "
+                             f"elasticlm.models.blocks.BLOCKS (kinds with modules: {', '.join(BLOCKS)})")
+    return BLOCKS[spec.name]
+
 
 def make_block(kind: str, sharing: str, ffn_dim: int, heads: int, *, hidden_size: int, inner_size: int,
                n_ffn: int = 2, eps: float = 1e-12, dropout: float = 0.0, attn_dropout: float = 0.0) -> Block:
-    """Build one candidate block."""
-    if kind == "bert":
-        return BertBlock(hidden_size, ffn_dim, heads, sharing, eps, dropout, attn_dropout)
-    if kind == "mobile":
-        return MobileBlock(hidden_size, inner_size, ffn_dim, heads, sharing, n_ffn, eps, dropout, attn_dropout)
-    raise ElasticLMError(f"unknown block kind {kind!r}; expected 'bert' or 'mobile'")
+    """Build one candidate block of a registered kind."""
+    return block_class(kind).build(sharing, ffn_dim, heads, hidden_size=hidden_size, inner_size=inner_size,
+                                   n_ffn=n_ffn, eps=eps, dropout=dropout, attn_dropout=attn_dropout)
 
 
 def block_state_for(block: Block, ffn_dim: int) -> dict[str, torch.Tensor]:

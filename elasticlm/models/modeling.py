@@ -44,6 +44,7 @@ from transformers.modeling_outputs import (
 
 from elasticlm.errors import ElasticLMError
 from elasticlm.models.blocks import (
+    BLOCKS,
     NOTHING,
     Capture,
     Embeddings,
@@ -146,7 +147,7 @@ class ElasticLMPreTrainedModel(PreTrainedModel):
     config_class = ElasticLMConfig
     base_model_prefix = "elasticlm"
     _supports_sdpa = True
-    _no_split_modules = ["BertBlock", "MobileBlock"]
+    _no_split_modules = [cls.__name__ for cls in BLOCKS.values()]
     supports_gradient_checkpointing = True
 
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:

@@ -257,7 +257,7 @@ class SuperNet(nn.Module):
         """Load a supernet state saved after growth: every block is first widened to the FFN width
         the saved tensors have, so a freshly built supernet accepts a grown checkpoint."""
         for (l, kind, sharing), block in self.blocks():
-            key = f"layers.{l}.{block_key(kind, sharing)}." + ("ffn.fc_in.weight" if kind == "bert" else "ffn.0.fc_in.weight")
+            key = f"layers.{l}.{block_key(kind, sharing)}.{self.space.ffn_names(kind)[0]}.fc_in.weight"
             saved = state_dict.get(key)
             if saved is not None and saved.shape[0] > block.ffn_dim:
                 self.grow_ffn(l, kind, sharing, int(saved.shape[0]))

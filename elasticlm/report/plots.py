@@ -15,12 +15,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-KIND_COLOURS = {"bert": "#4C72B0", "mobile": "#DD8452"}
+from elasticlm.space import BLOCK_KINDS, SHARINGS
+
+KIND_COLOURS = {name: kind.colours[1] for name, kind in BLOCK_KINDS.items()}
 SHARE_TAGS = {"none": "-", "qv": "qv", "kv": "kv"}
-# The 6 candidate blocks of a layer in the space's order, with a line colour each.
-CANDIDATE_STYLE = {("bert", "none"): "#1f4e8c", ("bert", "qv"): "#4C72B0", ("bert", "kv"): "#8fb0de",
-                   ("mobile", "none"): "#a8501a", ("mobile", "qv"): "#DD8452", ("mobile", "kv"): "#f2bd94"}
+# The candidate blocks of a layer in the space's order, with a line colour each (the kind's, by sharing).
+CANDIDATE_STYLE = {(name, sharing): colour for name, kind in BLOCK_KINDS.items()
+                   for sharing, colour in zip(SHARINGS, kind.colours)}
 CANDIDATE_ORDER = {c: (i,) for i, c in enumerate(CANDIDATE_STYLE)}
+
+
+def kind_letter(kind: Any) -> str:
+    """A block kind's tag letter ("B"). The report draws what a run folder holds: a kind this version
+    does not register shows its name's first letter (and the figures' grey)."""
+    return BLOCK_KINDS[kind].letter if kind in BLOCK_KINDS else str(kind)[:1].upper()
 
 
 def new_figure(width: float, height: float):
@@ -50,7 +58,7 @@ def save(fig, path: Path) -> Path:
 def block_label(block: Sequence) -> str:
     """[layer, kind, sharing] -> "L0 Bqv"."""
     layer, kind, sharing = block
-    return f"L{layer} {str(kind)[:1].upper()}{SHARE_TAGS.get(sharing, sharing)}"
+    return f"L{layer} {kind_letter(kind)}{SHARE_TAGS.get(sharing, sharing)}"
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -133,7 +141,7 @@ def plot_pca_scores(lines: list[dict], path: Path) -> Path:
         for cand, pts in sorted(series[layer].items(), key=lambda kv: CANDIDATE_ORDER.get(kv[0], (9,))):
             colour = CANDIDATE_STYLE.get(cand, "grey")
             xs, ys, grew = zip(*pts)
-            ax.plot(xs, ys, color=colour, lw=1.2, label=f"{cand[0][:1].upper()}{SHARE_TAGS.get(cand[1], cand[1])}")
+            ax.plot(xs, ys, color=colour, lw=1.2, label=f"{kind_letter(cand[0])}{SHARE_TAGS.get(cand[1], cand[1])}")
             ax.scatter(xs, ys, s=22, zorder=3, edgecolors=colour,
                        facecolors=[colour if g else "white" for g in grew])
         ax.set_title(f"layer {layer}", fontsize=10)

@@ -10,6 +10,7 @@ import numpy as np
 from elasticlm.report.files import number
 from elasticlm.report.plots import KIND_COLOURS, new_figure, save
 from elasticlm.report.tables import params_text
+from elasticlm.space import BLOCK_KINDS
 
 SHARING_WORDS = {"none": "no sharing", "qv": "Q=V shared", "kv": "K=V shared"}
 SHARING_HATCH = {"none": "", "qv": "//", "kv": "\\\\"}
@@ -32,7 +33,8 @@ def plot_architecture(layers: list[dict], path: Path, *, hidden_size: int | None
                                    edgecolor="#999999"))
         ax.add_patch(Rectangle((-w / 2, i - 0.36), w, 0.72, facecolor=KIND_COLOURS.get(kind, "#999999"),
                                edgecolor="black", lw=1.0, hatch=SHARING_HATCH.get(sharing, "")))
-        ax.text(limit / 2 + limit * 0.04, i, f"L{i}  {kind.upper() if kind == 'bert' else kind.capitalize()}, "
+        title = BLOCK_KINDS[kind].title if kind in BLOCK_KINDS else str(kind).capitalize()  # a kind this version lacks
+        ax.text(limit / 2 + limit * 0.04, i, f"L{i}  {title}, "
                 f"{SHARING_WORDS.get(sharing, sharing)}, FFN {w}, {layer.get('heads', '?')} heads",
                 va="center", fontsize=9)
     ax.set_xlim(-limit / 2 - limit * 0.03, limit * 1.55)
