@@ -37,11 +37,12 @@ LAYERS = [
     Layer("data", ("elasticlm.data",)),
     Layer("models", ("elasticlm.models",)),
     Layer("model analysis and distillation", ("elasticlm.analysis", "elasticlm.distill")),
+    Layer("task kinds", ("elasticlm.kinds",)),
     Layer("training", ("elasticlm.train",)),
     Layer("search and export", ("elasticlm.search", "elasticlm.export")),
     Layer("causal LM and benchmarks", ("elasticlm.clm", "elasticlm.bench")),
     Layer("report", ("elasticlm.report",), torch_free=True),
-    Layer("the pipeline", ("elasticlm.pipeline", "elasticlm.ablation")),
+    Layer("the pipeline", ("elasticlm.presets", "elasticlm.pipeline", "elasticlm.ablation")),
     Layer("commands", ("elasticlm.commands",)),
     Layer("entry points", ("elasticlm.cli", "elasticlm.__main__")),
 ]
@@ -56,9 +57,10 @@ DELIBERATE = {
 # Imports that break the rules today and are to be fixed (issue 15): (importer, imported). An entry
 # that no longer occurs fails `test_known_violations_still_occur`; take it out then.
 KNOWN_VIOLATIONS = {
-    # export/hf.py and export/quality.py import each other (issue 15, item 6)
-    ("elasticlm.export.hf", "elasticlm.export.quality"),
-    ("elasticlm.export.quality", "elasticlm.export.hf"),
+    # the task-kind registry is looked up by name below its own layer (issue 15, item 1: to be inverted)
+    ("elasticlm.data.spec", "elasticlm.kinds"),
+    ("elasticlm.distill.teachers", "elasticlm.kinds"),
+    ("elasticlm.models.supernet", "elasticlm.kinds"),
 }
 
 

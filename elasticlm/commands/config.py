@@ -11,7 +11,8 @@ EXAMPLE = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("config", help="show a preset's run configuration")
+    p = subparsers.add_parser("config", help="show a preset's run configuration", epilog=EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="config_command", metavar="ACTION")
     d = sub.add_parser("dump", help="print a preset's whole run config as YAML (the file configs/PRESET.yaml)",
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
