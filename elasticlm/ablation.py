@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from elasticlm.config import override
-from elasticlm.data.cache import atomic_file
+from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.pipeline import RunConfig, run_pipeline
 

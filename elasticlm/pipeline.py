@@ -121,7 +121,7 @@ def _say(s: str) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
 
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

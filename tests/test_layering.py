@@ -31,7 +31,7 @@ class Layer:
 
 # The layers of elasticlm, bottom to top (the README's "How the code is laid out").
 LAYERS = [
-    Layer("base", ("elasticlm", "elasticlm.errors"), torch_free=True),
+    Layer("base", ("elasticlm", "elasticlm.errors", "elasticlm.io"), torch_free=True),
     Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile"),
           torch_free=True),
     Layer("data", ("elasticlm.data",)),

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elasticlm.data.cache import atomic_dir, atomic_file, cache_key, cache_root, registry_package
+from elasticlm.data.cache import cache_key, cache_root, registry_package
+from elasticlm.io import atomic_dir, atomic_file
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.data.cache import atomic_file
+from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.space import Architecture, SearchSpace
 

@@ -55,7 +55,7 @@ def _run(args, options) -> int:
     import torch
 
     from elasticlm.bench.runner import run_benchmarks
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
     from elasticlm.search.latency import machine_fingerprint
 
     t0 = time.perf_counter()

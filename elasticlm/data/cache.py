@@ -16,7 +16,6 @@ Offline mode (`ELASTICLM_OFFLINE=1`): nothing is downloaded; a missing entry rai
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_dir
 
 FETCH_HINT = "elasticlm data fetch demo"
 
@@ -65,46 +63,6 @@ def cache_root() -> Path:
 def offline() -> bool:
     """True when downloads are disabled (`ELASTICLM_OFFLINE=1`)."""
     return os.environ.get("ELASTICLM_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to `final`; on success rename it to `final`.
-
-    On any exception the temporary folder is removed and `final` is left untouched. If another
-    process created `final` meanwhile, its copy is kept and ours is discarded.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if final.exists():  # lost a race: someone else finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary file path next to `final`; on success rename it to `final`."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def registry_package(name: str, version: str, *, sdist: bool = False, hint: str = FETCH_HINT) -> Path:

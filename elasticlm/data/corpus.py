@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from elasticlm.data.cache import atomic_dir, cache_key, cache_root, file_fingerprint, offline
+from elasticlm.data.cache import cache_key, cache_root, file_fingerprint, offline
+from elasticlm.io import atomic_dir
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
 

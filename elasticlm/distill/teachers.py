@@ -40,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-from elasticlm.data.cache import atomic_dir, cache_root, offline, registry_package
+from elasticlm.data.cache import cache_root, offline, registry_package
+from elasticlm.io import atomic_dir
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS, head_kind, kind_named
 

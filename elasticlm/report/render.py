@@ -283,7 +283,7 @@ def check_run_folder(run_dir: Path) -> None:
 def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write the report of run folder `run_dir` to `out` (default RUN/report.md) with its PNGs in the folder
     named after it (RUN/report/); returns the report's path. Reads files only (no torch)."""
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
 
     run_dir = Path(run_dir).expanduser()
     check_run_folder(run_dir)

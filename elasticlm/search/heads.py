@@ -88,7 +88,7 @@ def search_heads(net, arch: Architecture, batches, cfg: HeadsConfig) -> tuple[Ar
 
 def write_heads(out: Path, arch: Architecture, records: list[dict], matrices: dict, eta: float) -> None:
     """heads/heads.json, heads/cka.npz and heads/arch.json, atomically."""
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / "cka.npz") as tmp:

@@ -328,7 +328,7 @@ class LatencyTable:
                       say: Callable[[str], None] | None = None) -> "LatencyTable":
         """The cached table of this machine and space, measured (and written) when there is none
         or `rebuild` is set."""
-        from elasticlm.data.cache import atomic_file
+        from elasticlm.io import atomic_file
 
         ffn_dims = list(ffn_dims) if ffn_dims is not None else None
         key = table_key(space, device=device, batch=batch, seq_len=seq_len, dtype=dtype, ffn_dims=ffn_dims, clock=clock)

@@ -146,7 +146,7 @@ def pareto_json(space: SearchSpace, scores: dict[Architecture, float], metric: s
 
 
 def write_pareto(path: str | Path, data: dict) -> None:
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
 
     with atomic_file(Path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")

@@ -140,7 +140,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
 
 def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict:
     """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.train.engine import Dist
     from elasticlm.train.supernet import widths_from_json
@@ -215,7 +215,7 @@ def _latency_constraint(space, limit_ms: float | None, device, say: Say):
 def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, out: str | Path, *,
               say: Say = _say) -> dict:
     """Algorithm 1 on `arch` with the held-out probe; writes heads.json, cka.npz, arch.json, result.json."""
-    from elasticlm.data.cache import atomic_file
+    from elasticlm.io import atomic_file
 
     out = Path(out)
     run_config = {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads), "arch": arch.to_list(),

@@ -325,7 +325,7 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     if data.test is not None:
         result["test"] = evaluate_model(model, data.batches("test", device), data.spec, bf16=train.bf16)
     if dist.main:
-        from elasticlm.data.cache import atomic_file
+        from elasticlm.io import atomic_file
 
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from elasticlm.data.cache import atomic_dir, atomic_file
+from elasticlm.io import atomic_dir, atomic_file
 from elasticlm.errors import ElasticLMError
 
 

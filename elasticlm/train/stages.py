@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.data.cache import atomic_file
+from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_of
 from elasticlm.models import carry_optimizer_state

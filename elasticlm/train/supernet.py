@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from elasticlm.data.cache import atomic_file
+from elasticlm.io import atomic_file
 from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_losses, hidden_loss, layer_map,
                                       logit_loss, weighted_total)
 from elasticlm.errors import ElasticLMError

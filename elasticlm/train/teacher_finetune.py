@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
+from elasticlm.data.cache import cache_key, cache_root, fingerprint
+from elasticlm.io import atomic_dir
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import TaskKind, kind_of
 from elasticlm.train.engine import Dist, TrainConfig, bf16_is_faster, fit, pad_batch, rows_of, step_rows
