@@ -34,6 +34,7 @@ LAYERS = [
     Layer("base", ("elasticlm", "elasticlm.errors", "elasticlm.io"), torch_free=True),
     Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile"),
           torch_free=True),
+    Layer("runtime", ("elasticlm.runtime",)),
     Layer("data", ("elasticlm.data",)),
     Layer("models", ("elasticlm.models",)),
     Layer("model analysis and distillation", ("elasticlm.analysis", "elasticlm.distill")),

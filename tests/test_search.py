@@ -198,7 +198,7 @@ from elasticlm.data.spec import TaskSpec
 from elasticlm.search.evaluator import SupernetFitness
 from elasticlm.search.evolution import EvolutionConfig, evolve
 from elasticlm.space import SearchSpace
-from elasticlm.train.engine import Dist
+from elasticlm.runtime import Dist
 from elasticlm.train.evaluation import Batches
 from elasticlm.train.supernet import build_supernet
 dist = Dist.setup()

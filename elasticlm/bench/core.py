@@ -19,7 +19,7 @@ import torch
 
 from elasticlm.models import ElasticLMConfig, ElasticLMModel, SuperNet, SupernetConfig
 from elasticlm.space import get_preset
-from elasticlm.train.engine import autocast
+from elasticlm.runtime import autocast
 
 
 def sync(device: torch.device) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from elasticlm.clm.data import Tokenized, pad_left
-from elasticlm.train.engine import autocast
+from elasticlm.runtime import autocast
 
 
 @torch.no_grad()

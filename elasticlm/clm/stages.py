@@ -300,7 +300,7 @@ def heldout_loss(model, blocks, *, bf16: bool, batch: int = 16) -> float:
     import numpy as np
 
     from elasticlm.clm.train import causal_lm_loss
-    from elasticlm.train.engine import autocast
+    from elasticlm.runtime import autocast
 
     model.eval()
     total, n = 0.0, 0
@@ -474,6 +474,6 @@ def _fields(cfg: ClmConfig, *names: str) -> dict:
 
 
 def _dist():
-    from elasticlm.train.engine import Dist
+    from elasticlm.runtime import Dist
 
     return Dist()

@@ -25,7 +25,8 @@ from elasticlm.distill.losses import HiddenProjection, hidden_loss, layer_map
 from elasticlm.distill.minillm import (importance_weights, mix_logprobs, policy_gradient_loss, returns,
                                        single_step_loss, token_logprobs)
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import Dist, TrainConfig, autocast, step_rows
+from elasticlm.train.engine import TrainConfig, step_rows
+from elasticlm.runtime import Dist, autocast
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:

@@ -68,10 +68,9 @@ def _say(s: str) -> None:
 
 
 def _runtime(cfg: SearchConfig):
-    from elasticlm.train.engine import TrainConfig
+    from elasticlm.runtime import resolve_bf16, resolve_device
 
-    t = TrainConfig(device=cfg.device, precision=cfg.precision)
-    return t.torch_device(), t.bf16
+    return resolve_device(cfg.device), resolve_bf16(cfg.precision)
 
 
 @dataclass
@@ -142,7 +141,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
     from elasticlm.io import atomic_file
     from elasticlm.search.evaluator import SupernetFitness
-    from elasticlm.train.engine import Dist
+    from elasticlm.runtime import Dist
     from elasticlm.train.supernet import widths_from_json
 
     cfg.validate()
@@ -228,7 +227,7 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
     inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.heads.probe_examples,
                       device=device)
     inp.net.space.validate(arch)
-    from elasticlm.train.engine import Dist
+    from elasticlm.runtime import Dist
 
     claim_out(out, "heads", run_config, Dist())
     batches = inp.batches(64, device).batches

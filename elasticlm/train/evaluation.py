@@ -22,7 +22,8 @@ import torch
 
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import SpanQA, kind_of
-from elasticlm.train.engine import autocast, pad_batch, rows_of
+from elasticlm.train.engine import pad_batch, rows_of
+from elasticlm.runtime import autocast
 
 
 @dataclass

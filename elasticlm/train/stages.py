@@ -26,7 +26,8 @@ from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_of
 from elasticlm.models import carry_optimizer_state
-from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
+from elasticlm.train.engine import Periodic, fit, fmt_time
+from elasticlm.runtime import Dist, autocast
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed,

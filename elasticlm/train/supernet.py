@@ -35,7 +35,8 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.kinds import kind_of
-from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import TrainConfig, pad_batch, rows_of, step_rows
+from elasticlm.runtime import Dist
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)
