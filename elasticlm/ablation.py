@@ -75,7 +75,7 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
     from elasticlm.analysis.similarity import block_similarity
     from elasticlm.data.corpus import packed_blocks, probe_batches
     from elasticlm.distill.teachers import load_teacher
-    from elasticlm.train.supernet import load_supernet
+    from elasticlm.models.folder import load_supernet
 
     folders = {"relational": out / "full" / f"seed-{seed}" / "supernet",
                "classic": out / "classic-kd" / f"seed-{seed}" / "supernet"}

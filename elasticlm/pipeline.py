@@ -254,7 +254,7 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     from elasticlm.space import Architecture
     from elasticlm.train.evaluation import majority_metrics
     from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
-    from elasticlm.train.supernet import load_supernet
+    from elasticlm.models.folder import load_supernet
 
     net, _ = load_supernet(out / "supernet-ft")
     space = net.space

@@ -14,7 +14,8 @@ from elasticlm.analysis.cka import linear_cka
 from elasticlm.analysis.similarity import block_similarity
 from elasticlm.models import Capture
 from elasticlm.space import Architecture, LayerChoice, SearchSpace
-from elasticlm.train.supernet import build_supernet, save_supernet
+from elasticlm.models.folder import save_supernet
+from elasticlm.train.supernet import build_supernet
 
 from conftest import STAGE_VOCAB
 

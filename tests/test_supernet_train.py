@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from elasticlm.errors import ElasticLMError
 from elasticlm.train.engine import TrainConfig
-from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig, load_supernet
+from elasticlm.models.folder import load_supernet
+from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig
 
 from conftest import STAGE_VOCAB as VOCAB
 

@@ -73,7 +73,7 @@ def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
     from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
                                          summarize)
-    from elasticlm.train.supernet import load_supernet
+    from elasticlm.models.folder import load_supernet
 
     cfg = build(RetrainConfig(), args)
     cfg.validate()

@@ -102,7 +102,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
 
     from elasticlm.data.tasks import load_task, search_split
     from elasticlm.distill.teachers import quiet_transformers
-    from elasticlm.train.supernet import load_supernet
+    from elasticlm.models.folder import load_supernet
 
     net, config = load_supernet(supernet_dir)
     heads = list(config.get("task_heads", {}))
@@ -142,7 +142,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     from elasticlm.io import atomic_file
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.runtime import Dist
-    from elasticlm.train.supernet import widths_from_json
+    from elasticlm.models.folder import widths_from_json
 
     cfg.validate()
     out, dist = Path(out), Dist.setup()

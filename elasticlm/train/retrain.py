@@ -232,7 +232,8 @@ def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say
     from elasticlm.distill.teachers import load_teacher
     from safetensors.torch import load_file
 
-    from elasticlm.train.supernet import MLMDistill, PretrainConfig, save_supernet
+    from elasticlm.models.folder import save_supernet
+    from elasticlm.train.supernet import MLMDistill, PretrainConfig
 
     if (out / "result.json").exists():
         net.load_state_dict(load_file(str(out / "supernet.safetensors")))

@@ -1,5 +1,5 @@
-"""Supernet training: what both stages share — configs, the sampled path, the distillation
-objectives, and the supernet folder format.
+"""Supernet training: what both stages share — configs, the sampled path and the distillation
+objectives (the supernet folder format is `elasticlm.models.folder`).
 
 Single-path one-shot: every optimizer step samples one block per layer (uniformly, or uniformly
 among the paths within a parameter range) from `random.Random(f"{seed}:{step}")`, so every rank and
@@ -12,23 +12,17 @@ every resumed run trains the same path at the same step. Only that path runs and
                   attention and hidden losses); several tasks take turns, one task per step. QA
                   tasks train on windowed features: the kind's span loss and the start/end
                   logits distilled over each window's real positions (`kinds.SpanQA`)
-
-A supernet folder holds `supernet.safetensors` (weights at their current FFN widths, task heads
-included) and `config.json` (space, widths, task heads, the resolved training config).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from elasticlm.io import atomic_file
 from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_losses, hidden_loss, layer_map,
                                       logit_loss, weighted_total)
 from elasticlm.errors import ElasticLMError
@@ -289,20 +283,8 @@ class TaskDistill:
 
 
 # --------------------------------------------------------------------------------------------------
-# The supernet folder
+# A fresh supernet
 # --------------------------------------------------------------------------------------------------
-
-
-def widths_to_json(widths: dict) -> dict[str, int]:
-    return {f"{l}/{kind}/{sharing}": w for (l, kind, sharing), w in widths.items()}
-
-
-def widths_from_json(data: dict[str, int]) -> dict:
-    out = {}
-    for key, w in data.items():
-        l, kind, sharing = key.split("/")
-        out[(int(l), kind, sharing)] = int(w)
-    return out
 
 
 def build_supernet(space: SearchSpace, *, fixed: bool, seed: int, task_heads: dict | None = None) -> SuperNet:
@@ -314,33 +296,3 @@ def build_supernet(space: SearchSpace, *, fixed: bool, seed: int, task_heads: di
     for task, spec in (task_heads or {}).items():
         net.add_task_head(task, spec["kind"], spec["num_labels"], generator=gen, pooling=spec.get("pooling", "mean"))
     return net
-
-
-def save_supernet(net: SuperNet, out: Path, info: dict[str, Any]) -> None:
-    """`supernet.safetensors` + `config.json` (space, widths, task heads, `info`), atomically."""
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out / "supernet.safetensors") as tmp:
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    config = {"space": net.space.to_dict(), "widths": widths_to_json(net.widths()),
-              "mean_ffn_width": net.mean_ffn_width(), "task_heads": net.task_head_specs(), **info}
-    with atomic_file(out / "config.json") as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def load_supernet(folder: str | Path) -> tuple[SuperNet, dict[str, Any]]:
-    """The supernet saved in `folder` (grown widths and task heads restored) and its config.json."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / "supernet.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ElasticLMError(f"{folder} holds no trained supernet (supernet.safetensors + config.json); "
-                             f"run `elasticlm supernet pretrain --out {folder}` first")
-    config = json.loads((folder / "config.json").read_text())
-    space = SearchSpace.from_dict(config["space"])
-    net = SuperNet(SupernetConfig(space))
-    for task, spec in config.get("task_heads", {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], pooling=spec.get("pooling", "mean"))
-    net.load_state_dict(load_file(str(folder / "supernet.safetensors")))
-    return net, config
