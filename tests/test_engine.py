@@ -11,7 +11,8 @@ from torch import nn
 
 from elasticlm.config import from_dict, override, to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import TrainConfig, fit, itstime, pad_batch, step_rows
+from elasticlm.data.batching import pad_batch
+from elasticlm.train.engine import TrainConfig, fit, itstime, step_rows
 from elasticlm.runtime import Dist
 from elasticlm.train.run_folder import find_checkpoint, load_checkpoint_weights, save_checkpoint, truncate_jsonl
 

@@ -157,7 +157,7 @@ def test_qa_fitness_equals_the_extracted_models_f1(run, squad_dir):
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.search.stage import load_inputs
     from elasticlm.space import Architecture
-    from elasticlm.train.engine import eval_batches
+    from elasticlm.data.batching import eval_batches
     from elasticlm.train.evaluation import evaluate_model
 
     out, _ = run

@@ -9,6 +9,7 @@
     demo      offline demo tasks and corpus built from registry packages (fixed splits)
     corpus    text sources, packed token blocks cached on disk, the MLM masking collator
     metrics   accuracy, F1, Matthews, Pearson/Spearman, the GLUE average
+    batching  `pad_batch` (encoded rows -> B×N tensors), `rows_of`, `eval_batches`
     textfile  reading a user's text file with one-line errors
     cache     the on-disk cache, cache keys (`fingerprint`, `cache_key`) and registry downloads
 

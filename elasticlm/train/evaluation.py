@@ -22,7 +22,7 @@ import torch
 
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import SpanQA, kind_of
-from elasticlm.train.engine import pad_batch, rows_of
+from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.runtime import autocast
 
 

@@ -30,7 +30,8 @@ from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map,
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_named, kind_of
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.train.engine import TrainConfig, fit, pad_batch, rows_of, step_rows
+from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.runtime import Dist
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out

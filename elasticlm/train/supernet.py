@@ -29,7 +29,8 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.kinds import kind_of
-from elasticlm.train.engine import TrainConfig, pad_batch, rows_of, step_rows
+from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.train.engine import TrainConfig, step_rows
 from elasticlm.runtime import Dist
 
 # --------------------------------------------------------------------------------------------------
