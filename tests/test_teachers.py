@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from elasticlm.data.cache import cache_root
-from elasticlm.distill.teachers import (OFFLINE_TEACHERS, Teacher, canonical_name, check_vocab,
-                                        ensure_teacher, load_teacher, load_tokenizer, teacher_layer)
+from elasticlm.distill.fetch import OFFLINE_TEACHERS, canonical_name, ensure_teacher, load_tokenizer
+from elasticlm.distill.teachers import Teacher, check_vocab, load_teacher, teacher_layer
 from elasticlm.errors import ElasticLMError
 
 SENTENCES = ["the cat sat on the mat", "a much longer sentence, with punctuation, about dogs and cats"]

@@ -24,7 +24,7 @@ def generate_text(model_dir: str | Path, prompt: str, *, max_new_tokens: int = 6
         folder = folder / "model"
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{model_dir}: no saved model here (config.json missing); give a model or stage folder")
-    from elasticlm.distill.teachers import quiet_transformers
+    from elasticlm.distill.fetch import quiet_transformers
 
     with quiet_transformers():  # no loading bars before the streamed reply
         tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -47,7 +47,7 @@ def _say(message: str) -> None:
 
 def _teacher_tokenizer():
     """Fetch the default teacher and return (its tokenizer, the id used for cache keys)."""
-    from elasticlm.distill.teachers import ensure_teacher, load_tokenizer
+    from elasticlm.distill.fetch import ensure_teacher, load_tokenizer
 
     path = ensure_teacher(DEFAULT_TEACHER)
     _say(f"      cached at {path}")

@@ -104,7 +104,7 @@ def _evaluate(args) -> int:
 
     import elasticlm.models  # noqa: F401  (registers the Auto classes)
     from elasticlm.data.tasks import load_task
-    from elasticlm.distill.teachers import quiet_transformers
+    from elasticlm.distill.fetch import quiet_transformers
     from elasticlm.errors import ElasticLMError
     from elasticlm.train.evaluation import Batches, evaluate_model
 

@@ -62,7 +62,8 @@ def register(subparsers) -> None:
 
 
 def _fetch(args) -> int:
-    from elasticlm.distill.teachers import ensure_teacher, load_teacher
+    from elasticlm.distill.fetch import ensure_teacher
+    from elasticlm.distill.teachers import load_teacher
 
     t0 = time.time()
     path = ensure_teacher(args.name)
@@ -92,7 +93,7 @@ def _show(args) -> int:
 
 def _list(args) -> int:
     from elasticlm.data.cache import cache_root
-    from elasticlm.distill.teachers import OFFLINE_TEACHERS
+    from elasticlm.distill.fetch import OFFLINE_TEACHERS
 
     print("offline teachers:")
     for alias, t in OFFLINE_TEACHERS.items():

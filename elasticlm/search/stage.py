@@ -101,7 +101,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
     from transformers import AutoTokenizer
 
     from elasticlm.data.tasks import load_task, search_split
-    from elasticlm.distill.teachers import quiet_transformers
+    from elasticlm.distill.fetch import quiet_transformers
     from elasticlm.models.folder import load_supernet
 
     net, config = load_supernet(supernet_dir)

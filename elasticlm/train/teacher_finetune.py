@@ -146,7 +146,7 @@ def _canonical(cfg: TeacherFinetuneConfig) -> tuple[str, str]:
     """(teacher, task) spelled one way: offline aliases for teacher hub ids, registry names for
     tasks (`SST2` → `sst-2`), absolute paths for local folders."""
     from elasticlm.data.tasks import canonical_name as task_name
-    from elasticlm.distill.teachers import canonical_name as teacher_name
+    from elasticlm.distill.fetch import canonical_name as teacher_name
 
     teacher, task = str(cfg.teacher), str(cfg.task)
     if Path(teacher).expanduser().exists():
@@ -232,7 +232,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     say = (log or (lambda s: print(s, file=sys.stderr, flush=True))) if progress else (lambda s: None)
 
     from elasticlm.data.tasks import load_task
-    from elasticlm.distill.teachers import quiet_transformers, ensure_teacher, load_tokenizer
+    from elasticlm.distill.fetch import quiet_transformers, ensure_teacher, load_tokenizer
 
     t_start = time.time()
     teacher_path = ensure_teacher(cfg.teacher)
