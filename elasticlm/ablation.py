@@ -14,8 +14,8 @@ from typing import Callable
 import numpy as np
 
 from elasticlm.config import override
-from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_file
 from elasticlm.pipeline import RunConfig, run_pipeline
 
 # variant -> the overrides that switch one component off

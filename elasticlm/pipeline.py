@@ -250,11 +250,11 @@ def _previous_timings(out: Path) -> dict:
 
 def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
     """Retrain the found model and the baselines (each seed), then measure teacher and majority."""
+    from elasticlm.models.folder import load_supernet
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
     from elasticlm.space import Architecture
     from elasticlm.train.evaluation import majority_metrics
     from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
-    from elasticlm.models.folder import load_supernet
 
     net, _ = load_supernet(out / "supernet-ft")
     space = net.space

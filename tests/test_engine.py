@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from elasticlm.config import from_dict, override, to_dict
-from elasticlm.errors import ElasticLMError
 from elasticlm.data.batching import pad_batch
-from elasticlm.train.engine import TrainConfig, fit, itstime, step_rows
+from elasticlm.errors import ElasticLMError
 from elasticlm.runtime import Dist
+from elasticlm.train.engine import TrainConfig, fit, itstime, step_rows
 from elasticlm.train.run_folder import find_checkpoint, load_checkpoint_weights, save_checkpoint, truncate_jsonl
 
 

@@ -154,10 +154,10 @@ def test_search_split_is_by_example(run, squad_dir):
 
 def test_qa_fitness_equals_the_extracted_models_f1(run, squad_dir):
     from elasticlm.data import squad
+    from elasticlm.data.batching import eval_batches
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.search.stage import load_inputs
     from elasticlm.space import Architecture
-    from elasticlm.data.batching import eval_batches
     from elasticlm.train.evaluation import evaluate_model
 
     out, _ = run

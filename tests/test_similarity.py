@@ -13,8 +13,8 @@ import torch
 from elasticlm.analysis.cka import linear_cka
 from elasticlm.analysis.similarity import block_similarity
 from elasticlm.models import Capture
-from elasticlm.space import Architecture, LayerChoice, SearchSpace
 from elasticlm.models.folder import save_supernet
+from elasticlm.space import Architecture, LayerChoice, SearchSpace
 from elasticlm.train.supernet import build_supernet
 
 from conftest import STAGE_VOCAB

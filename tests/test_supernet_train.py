@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import TrainConfig
 from elasticlm.models.folder import load_supernet
+from elasticlm.train.engine import TrainConfig
 from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig
 
 from conftest import STAGE_VOCAB as VOCAB

@@ -18,8 +18,8 @@ import time
 import torch
 
 from elasticlm.models import ElasticLMConfig, ElasticLMModel, SuperNet, SupernetConfig
-from elasticlm.space import get_preset
 from elasticlm.runtime import autocast
+from elasticlm.space import get_preset
 
 
 def sync(device: torch.device) -> None:

@@ -16,10 +16,10 @@ def search_speed(*, quick: bool = False, preset: str = "demo", examples: int | N
     import datasets
 
     from elasticlm.data.spec import TaskSpec
+    from elasticlm.runtime import autocast, bf16_is_faster
     from elasticlm.search.evaluator import SupernetFitness
     from elasticlm.search.evolution import Budget, EvolutionConfig, evolve
     from elasticlm.space import get_preset
-    from elasticlm.runtime import autocast, bf16_is_faster
     from elasticlm.train.evaluation import Batches
     from elasticlm.train.supernet import build_supernet
 

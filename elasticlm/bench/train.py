@@ -31,9 +31,9 @@ from elasticlm.data.corpus import MLMCollator, probe_batches
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.models import Capture
+from elasticlm.runtime import Dist, autocast
 from elasticlm.space import get_preset
 from elasticlm.train.engine import Periodic, TrainConfig, fit, make_optimizer
-from elasticlm.runtime import Dist, autocast
 from elasticlm.train.stages import Growth
 from elasticlm.train.supernet import (GrowthConfig, MLMDistill, PretrainConfig, build_supernet, representation_losses,
                                       sample_path)

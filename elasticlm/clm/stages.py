@@ -24,8 +24,8 @@ from typing import Any, Callable
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_file
 from elasticlm.space import Architecture, SearchSpace
 
 Say = Callable[[str], None]

@@ -25,8 +25,8 @@ from elasticlm.distill.losses import HiddenProjection, hidden_loss, layer_map
 from elasticlm.distill.minillm import (importance_weights, mix_logprobs, policy_gradient_loss, returns,
                                        single_step_loss, token_logprobs)
 from elasticlm.errors import ElasticLMError
-from elasticlm.train.engine import TrainConfig, step_rows
 from elasticlm.runtime import Dist, autocast
+from elasticlm.train.engine import TrainConfig, step_rows
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:

@@ -71,9 +71,9 @@ def register(subparsers) -> None:
 
 def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
+    from elasticlm.models.folder import load_supernet
     from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
                                          summarize)
-    from elasticlm.models.folder import load_supernet
 
     cfg = build(RetrainConfig(), args)
     cfg.validate()

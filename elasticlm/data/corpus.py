@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from elasticlm.data.cache import cache_key, cache_root, file_fingerprint, offline
-from elasticlm.io import atomic_dir
 from elasticlm.data.textfile import read_lines
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_dir
 
 FORMAT_VERSION = 1
 HELDOUT_FRACTION = 0.01

@@ -140,9 +140,9 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
 def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict:
     """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
     from elasticlm.io import atomic_file
-    from elasticlm.search.evaluator import SupernetFitness
-    from elasticlm.runtime import Dist
     from elasticlm.models.folder import widths_from_json
+    from elasticlm.runtime import Dist
+    from elasticlm.search.evaluator import SupernetFitness
 
     cfg.validate()
     out, dist = Path(out), Dist.setup()

@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import SpanQA, kind_of
-from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.runtime import autocast
 
 

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
+from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_named, kind_of
-from elasticlm.space import Architecture, SearchSpace
-from elasticlm.data.batching import pad_batch, rows_of
-from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.runtime import Dist
+from elasticlm.space import Architecture, SearchSpace
+from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
 from elasticlm.train.run_folder import check_out, claim_out
 from elasticlm.train.supernet import representation_losses

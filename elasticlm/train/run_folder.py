@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from elasticlm.io import atomic_dir, atomic_file
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_dir, atomic_file
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_file
 from elasticlm.kinds import kind_of
 from elasticlm.models import carry_optimizer_state
 from elasticlm.models.folder import load_supernet, save_supernet
-from elasticlm.train.engine import Periodic, fit, fmt_time
 from elasticlm.runtime import Dist, autocast
+from elasticlm.train.engine import Periodic, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
 from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
                                       build_supernet, check_range, resolve_space, hash_seed, sample_path)

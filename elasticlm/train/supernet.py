@@ -23,15 +23,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_losses, hidden_loss, layer_map,
                                       logit_loss, weighted_total)
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
+from elasticlm.runtime import Dist
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.kinds import kind_of
-from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.train.engine import TrainConfig, step_rows
-from elasticlm.runtime import Dist
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)

@@ -37,13 +37,13 @@ from typing import Any
 
 import torch
 
-from elasticlm.data.cache import cache_key, cache_root, fingerprint
-from elasticlm.io import atomic_dir
-from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import TaskKind, kind_of
 from elasticlm.data.batching import pad_batch, rows_of
-from elasticlm.train.engine import TrainConfig, fit, step_rows
+from elasticlm.data.cache import cache_key, cache_root, fingerprint
+from elasticlm.errors import ElasticLMError
+from elasticlm.io import atomic_dir
+from elasticlm.kinds import TaskKind, kind_of
 from elasticlm.runtime import Dist, bf16_is_faster
+from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.train.evaluation import Batches, model_inputs
 
 log_module = logging.getLogger(__name__)
