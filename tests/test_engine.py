@@ -12,7 +12,7 @@ from torch import nn
 from elasticlm.config import from_dict, override, to_dict
 from elasticlm.data.batching import pad_batch
 from elasticlm.errors import ElasticLMError
-from elasticlm.runtime import Dist
+from elasticlm.runtime import Dist, resolve_bf16, resolve_device
 from elasticlm.train.engine import TrainConfig, fit, itstime, step_rows
 from elasticlm.train.run_folder import find_checkpoint, load_checkpoint_weights, save_checkpoint, truncate_jsonl
 
@@ -45,6 +45,15 @@ def test_itstime():
     assert [s for s in range(1, 11) if itstime(s, 4)] == [4, 8]
     assert [s for s in range(1, 11) if itstime(s, 4, 10, last=True)] == [4, 8, 10]
     assert not any(itstime(s, None) for s in range(1, 5))
+
+
+
+def test_train_config_resolves_device_and_precision_through_the_runtime():
+    for device in ("auto", "cpu"):
+        assert TrainConfig(device=device).torch_device() == resolve_device(device)
+    for precision in ("auto", "bf16", "fp32"):
+        assert TrainConfig(precision=precision).bf16 == resolve_bf16(precision)
+    assert resolve_bf16("bf16") and not resolve_bf16("fp32")
 
 
 class Line:

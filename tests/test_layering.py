@@ -149,6 +149,15 @@ def test_known_violations_still_occur():
         assert imported in MODULES.get(importer, ()), f"({importer!r}, {imported!r}) no longer occurs: remove it"
 
 
+
+def test_search_export_and_the_ablation_load_a_supernet_and_resolve_a_device_without_training():
+    """The supernet folder format (`models.folder`) and device/precision/`Dist` (`runtime`) sit below
+    training, so loading a trained supernet to search, export or ablate it never imports train/."""
+    users = [n for n in MODULES if n.startswith(("elasticlm.search", "elasticlm.export")) or n == "elasticlm.ablation"]
+    bad = [(n, d) for n in users for d in MODULES[n] if d in {"elasticlm.train.supernet", "elasticlm.train.engine"}]
+    assert not bad, bad
+
+
 TORCH_FREE = [name for name in sorted(PATHS) if LAYERS[LEVEL[unit_of(name)]].torch_free]
 
 
