@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from elasticlm.data.cache import atomic_dir, atomic_file
-from elasticlm.errors import ElasticLMError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,56 +197,3 @@ def _with_aliases(path: Path, module: nn.Module) -> dict[str, torch.Tensor]:
             if saved is not None and k not in state:
                 state[k] = state[saved]
     return state
-
-
-# --------------------------------------------------------------------------------------------------
-# Stage folders: refuse another config's folder, skip a finished one
-# --------------------------------------------------------------------------------------------------
-
-
-def input_path(folder: str | Path, out: str | Path) -> str:
-    """How a stage's config names an input folder: relative to the stage's own folder, so a run folder
-    can be moved or copied whole and still resumes."""
-    import os
-
-    return os.path.relpath(Path(folder).resolve(), Path(out).resolve())
-
-
-def check_out(out: Path, stage: str, config: dict[str, Any]) -> dict | None:
-    """Read-only: `out` is free (None), finished (its result), or an unfinished run of this same
-    config (None, resumed); anything else is refused before a file is touched."""
-    marker, result = out / "run_config.json", out / "result.json"
-    mine = {"stage": stage, "config": config}
-    if marker.exists():
-        theirs = json.loads(marker.read_text())
-        if theirs != mine:
-            diff = first_difference(theirs, mine)
-            raise ElasticLMError(f"{out} holds a {theirs.get('stage')} run made with another config ({diff}); "
-                                 f"use another --out, or delete the folder to start over")
-        if result.exists():
-            return json.loads(result.read_text())
-    elif out.exists() and any(out.iterdir()):
-        raise ElasticLMError(f"{out} is not empty and holds no elasticlm {stage} run; choose another --out")
-    return None
-
-
-def claim_out(out: Path, stage: str, config: dict[str, Any], dist) -> None:
-    """Mark `out` as this run's (after every input was checked)."""
-    if dist.main and not (out / "run_config.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_file(out / "run_config.json") as tmp:
-            tmp.write_text(json.dumps({"stage": stage, "config": config}, indent=2) + "\n")
-    dist.barrier()
-
-
-def first_difference(a, b, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"
-
-
-# --------------------------------------------------------------------------------------------------
-# Growth (inline periodic work of stage 1)
-# --------------------------------------------------------------------------------------------------
