@@ -29,7 +29,7 @@ from typing import Any, Callable, ClassVar
 from elasticlm.config import from_dict, to_dict
 from elasticlm.errors import ElasticLMError
 from elasticlm.run_layout import RunLayout
-from elasticlm.search.stage import SearchConfig
+from elasticlm.search.search_stages import SearchConfig
 from elasticlm.train.retrain import RetrainConfig
 from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
 
@@ -156,9 +156,9 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
 
 def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: Say = _say) -> dict:
     """Run (or resume) every stage into `out`; returns metrics.json's contents."""
-    from elasticlm.search.stage import run_heads, run_search
+    from elasticlm.search.search_stages import run_heads, run_search
     from elasticlm.space import Architecture
-    from elasticlm.train.stages import finetune, pretrain
+    from elasticlm.train.supernet_stages import finetune, pretrain
 
     cfg = cfg.resolved()
     out = Path(out)

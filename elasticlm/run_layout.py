@@ -34,6 +34,9 @@ class RunLayout:
     root: Path = field(default_factory=Path)
     """The run folder (the default, `Path()`, gives the paths relative to it)."""
 
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def run_config(self) -> Path:
         return self.root / CONFIG_FILE

@@ -33,9 +33,9 @@ from elasticlm.distill.teachers import load_teacher
 from elasticlm.models import Capture
 from elasticlm.space import get_preset
 from elasticlm.train.engine import Dist, Periodic, TrainConfig, autocast, fit, make_optimizer
-from elasticlm.train.stages import Growth
-from elasticlm.train.supernet import (GrowthConfig, MLMDistill, PretrainConfig, build_supernet, representation_losses,
-                                      sample_path)
+from elasticlm.train.supernet_stages import Growth
+from elasticlm.train.objectives import MLMDistill, representation_losses
+from elasticlm.train.supernet import GrowthConfig, PretrainConfig, build_supernet, sample_path
 
 
 def synthetic_blocks(tokenizer, n: int, seq: int, seed: int = 0) -> list[dict]:

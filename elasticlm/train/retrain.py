@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
+from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_named, kind_of
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.stage_folder import StageFolder
 from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
-from elasticlm.train.supernet import representation_losses
+from elasticlm.train.objectives import Distiller
 
 Say = Callable[[str], None]
 
@@ -228,8 +228,9 @@ def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say
     weights train), `cfg.pretrain_steps` steps into `out` (resumable; skipped when done)."""
     from safetensors.torch import load_file
 
-    from elasticlm.train.stages import Stage1
-    from elasticlm.train.supernet import MLMDistill, PretrainConfig, save_supernet
+    from elasticlm.train.objectives import MLMDistill
+    from elasticlm.train.supernet import PretrainConfig, save_supernet
+    from elasticlm.train.supernet_stages import Stage1
 
     pcfg = PretrainConfig(corpus=cfg.corpus, teacher=cfg.teacher, max_length=min(128, net.space.max_position_embeddings),
                           train=replace(cfg.train, lr=cfg.pretrain_lr, max_steps=cfg.pretrain_steps, epochs=1.0,
@@ -258,14 +259,16 @@ class RetrainTask:
     def __init__(self, model, data: RetrainData, cfg: RetrainConfig, train: TrainConfig, dist: Dist):
         self.model, self.data, self.cfg, self.train_cfg, self.dist = model, data, cfg, train, dist
         d = cfg.distill
-        self.needs_teacher = d.alpha_attn > 0 or d.alpha_hidden > 0 or (d.alpha_logit > 0 and data.teacher_logits is None)
         self.modules = {"model": model}
         L = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else len(model.config.architecture)
+        self.proj = None
         if d.alpha_hidden > 0:
             self.proj = HiddenProjection(L, model.config.hidden_size, data.teacher.hidden_size,
                                          generator=torch.Generator().manual_seed(train.seed + 2))
             self.modules["projection"] = self.proj
         self.lmap = layer_map(L, data.teacher.num_layers)
+        self.distiller = Distiller(d, self.proj, self.lmap)
+        self.needs_teacher = self.distiller.wants_teacher or (d.alpha_logit > 0 and data.teacher_logits is None)
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist)
@@ -275,24 +278,23 @@ class RetrainTask:
         return b
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        d = self.cfg.distill
+        d, kd = self.cfg.distill, self.distiller
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
-                         output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
+                         output_attentions=kd.wants_attentions, output_hidden_states=kd.wants_hidden)
         kind = kind_of(self.data.spec)
         logits = kind.logits(out)  # B×C, or B×N×2 (QA), ...
         losses = {"task": kind.loss(logits, batch)}
         t_out = None
         if self.needs_teacher:
             with torch.no_grad():
-                t_out = self.data.teacher(ids, mask, types, want_attentions=d.alpha_attn > 0,
-                                          want_hidden=d.alpha_hidden > 0)
+                t_out = kd.teacher(self.data.teacher, ids, mask, types)
         if d.alpha_logit > 0:
             t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
             losses["logit"] = kind.distill_loss(logits, t_logits.to(logits.device), mask, d)
-        if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
-            losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
-        return {"loss": weighted_total(losses, d), **losses}
+        if t_out is not None and kd.wants_teacher:
+            losses.update(kd.representation(out, t_out, mask))
+        return kd.total(losses)
 
 
 def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path, *, seed: int,

@@ -29,9 +29,9 @@ from elasticlm.models import carry_optimizer_state
 from elasticlm.stage_folder import StageFolder, input_path
 from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import truncate_jsonl
-from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
-                                      build_supernet, check_range, resolve_space, hash_seed,
-                                      load_supernet, sample_path, save_supernet)
+from elasticlm.train.objectives import MLMDistill, TaskData, TaskDistill
+from elasticlm.train.supernet import (FinetuneConfig, PathRange, PretrainConfig, build_supernet, check_range,
+                                      resolve_space, hash_seed, load_supernet, sample_path, save_supernet)
 
 Say = Callable[[str], None]
 
@@ -237,8 +237,6 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
 def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 2 (see the module docstring). Returns result.json's contents."""
     from elasticlm.distill.losses import HiddenProjection
-    from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -253,7 +251,45 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         say(f"{out}: fine-tuning already complete")
         return done
     talk = say if dist.main else (lambda s: None)
+    tasks, evals, lengths, sources = _load_tasks(cfg, net, dist, talk)
+    check_range(net.space, net.widths(), cfg.paths)
+    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
+                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    folder.claim(dist)
+    objective = TaskDistill(net, proj, tasks, cfg, dist)
+    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
+                                              for t in tasks))
+    talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
+         f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
+    state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
+    scores = {t.name: evaluate_paths(net, t, evals[t.name], seed=cfg.train.seed, paths=cfg.eval_paths,
+                                     bf16=cfg.train.bf16) for t in tasks}
+    result = {"stage": "finetune", "steps": state["step"], "tokens": state["tokens"],
+              "seconds": round(state["seconds"], 1), "tasks": scores}
+    if dist.main:
+        save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
+                                 "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
+                                 "max_length": lengths, "task_sources": sources,
+                                 "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
+    folder.finish(result, dist)
+    for name, s in scores.items():
+        for split, summary in s["summary"].items():
+            majority = summary["majority"]
+            talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
+                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
+                 + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
+    talk(f"fine-tuned in {fmt_time(state['seconds'])}")
+    dist.barrier()
+    return result
+
+
+def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[TaskData], dict, dict, dict]:
+    """Stage 2's tasks: each one's first 90% encoded with its task teacher (fine-tuned first when not
+    cached), its evaluation splits, max length and source; a task head added to `net` for each.
+    Returns (tasks, evals, lengths, sources)."""
     from elasticlm.data.tasks import load_task, search_split
+    from elasticlm.distill.teachers import check_vocab, load_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
     tasks, evals, lengths, sources = [], {}, {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
@@ -294,35 +330,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
              f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
-    check_range(net.space, net.widths(), cfg.paths)
-    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    folder.claim(dist)
-    objective = TaskDistill(net, proj, tasks, cfg, dist)
-    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
-                                              for t in tasks))
-    talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
-         f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
-    state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
-    scores = {t.name: evaluate_paths(net, t, evals[t.name], seed=cfg.train.seed, paths=cfg.eval_paths,
-                                     bf16=cfg.train.bf16) for t in tasks}
-    result = {"stage": "finetune", "steps": state["step"], "tokens": state["tokens"],
-              "seconds": round(state["seconds"], 1), "tasks": scores}
-    if dist.main:
-        save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
-                                 "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
-                                 "max_length": lengths, "task_sources": sources,
-                                 "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
-    folder.finish(result, dist)
-    for name, s in scores.items():
-        for split, summary in s["summary"].items():
-            majority = summary["majority"]
-            talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
-                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
-                 + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
-    talk(f"fine-tuned in {fmt_time(state['seconds'])}")
-    dist.barrier()
-    return result
+    return tasks, evals, lengths, sources
 
 
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
