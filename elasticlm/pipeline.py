@@ -28,7 +28,8 @@ from typing import Any, Callable, ClassVar
 
 from elasticlm.config import from_dict, to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.search.stage import SearchConfig
+from elasticlm.run_layout import RunLayout
+from elasticlm.search.search_stages import SearchConfig
 from elasticlm.train.retrain import RetrainConfig
 from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
 
@@ -128,7 +129,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
-    marker = out / "run_config.json"
+    marker = RunLayout(out).run_config
     mine = {"stage": "run", "config": to_dict(cfg)}
     if marker.exists():
         theirs = json.loads(marker.read_text())
@@ -138,7 +139,7 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
             pass
         if theirs != mine:
             if not force:
-                from elasticlm.train.run_folder import first_difference
+                from elasticlm.stage_folder import first_difference
 
                 raise ElasticLMError(f"{out} holds a run made with another config "
                                      f"({first_difference(theirs, mine)}); use another --out, or --force to "
@@ -155,14 +156,15 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
 
 def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: Say = _say) -> dict:
     """Run (or resume) every stage into `out`; returns metrics.json's contents."""
-    from elasticlm.search.stage import run_heads, run_search
+    from elasticlm.search.search_stages import run_heads, run_search
     from elasticlm.space import Architecture
-    from elasticlm.train.stages import finetune, pretrain
+    from elasticlm.train.supernet_stages import finetune, pretrain
 
     cfg = cfg.resolved()
     out = Path(out)
     _check_qa_data(cfg)
     _claim_run(cfg, out, force)
+    run = RunLayout(out)
     times: dict[str, float] = {}
 
     def stage(name: str, fn):
@@ -172,22 +174,22 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
         times[name] = round(time.perf_counter() - t0, 1)
         return result
 
-    stage("supernet pretraining", lambda: pretrain(cfg.pretrain, out / "supernet", say=say))
-    stage("supernet fine-tuning", lambda: finetune(cfg.finetune, out / "supernet", out / "supernet-ft", say=say))
-    found = stage("search", lambda: run_search(cfg.search, out / "supernet-ft", out / "search", say=say))
+    stage("supernet pretraining", lambda: pretrain(cfg.pretrain, run.supernet, say=say))
+    stage("supernet fine-tuning", lambda: finetune(cfg.finetune, run.supernet, run.supernet_ft, say=say))
+    found = stage("search", lambda: run_search(cfg.search, run.supernet_ft, run.search, say=say))
     best = Architecture.from_list(found["best"]["arch"])
-    heads = stage("head search", lambda: run_heads(cfg.search, out / "supernet-ft", best, out / "heads", say=say))
+    heads = stage("head search", lambda: run_heads(cfg.search, run.supernet_ft, best, run.heads, say=say))
     final = Architecture.from_list(heads["arch"])
-    _write_json(out / "arch.json", {"layers": final.to_list()})
+    _write_json(run.arch, {"layers": final.to_list()})
     metrics = stage("retraining", lambda: _retrain_all(cfg, out, final, found, say))
     if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: _tfidf(cfg, out, say))
-    _write_json(out / "metrics.json", metrics)
+    _write_json(run.metrics, metrics)
     if cfg.export:
         stage("export", lambda: _export(cfg, out, say))
     if cfg.report:
         stage("report", lambda: _report(out, say))
-    _write_json(out / "timings.json", {**_previous_timings(out), **times})
+    _write_json(run.timings, {**_previous_timings(out), **times})
     _summary(metrics, say)
     return metrics
 
@@ -197,17 +199,18 @@ def compare(out: Path, *, say: Say = _say) -> dict:
     and rewrite its metrics.json."""
     from elasticlm.space import Architecture
 
-    marker = out / "run_config.json"
-    if not marker.exists() or not (out / "search" / "result.json").exists() or not (out / "arch.json").exists():
+    run = RunLayout(out)
+    marker = run.run_config
+    if not marker.exists() or not run.done(run.search).exists() or not run.arch.exists():
         raise ElasticLMError(f"{out} is not a run folder with a finished search (run_config.json, search/result.json, "
                              f"arch.json); run `elasticlm run --out {out}` first")
     cfg = from_dict(RunConfig, json.loads(marker.read_text())["config"])
-    found = json.loads((out / "search" / "result.json").read_text())
-    final = Architecture.from_list(json.loads((out / "arch.json").read_text())["layers"])
+    found = json.loads(run.done(run.search).read_text())
+    final = Architecture.from_list(json.loads(run.arch.read_text())["layers"])
     metrics = _retrain_all(cfg, out, final, found, say)
     if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = _tfidf(cfg, out, say)
-    _write_json(out / "metrics.json", metrics)
+    _write_json(run.metrics, metrics)
     return metrics
 
 
@@ -244,7 +247,7 @@ def _skip_for_qa(cfg: RunConfig, what: str, say: Say) -> bool:
 
 
 def _previous_timings(out: Path) -> dict:
-    f = out / "timings.json"
+    f = RunLayout(out).timings
     return json.loads(f.read_text()) if f.exists() else {}
 
 
@@ -256,10 +259,11 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     from elasticlm.train.evaluation import majority_metrics
     from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
 
-    net, _ = load_supernet(out / "supernet-ft")
+    run = RunLayout(out)
+    net, _ = load_supernet(run.supernet_ft)
     space = net.space
     names = ["found", *(b for b in cfg.baselines if b != "random-search" or "random" in found)]
-    todo = any(not (out / "models" / n / ("" if i == 0 else f"seed-{s}") / "result.json").exists()
+    todo = any(not run.done(run.model(n, None if i == 0 else s)).exists()
                for n in names for i, s in enumerate(cfg.retrain.seeds))
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo,
                         max_positions=space.max_position_embeddings)
@@ -283,22 +287,21 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     for name, make in models.items():
         results = []
         for i, seed in enumerate(cfg.retrain.seeds):
-            folder = out / "models" / name / ("" if i == 0 else f"seed-{seed}")
+            folder = run.model(name, None if i == 0 else seed)
             say(f"-- retraining {name} (seed {seed}) --")
-            if (folder / "result.json").exists():
+            if run.done(folder).exists():
                 model = None
             else:
                 src, arch = make(seed)
-                model = build_model(src, arch, task, cfg.retrain, out / "pretrain" / name / f"seed-{seed}", say=say)
+                model = build_model(src, arch, task, cfg.retrain, run.path_pretrain(name, seed), say=say)
             results.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
                                          run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
                                                      else "scratch"}))
-        metrics[name] = {**summarize(results), "latency_ms": _latency(out / "models" / name,
-                                                                     out / "models" / name / "latency.json",
+        metrics[name] = {**summarize(results), "latency_ms": _latency(run.model(name), run.model_latency(name),
                                                                      kind=spec.task_kind)}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
-                          "latency_ms": _latency(Path(str(teacher.path)), out / "models" / "teacher-latency.json",
+                          "latency_ms": _latency(Path(str(teacher.path)), run.teacher_latency,
                                                  kind=spec.task_kind),
                           **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
     # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
@@ -336,7 +339,7 @@ def _latency(model_dir: Path, cache: Path, *, kind) -> float:
 def _tfidf(cfg: RunConfig, out: Path, say: Say) -> dict:
     from elasticlm.train.classical import tfidf_logreg
 
-    f = out / "tfidf" / "result.json"
+    f = RunLayout(out).done(RunLayout(out).tfidf)
     if f.exists():
         return json.loads(f.read_text())
     res = tfidf_logreg(cfg.task, data_dir=cfg.data_dir, say=say)
@@ -347,10 +350,11 @@ def _tfidf(cfg: RunConfig, out: Path, say: Say) -> dict:
 def _export(cfg: RunConfig, out: Path, say: Say) -> None:
     from elasticlm.export import export_model
 
-    if (out / "export" / "config.json").exists():
-        say(f"{out / 'export'}: already exported")
+    folder = RunLayout(out).export
+    if (folder / "config.json").exists():
+        say(f"{folder}: already exported")
         return
-    export_model(out, out / "export", onnx=cfg.onnx or cfg.int8, int8=cfg.int8, say=say)
+    export_model(out, folder, onnx=cfg.onnx or cfg.int8, int8=cfg.int8, say=say)
 
 
 def _report(out: Path, say: Say) -> None:

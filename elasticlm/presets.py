@@ -14,7 +14,7 @@ from typing import Callable
 
 from elasticlm.pipeline import RunConfig
 from elasticlm.search.evolution import EvolutionConfig
-from elasticlm.search.stage import SearchConfig
+from elasticlm.search.search_stages import SearchConfig
 from elasticlm.space import get_preset
 from elasticlm.train.engine import TrainConfig
 from elasticlm.train.retrain import RetrainConfig

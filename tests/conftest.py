@@ -151,7 +151,7 @@ def tiny_run_config(space: dict, *, pretrain_steps: int, epochs: float, teacher_
     fields (task, teacher, corpus, seed, baselines, ...)."""
     from elasticlm.pipeline import RunConfig
     from elasticlm.search.evolution import EvolutionConfig
-    from elasticlm.search.stage import SearchConfig
+    from elasticlm.search.search_stages import SearchConfig
     from elasticlm.train.engine import TrainConfig
     from elasticlm.train.retrain import RetrainConfig
     from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig

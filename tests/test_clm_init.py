@@ -21,7 +21,7 @@ class Teacher(torch.nn.Module):
 
 
 def student(tiny_space, tiny_tokenizer, vocab: int):
-    from elasticlm.clm.stages import new_student
+    from elasticlm.clm.pipeline import new_student
 
     tok = tiny_tokenizer(["a", "b"])
     space = replace(tiny_space, vocab_size=vocab)

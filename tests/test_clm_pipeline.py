@@ -51,7 +51,7 @@ def clm_inputs(tmp_path_factory, tiny_tokenizer):
 
 
 def tiny_config(root, cache_dir=None, **kw):
-    from elasticlm.clm.stages import ClmConfig, StageTrain
+    from elasticlm.clm.pipeline import ClmConfig, StageTrain
 
     return ClmConfig(teacher=str(root / "teacher"), corpus=str(root / "corpus.txt"),
                      instructions=str(root / "dolly.jsonl"), context=64, block_size=16, max_blocks=None,
@@ -63,7 +63,7 @@ def tiny_config(root, cache_dir=None, **kw):
 
 @pytest.mark.slow  # ~40 s on two idle cores, minutes on a loaded machine
 def test_clm_run_end_to_end(clm_inputs, tmp_path, cache, capsys):
-    from elasticlm.clm.stages import run
+    from elasticlm.clm.pipeline import run
 
     cfg = tiny_config(clm_inputs)
     out = tmp_path / "run"
@@ -87,7 +87,7 @@ def test_clm_run_end_to_end(clm_inputs, tmp_path, cache, capsys):
     # export round trip: same logits and same greedy generation
     from transformers import AutoModelForCausalLM
 
-    from elasticlm.clm.stages import load_student
+    from elasticlm.clm.pipeline import load_student
 
     model, tok = load_student(out / "found" / "distill")
     exported = AutoModelForCausalLM.from_pretrained(out / "export", trust_remote_code=True).eval()
@@ -109,7 +109,7 @@ def test_clm_run_end_to_end(clm_inputs, tmp_path, cache, capsys):
 
 
 def test_teacher_with_another_tokenizer_is_a_user_error(clm_inputs, tmp_path, cache, tiny_tokenizer):
-    from elasticlm.clm.stages import ClmConfig, check_same_tokenizer
+    from elasticlm.clm.pipeline import ClmConfig, check_same_tokenizer
     from elasticlm.distill.teachers import load_teacher
 
     teacher = load_teacher(str(clm_inputs / "teacher"), kind="causal", dtype="fp32")
@@ -122,7 +122,7 @@ def test_teacher_with_another_tokenizer_is_a_user_error(clm_inputs, tmp_path, ca
 
 
 def test_uniform_baseline_has_at_most_the_parameters():
-    from elasticlm.clm.stages import ClmConfig, decoder_space, resolve_arch, uniform_like
+    from elasticlm.clm.pipeline import ClmConfig, decoder_space, resolve_arch, uniform_like
 
     cfg = ClmConfig()
     space = decoder_space(cfg, 49152)
@@ -138,7 +138,7 @@ def test_objectives_one_step(clm_inputs, tiny_tokenizer, tiny_space, tmp_path):
     import numpy as np
 
     from elasticlm.clm.data import load_instructions, tokenize_pairs
-    from elasticlm.clm.stages import new_student
+    from elasticlm.clm.pipeline import new_student
     from elasticlm.clm.train import SFT, CausalPretrain, MiniLLM, sample_mixed
     from elasticlm.distill.teachers import load_teacher
     from elasticlm.train.engine import TrainConfig

@@ -32,7 +32,8 @@ class Layer:
 # The layers of elasticlm, bottom to top (the README's "How the code is laid out").
 LAYERS = [
     Layer("base", ("elasticlm", "elasticlm.errors", "elasticlm.io"), torch_free=True),
-    Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile"),
+    Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile",
+                         "elasticlm.stage_folder", "elasticlm.run_layout"),
           torch_free=True),
     Layer("runtime", ("elasticlm.runtime",)),
     Layer("data", ("elasticlm.data",)),

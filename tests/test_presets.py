@@ -122,7 +122,7 @@ def _set_on_construction(path: str):
     from elasticlm.train.retrain import RetrainConfig
     from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
     from elasticlm.search.evolution import EvolutionConfig
-    from elasticlm.search.stage import SearchConfig
+    from elasticlm.search.search_stages import SearchConfig
 
     return RunConfig(**{"pretrain.train.seed": dict(pretrain=PretrainConfig(train=TrainConfig(seed=7))),
                         "search.evolution.seed": dict(search=SearchConfig(evolution=EvolutionConfig(seed=7))),

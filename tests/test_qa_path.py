@@ -77,7 +77,7 @@ def tiny_yaml(tiny_teacher: Path, corpus: Path, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def run(tiny_teacher, squad_dir, tmp_path_factory):
     """`elasticlm run --task squad-v1.1 --data-dir DIR` at tiny scale, with stage 2's tasks recorded."""
-    import elasticlm.train.stages as stages
+    import elasticlm.train.supernet_stages as stages
 
     work = tmp_path_factory.mktemp("qa-run")
     corpus = work / "corpus.txt"
@@ -138,7 +138,7 @@ def test_evaluate_command_scores_the_exported_qa_model(run, squad_dir, tmp_path,
 
 def test_search_split_is_by_example(run, squad_dir):
     from elasticlm.data.squad import load_squad
-    from elasticlm.search.stage import load_inputs
+    from elasticlm.search.search_stages import load_inputs
 
     out, seen = run
     ids = [ex["id"] for ex in load_squad(squad_dir / "train-v1.1.json")]
@@ -156,7 +156,7 @@ def test_qa_fitness_equals_the_extracted_models_f1(run, squad_dir):
     from elasticlm.data import squad
     from elasticlm.data.batching import eval_batches
     from elasticlm.search.evaluator import SupernetFitness
-    from elasticlm.search.stage import load_inputs
+    from elasticlm.search.search_stages import load_inputs
     from elasticlm.space import Architecture
     from elasticlm.train.evaluation import evaluate_model
 
@@ -193,7 +193,7 @@ def test_qa_fitness_equals_the_extracted_models_f1(run, squad_dir):
 def test_the_qa_head_survives_extraction(run, squad_dir, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
-    from elasticlm.search.stage import load_inputs
+    from elasticlm.search.search_stages import load_inputs
 
     out, _ = run
     inp = load_inputs(out / "supernet-ft", None, str(squad_dir))
@@ -251,7 +251,7 @@ def test_bad_qa_input_is_a_one_line_error(run, tiny_teacher, squad_dir, tmp_path
     assert cli.main(["run", "--task", "squad-v1.1", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     # stage 2 refuses a QA task without dev too (called directly, not through the pipeline)
-    from elasticlm.train.stages import finetune
+    from elasticlm.train.supernet_stages import finetune
 
     with pytest.raises(ElasticLMError, match="no dev split"):
         finetune(FinetuneConfig(tasks=["squad-v1.1"], teacher=str(tiny_teacher), data_dir=str(only_train)),

@@ -51,7 +51,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def pretrained(teacher_dir, corpus, tmp_path_factory) -> Path:
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     out = tmp_path_factory.mktemp("runs") / "pre"
     os.environ["ELASTICLM_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
@@ -60,7 +60,7 @@ def pretrained(teacher_dir, corpus, tmp_path_factory) -> Path:
 
 
 def test_pretrain_writes_its_folder_and_grows(pretrained, teacher_dir, corpus):
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     for name in ("supernet.safetensors", "config.json", "growth.jsonl", "metrics.jsonl", "result.json",
                  "checkpoints/LAST"):
@@ -96,14 +96,14 @@ def save_then_die(out, step, *a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
     return folder
 engine.save_checkpoint = save_then_die
-from elasticlm.train.stages import pretrain
+from elasticlm.train.supernet_stages import pretrain
 pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r})), Path({out!r}), say=lambda s: None)
 """
 
 
 @pytest.mark.parametrize("kill_at", [3, 6])  # before / after the first growth round (step 4)
 def test_killed_run_resumes_to_the_same_weights(pretrained, teacher_dir, corpus, tmp_path, kill_at):
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     out = tmp_path / "killed"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_at=kill_at, teacher=str(teacher_dir),
@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_the_same_weights(pretrained, teacher_dir, corpus,
 
 def test_corrupt_checkpoint_is_refused_and_the_previous_used(teacher_dir, corpus, tmp_path, pretrained):
     import elasticlm.train.engine as engine
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     out = tmp_path / "corrupt"
     cfg = pre_cfg(teacher_dir, corpus)
@@ -149,8 +149,8 @@ def test_corrupt_checkpoint_is_refused_and_the_previous_used(teacher_dir, corpus
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_checkpoint(teacher_dir, corpus, tmp_path, monkeypatch):
-    from elasticlm.train import supernet as sn
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train import objectives as sn
+    from elasticlm.train.supernet_stages import pretrain
 
     real = sn.MLMDistill.losses
 
@@ -174,7 +174,7 @@ import os, sys
 sys.path.insert(0, {tests!r})
 import torch
 from safetensors.torch import save_file
-import elasticlm.train.stages as stages
+import elasticlm.train.supernet_stages as stages
 from test_supernet_train import pre_cfg
 from pathlib import Path
 real = stages.fit
@@ -190,7 +190,7 @@ stages.pretrain(pre_cfg(Path({teacher!r}), Path({corpus!r}), lr=5e-4), Path({out
 
 
 def test_two_gloo_processes_equal_one(teacher_dir, corpus, tmp_path):
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     # a gentler lr than the other tests: Adam turns the rounding differences of a split batch into
     # updates of ~lr on parameters whose true gradient is ~0, and 1e-5 is the bar here
@@ -217,7 +217,7 @@ def test_two_gloo_processes_equal_one(teacher_dir, corpus, tmp_path):
 
 
 def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, sentiment, tmp_path):
-    from elasticlm.train.stages import finetune
+    from elasticlm.train.supernet_stages import finetune
 
     cfg = FinetuneConfig(tasks=[str(sentiment)], teacher=str(teacher_dir), teacher_epochs=3.0, eval_paths=2,
                          train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, precision="fp32", progress=False,
@@ -240,7 +240,7 @@ def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, 
 
 
 def test_bad_input_is_one_line_and_overwrites_nothing(pretrained, teacher_dir, corpus, tmp_path):
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     before = (pretrained / "supernet.safetensors").read_bytes()
     with pytest.raises(ElasticLMError, match="another config.*train.lr"):

@@ -34,9 +34,9 @@ from elasticlm.models import Capture
 from elasticlm.runtime import Dist, autocast
 from elasticlm.space import get_preset
 from elasticlm.train.engine import Periodic, TrainConfig, fit, make_optimizer
-from elasticlm.train.stages import Growth
-from elasticlm.train.supernet import (GrowthConfig, MLMDistill, PretrainConfig, build_supernet, representation_losses,
-                                      sample_path)
+from elasticlm.train.objectives import MLMDistill, representation_losses
+from elasticlm.train.supernet import GrowthConfig, PretrainConfig, build_supernet, sample_path
+from elasticlm.train.supernet_stages import Growth
 
 
 def synthetic_blocks(tokenizer, n: int, seq: int, seed: int = 0) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from elasticlm.commands.options import add_const, add_fields, build
 
-CLM = "elasticlm.clm.stages:ClmConfig"
+CLM = "elasticlm.clm.pipeline:ClmConfig"
 
 CLM_EXAMPLES = """examples (each stage's --help has more):
   elasticlm clm run --preset demo --out runs/clm          all stages into one folder
@@ -99,13 +99,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from elasticlm.clm.stages import ClmConfig
+    from elasticlm.clm.pipeline import ClmConfig
 
     return build(ClmConfig(), args)
 
 
 def _pretrain(args) -> int:
-    from elasticlm.clm.stages import pretrain
+    from elasticlm.clm.pipeline import pretrain
 
     result = pretrain(_config(args), Path(args.out))
     print(f"decoder: {Path(args.out) / 'model'} ({result['steps']} steps, held-out loss {result['heldout_loss']:.3f})")
@@ -113,7 +113,7 @@ def _pretrain(args) -> int:
 
 
 def _distill(args) -> int:
-    from elasticlm.clm.stages import distill, sft
+    from elasticlm.clm.pipeline import distill, sft
 
     cfg, out = _config(args), Path(args.out)
     sft(cfg, args.student, out / "sft")
@@ -124,7 +124,7 @@ def _distill(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from elasticlm.clm.stages import evaluate
+    from elasticlm.clm.pipeline import evaluate
     from elasticlm.errors import ElasticLMError
 
     models = {}
@@ -139,7 +139,7 @@ def _evaluate(args) -> int:
 
 
 def _run(args) -> int:
-    from elasticlm.clm.stages import run
+    from elasticlm.clm.pipeline import run
 
     scores = run(_config(args), Path(args.out))
     print(f"Rouge-L: {json.dumps(scores)}; {Path(args.out) / 'rouge.json'}, {Path(args.out) / 'export'}")

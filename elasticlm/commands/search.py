@@ -8,7 +8,7 @@ from pathlib import Path
 
 from elasticlm.commands.options import add_fields, build
 
-SEARCH = "elasticlm.search.stage:SearchConfig"
+SEARCH = "elasticlm.search.search_stages:SearchConfig"
 
 SEARCH_EXAMPLE = """examples:
   elasticlm search --supernet runs/demo/supernet-ft --out runs/demo/search
@@ -51,7 +51,7 @@ def _shared(p) -> None:
 
 
 def _config(args):
-    from elasticlm.search.stage import SearchConfig
+    from elasticlm.search.search_stages import SearchConfig
 
     return build(SearchConfig(), args)
 
@@ -79,7 +79,7 @@ def load_arch(path: str):
 
 
 def _search(args) -> int:
-    from elasticlm.search.stage import run_search
+    from elasticlm.search.search_stages import run_search
 
     cfg = _config(args)
     res = run_search(cfg, args.supernet, args.out)
@@ -91,7 +91,7 @@ def _search(args) -> int:
 
 
 def _heads(args) -> int:
-    from elasticlm.search.stage import run_heads
+    from elasticlm.search.search_stages import run_heads
 
     cfg = _config(args)
     arch = load_arch(args.arch)

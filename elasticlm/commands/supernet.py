@@ -76,7 +76,7 @@ def _stage(args, stage: str):
 
 
 def _pretrain(args) -> int:
-    from elasticlm.train.stages import pretrain
+    from elasticlm.train.supernet_stages import pretrain
 
     cfg = _stage(args, "pretrain")
     result = pretrain(cfg, Path(args.out))
@@ -86,7 +86,7 @@ def _pretrain(args) -> int:
 
 
 def _finetune(args) -> int:
-    from elasticlm.train.stages import finetune
+    from elasticlm.train.supernet_stages import finetune
 
     cfg = _stage(args, "finetune")
     result = finetune(cfg, Path(args.supernet), Path(args.out))

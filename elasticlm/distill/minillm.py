@@ -1,5 +1,5 @@
 """MiniLLM-style reverse-KL distillation for causal LMs, as plain functions (the causal pipeline
-is `elasticlm.clm.stages`).
+is `elasticlm.clm.pipeline`).
 
 The student q is trained to lower KL(q || p) against the teacher p on responses y sampled from a mix
 of the two (`mix_logprobs`: mix·p + (1 - mix)·q, mix = 0.2 by default). Its gradient splits in two:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from elasticlm.run_layout import RunLayout
 from elasticlm.space import Architecture
 
 ORDER = ("found", "uniform-bert", "uniform-mobile", "random-search", "teacher", "tfidf-logreg", "majority")
@@ -135,11 +136,12 @@ def _how_made(source, run_config: dict | None) -> list[str]:
 def _run_facts(run_dir: Path) -> list[str]:
     """What the run's search and head-search stages recorded, when their files are there."""
     facts = []
-    search = _read_json(run_dir / "search" / "result.json")
+    run = RunLayout(run_dir)
+    search = _read_json(run.done(run.search))
     if isinstance(search, dict) and search.get("evaluated"):
         facts.append(f"The search scored {int(search['evaluated']):,} distinct architectures"
                      + (f" in {float(search['seconds']):.0f} s." if search.get("seconds") else "."))
-    heads = _read_json(run_dir / "heads" / "heads.json")
+    heads = _read_json(run.heads / "heads.json")
     layers = heads.get("layers") if isinstance(heads, dict) else None
     if isinstance(layers, list) and layers and all(isinstance(l, dict) for l in layers):
         try:
@@ -189,10 +191,11 @@ def _versions() -> str:
 
 def model_card(model, head, source, result: dict, auto_names: dict[str, str]) -> str:
     """The README.md of an export (see the module docstring)."""
-    run_config = _read_json(source.run_dir / "run_config.json") if source.run_dir else None
-    metrics = _read_json(source.run_dir / "metrics.json") if source.run_dir else None
+    run = RunLayout(source.run_dir) if source.run_dir else None
+    run_config = _read_json(run.run_config) if run else None
+    metrics = _read_json(run.metrics) if run else None
     if not isinstance(metrics, dict) or not metrics:
-        own = _read_json(source.model_dir / "result.json")
+        own = _read_json(RunLayout.done(source.model_dir))
         metrics = {"found": own} if isinstance(own, dict) and ("dev" in own or "test" in own) else None
     task = (run_config or {}).get("task") if isinstance(run_config, dict) else None
     results, metric_names = _results(metrics) if metrics else (["No evaluation results came with this model.", ""], [])

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elasticlm.run_layout import RunLayout
+
+_RUN = RunLayout()  # paths relative to the run folder
 # The files the report draws from (relative to the run folder). A folder holding none of them and no
 # run_config.json is not a run folder.
-REPORT_FILES: tuple[str, ...] = (
-    "supernet/growth.jsonl", "supernet/result.json", "supernet-ft/result.json", "search/generations.jsonl",
-    "search/pareto.json", "search/result.json", "heads/cka.npz", "heads/heads.json", "arch.json", "metrics.json",
-    "ablation/ablation.json", "ablation/similarity.json", "ablation.json", "similarity.json",
-)
+REPORT_FILES: tuple[str, ...] = tuple(p.as_posix() for p in (
+    _RUN.supernet / "growth.jsonl", _RUN.done(_RUN.supernet), _RUN.done(_RUN.supernet_ft),
+    _RUN.search / "generations.jsonl", _RUN.search / "pareto.json", _RUN.done(_RUN.search), _RUN.heads / "cka.npz",
+    _RUN.heads / "heads.json", _RUN.arch, _RUN.metrics, _RUN.ablation / "ablation.json",
+    _RUN.ablation / "similarity.json", Path("ablation.json"), Path("similarity.json"),
+))
 
 
 @dataclass

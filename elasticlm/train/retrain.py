@@ -16,7 +16,6 @@ and `result.json` (params, dev, test metrics) written last as its done-marker.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,15 +26,15 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.data.batching import pad_batch, rows_of
-from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
+from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import kind_named, kind_of
 from elasticlm.runtime import Dist
 from elasticlm.space import Architecture, SearchSpace
+from elasticlm.stage_folder import StageFolder
 from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
-from elasticlm.train.run_folder import check_out, claim_out
-from elasticlm.train.supernet import representation_losses
+from elasticlm.train.objectives import Distiller
 
 Say = Callable[[str], None]
 
@@ -229,35 +228,31 @@ def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain
 def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
     """MLM + distillation on the corpus along one fixed path of `net` (so exactly the standalone model's
     weights train), `cfg.pretrain_steps` steps into `out` (resumable; skipped when done)."""
-    from elasticlm.data.corpus import MLMCollator, packed_blocks
-    from elasticlm.distill.teachers import load_teacher
     from safetensors.torch import load_file
 
     from elasticlm.models.folder import save_supernet
-    from elasticlm.train.supernet import MLMDistill, PretrainConfig
+    from elasticlm.train.objectives import MLMDistill
+    from elasticlm.train.supernet import PretrainConfig
+    from elasticlm.train.supernet_stages import Stage1
 
-    if (out / "result.json").exists():
-        net.load_state_dict(load_file(str(out / "supernet.safetensors")))
-        return
-    dist = Dist.setup()
     pcfg = PretrainConfig(corpus=cfg.corpus, teacher=cfg.teacher, max_length=min(128, net.space.max_position_embeddings),
                           train=replace(cfg.train, lr=cfg.pretrain_lr, max_steps=cfg.pretrain_steps, epochs=1.0,
                                         batch_size=cfg.pretrain_batch_size),
                           distill=DistillConfig(kind=cfg.distill.kind))
-    device = pcfg.train.torch_device(dist)
-    teacher = load_teacher(cfg.teacher, dtype="bf16" if pcfg.train.bf16 else "fp32", device=device)
-    blocks = packed_blocks(pcfg.corpus, teacher.tokenizer, pcfg.max_length, tokenizer_id=str(cfg.teacher),
-                           progress=dist.main)
-    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(pcfg.train.seed + 2))
-    collator = lambda g: MLMCollator(teacher.tokenizer, pcfg.mlm_probability, generator=g)  # noqa: E731
-    net.to(device)
+    folder = StageFolder(out, "retrain-pretrain", {**to_dict(pcfg), "arch": arch.to_list()})
+    if folder.done() is not None:
+        net.load_state_dict(load_file(str(out / "supernet.safetensors")))
+        return
+    dist = Dist.setup()
+    s1 = Stage1.setup(pcfg, dist, net=net)
+    folder.claim(dist)
+    net.to(pcfg.train.torch_device(dist))
     say(f"pretraining {arch.short()} on {cfg.corpus}: {cfg.pretrain_steps} steps of {pcfg.train.batch_size}")
-    objective = MLMDistill(net, proj, teacher, blocks.train, collator, pcfg, dist, arch=arch)
+    objective = MLMDistill(net, s1.projection, s1.teacher, s1.train, s1.collator, pcfg, dist, arch=arch)
     fit(objective, pcfg.train, out, total=cfg.pretrain_steps, dist=dist, say=say)
     if dist.main:
         save_supernet(net, out, {"stage": "retrain-pretrain", "arch": arch.to_list()})
-        (out / "result.json").write_text(json.dumps({"stage": "retrain-pretrain", "steps": cfg.pretrain_steps}) + "\n")
+    folder.finish({"stage": "retrain-pretrain", "steps": cfg.pretrain_steps}, dist)
     dist.barrier()
 
 
@@ -267,14 +262,16 @@ class RetrainTask:
     def __init__(self, model, data: RetrainData, cfg: RetrainConfig, train: TrainConfig, dist: Dist):
         self.model, self.data, self.cfg, self.train_cfg, self.dist = model, data, cfg, train, dist
         d = cfg.distill
-        self.needs_teacher = d.alpha_attn > 0 or d.alpha_hidden > 0 or (d.alpha_logit > 0 and data.teacher_logits is None)
         self.modules = {"model": model}
         L = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else len(model.config.architecture)
+        self.proj = None
         if d.alpha_hidden > 0:
             self.proj = HiddenProjection(L, model.config.hidden_size, data.teacher.hidden_size,
                                          generator=torch.Generator().manual_seed(train.seed + 2))
             self.modules["projection"] = self.proj
         self.lmap = layer_map(L, data.teacher.num_layers)
+        self.distiller = Distiller(d, self.proj, self.lmap)
+        self.needs_teacher = self.distiller.wants_teacher or (d.alpha_logit > 0 and data.teacher_logits is None)
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist)
@@ -284,37 +281,35 @@ class RetrainTask:
         return b
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        d = self.cfg.distill
+        d, kd = self.cfg.distill, self.distiller
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types,
-                         output_attentions=d.alpha_attn > 0, output_hidden_states=d.alpha_hidden > 0)
+                         output_attentions=kd.wants_attentions, output_hidden_states=kd.wants_hidden)
         kind = kind_of(self.data.spec)
         logits = kind.logits(out)  # B×C, or B×N×2 (QA), ...
         losses = {"task": kind.loss(logits, batch)}
         t_out = None
         if self.needs_teacher:
             with torch.no_grad():
-                t_out = self.data.teacher(ids, mask, types, want_attentions=d.alpha_attn > 0,
-                                          want_hidden=d.alpha_hidden > 0)
+                t_out = kd.teacher(self.data.teacher, ids, mask, types)
         if d.alpha_logit > 0:
             t_logits = batch["teacher_logits"] if "teacher_logits" in batch else t_out.logits
             losses["logit"] = kind.distill_loss(logits, t_logits.to(logits.device), mask, d)
-        if t_out is not None and (d.alpha_attn > 0 or d.alpha_hidden > 0):
-            losses.update(representation_losses(out, t_out, mask, getattr(self, "proj", None), self.lmap, d))
-        return {"loss": weighted_total(losses, d), **losses}
+        if t_out is not None and kd.wants_teacher:
+            losses.update(kd.representation(out, t_out, mask))
+        return kd.total(losses)
 
 
 def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path, *, seed: int,
                   run_config: dict, say: Say = print) -> dict:
     """Train `model` (one seed) into `out`, evaluate on dev/test, save; skipped when done."""
     out = Path(out)
-    run_config = {**run_config, "seed": seed, "retrain": to_dict(cfg)}
-    done = check_out(out, "retrain", run_config)
-    if done is not None:
+    folder = StageFolder(out, "retrain", {**run_config, "seed": seed, "retrain": to_dict(cfg)})
+    if (done := folder.done()) is not None:
         say(f"{out}: already retrained")
         return done
     dist = Dist.setup()
-    claim_out(out, "retrain", run_config, dist)
+    folder.claim(dist)
     train = replace(cfg.train, seed=seed)
     device = train.torch_device(dist)
     model.to(device)
@@ -328,12 +323,9 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     if data.test is not None:
         result["test"] = evaluate_model(model, data.batches("test", device), data.spec, bf16=train.bf16)
     if dist.main:
-        from elasticlm.io import atomic_file
-
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)
-        with atomic_file(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    folder.finish(result, dist)
     dist.barrier()
     return result
 

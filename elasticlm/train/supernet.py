@@ -1,37 +1,24 @@
-"""Supernet training: what both stages share — configs, the sampled path and the distillation
-objectives (the supernet folder format is `elasticlm.models.folder`).
+"""Supernet training: what both stages share — configs and the sampled path (the supernet folder
+format is `elasticlm.models.folder`, the objectives are `elasticlm.train.objectives`).
 
 Single-path one-shot: every optimizer step samples one block per layer (uniformly, or uniformly
 among the paths within a parameter range) from `random.Random(f"{seed}:{step}")`, so every rank and
 every resumed run trains the same path at the same step. Only that path runs and gets gradients.
 
-    MLMDistill    stage 1: masked LM on a corpus + distillation from an encoder teacher
-                  (attention rows, hidden states through per-layer projections, MLM logits when
-                  the teacher has an MLM head)
-    TaskDistill   stage 2: a task's first 90% with its fine-tuned task teacher (task loss + logit,
-                  attention and hidden losses); several tasks take turns, one task per step. QA
-                  tasks train on windowed features: the kind's span loss and the start/end
-                  logits distilled over each window's real positions (`kinds.SpanQA`)
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from elasticlm.data.batching import pad_batch, rows_of
-from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_losses, hidden_loss, layer_map,
-                                      logit_loss, weighted_total)
+from elasticlm.distill.losses import DistillConfig
 from elasticlm.errors import ElasticLMError
-from elasticlm.models import Capture, SuperNet, SupernetConfig
-from elasticlm.runtime import Dist
+from elasticlm.models import SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.kinds import kind_of
-from elasticlm.train.engine import TrainConfig, step_rows
+from elasticlm.train.engine import TrainConfig
 
 # --------------------------------------------------------------------------------------------------
 # Configs (one dataclass tree; `elasticlm run` reuses them)
@@ -165,122 +152,11 @@ def check_range(space: SearchSpace, widths: dict, paths: PathRange) -> None:
         raise ElasticLMError(f"no supernet path fits the parameter range [{lo}, {hi}]: {err}") from None
 
 
-# --------------------------------------------------------------------------------------------------
-# Shared distillation of the representation (attention rows + hidden states)
-# --------------------------------------------------------------------------------------------------
-
-
-def representation_losses(out, t_out, mask: torch.Tensor, proj: HiddenProjection, lmap: list[int],
-                          cfg: DistillConfig) -> dict[str, torch.Tensor]:
-    """Attention and hidden losses averaged over the student's layers (teacher layer lmap[l])."""
-    losses = {}
-    L = len(lmap)
-    if mask is not None and bool(mask.all()):
-        mask = None  # packed corpus blocks have no padding: the losses' unmasked path, same value, less work
-    if cfg.alpha_attn > 0:
-        losses["attn"] = attention_losses(out.attentions[:L], t_out.attentions, lmap, mask, kind=cfg.kind)
-    if cfg.alpha_hidden > 0:
-        losses["hidden"] = sum(hidden_loss(proj(l, out.hidden_states[l + 1]), t_out.hidden_states[lmap[l]], mask,
-                                           kind=cfg.kind) for l in range(L)) / L
-    return losses
-
-
-def _capture(cfg: DistillConfig) -> Capture:
-    return Capture(attn_probs=cfg.alpha_attn > 0, block_output=cfg.alpha_hidden > 0)
-
-
-class MLMDistill:
-    """Stage-1 objective: MLM on packed corpus blocks, distilled from an encoder teacher."""
-
-    def __init__(self, supernet: SuperNet, proj: HiddenProjection, teacher, blocks, collator_factory,
-                 cfg: PretrainConfig, dist: Dist, arch: Architecture | None = None):
-        self.supernet, self.proj, self.teacher, self.blocks = supernet, proj, teacher, blocks
-        self.arch = arch
-        """A fixed path (retraining one architecture), else one sampled per step."""
-        self.collator_factory, self.cfg, self.dist = collator_factory, cfg, dist
-        self.modules = {"supernet": supernet, "projection": proj}
-        self.lmap = layer_map(supernet.space.num_layers, teacher.num_layers)
-        self.use_logits = teacher.has_lm_head and cfg.distill.alpha_logit > 0
-
-    def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        """This rank's rows, each masked by its own generator seeded by (seed, step, row): the
-        masks do not depend on how the batch is split over ranks or micro-batches."""
-        rows = step_rows(len(self.blocks), self.cfg.train, step, micro, self.dist)
-        masked = [self.collator_factory(torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, step, i)))(
-            [self.blocks[i]]) for i in rows]
-        return {k: torch.cat([m[k] for m in masked]) for k in masked[0]}
-
-    def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        net, cfg = self.supernet, self.cfg.distill
-        arch = self.arch or sample_path(net.space, net.widths(), self.cfg.train.seed, step, self.cfg.paths)
-        ids, mask, types, labels = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"]
-        out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
-        t_out = self.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
-        picked = labels != -100  # B×N
-        n_masked = int(picked.sum())
-        logits = net.mlm_logits(out.last_hidden_state[picked])  # R×V
-        losses = {"mlm": self.dist.global_mean(F.cross_entropy(logits.float(), labels[picked]) if n_masked
-                                               else logits.sum() * 0.0, n_masked)}
-        if self.use_logits:
-            losses["logit"] = self.dist.global_mean(
-                logit_loss(logits, t_out.logits[picked], kind=cfg.kind, temperature=cfg.temperature), n_masked)
-        losses.update(representation_losses(out, t_out, mask, self.proj, self.lmap, cfg))
-        parts = {("task" if k == "mlm" else k): v for k, v in losses.items()}
-        return {"loss": weighted_total(parts, cfg), **losses}
-
-
 def hash_seed(*parts: int) -> int:
     """A 63-bit seed from integers (stable across processes, unlike `hash`)."""
     import hashlib
 
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
-
-
-@dataclass
-class TaskData:
-    """One task as stage 2 trains on it."""
-
-    name: str
-    spec: Any
-    train: Any
-    """Encoded first 90% of the training split (QA: the windowed features of its first 90% of examples)."""
-    teacher: Any
-    """The fine-tuned task teacher (`Teacher` with a task head)."""
-    pad_id: int
-
-
-class TaskDistill:
-    """Stage-2 objective: task loss + distillation from each task's teacher; tasks take turns."""
-
-    def __init__(self, supernet: SuperNet, proj: HiddenProjection, tasks: list[TaskData], cfg: FinetuneConfig,
-                 dist: Dist):
-        self.supernet, self.proj, self.tasks, self.cfg, self.dist = supernet, proj, tasks, cfg, dist
-        self.modules = {"supernet": supernet, "projection": proj}
-        self.lmaps = {t.name: layer_map(supernet.space.num_layers, t.teacher.num_layers) for t in tasks}
-
-    def task_of(self, step: int) -> tuple[TaskData, int]:
-        """The task of step `step` and how many steps of that task came before."""
-        return self.tasks[step % len(self.tasks)], step // len(self.tasks)
-
-    def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        task, k = self.task_of(step)
-        rows = step_rows(len(task.train), self.cfg.train, k, micro, self.dist)
-        return pad_batch(rows_of(task.train, rows), task.pad_id)
-
-    def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        net, cfg = self.supernet, self.cfg.distill
-        task, _ = self.task_of(step)
-        arch = sample_path(net.space, net.widths(), self.cfg.train.seed, step, self.cfg.paths)
-        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-        out = net(ids, arch, attention_mask=mask, token_type_ids=types, capture=_capture(cfg))
-        t_out = task.teacher(ids, mask, types, want_attentions=cfg.alpha_attn > 0, want_hidden=cfg.alpha_hidden > 0)
-        logits = net.task_logits(task.name, out.last_hidden_state, mask)  # B×C, or B×N×2 (qa)
-        kind = kind_of(task.spec)
-        losses = {"task": kind.loss(logits, batch)}
-        if cfg.alpha_logit > 0:
-            losses["logit"] = kind.distill_loss(logits, t_out.logits, mask, cfg)
-        losses.update(representation_losses(out, t_out, mask, self.proj, self.lmaps[task.name], cfg))
-        return {"loss": weighted_total(losses, cfg), **losses}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -216,6 +216,29 @@ class TaskObjective:
         return {"loss": _task_loss(self.kind, out, batch)}
 
 
+@dataclass
+class TeacherJob:
+    """A task teacher's fine-tune, set up: the task, its encoded splits and the model with its head."""
+
+    spec: Any
+    """The task's `TaskSpec`."""
+    kind: TaskKind
+    source: str
+    """Where the task's data came from."""
+    teacher_path: Path
+    """The base teacher's folder."""
+    tokenizer: Any
+    max_length: int
+    train_raw: Any
+    """The training examples (before encoding)."""
+    train_ds: Any
+    """The encoded training rows (QA: windows)."""
+    eval_ds: dict[str, tuple]
+    """Split -> (rows, scorer): QA windows and the examples they score."""
+    model: Any
+    pad_id: int
+
+
 def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune `cfg.teacher` on `cfg.task` (or return the cached result) — see the module docstring.
@@ -227,14 +250,25 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     """
     cfg.validate()
     final = finetune_dir(cfg)
-    if (final / "metrics.json").exists():
+    if (final / "metrics.json").exists():  # the done-marker, written last into the atomic folder
         return FinetuneResult(final, json.loads((final / "metrics.json").read_text()), cached=True)
     say = (log or (lambda s: print(s, file=sys.stderr, flush=True))) if progress else (lambda s: None)
+    t_start = time.time()
+    job = _setup(cfg, say, progress)
+    work = cache_root() / "work" / "teachers" / final.name
+    state = _fit(job, cfg, work, say, progress)
+    metrics, info = _validate(job, cfg, state, say, t_start)
+    _save(final, job, cfg, metrics, info)
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"saved {final}")
+    return FinetuneResult(final, metrics, cached=False)
 
+
+def _setup(cfg: TeacherFinetuneConfig, say: Callable[[str], None], progress: bool) -> TeacherJob:
+    """Load the task and the base teacher, encode the splits, and put the kind's head on the teacher."""
     from elasticlm.data.tasks import load_task
     from elasticlm.distill.fetch import quiet_transformers, ensure_teacher, load_tokenizer
 
-    t_start = time.time()
     teacher_path = ensure_teacher(cfg.teacher)
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
@@ -272,30 +306,38 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     if model.config.pad_token_id is None:  # causal backbones need it to find the last token
         model.config.pad_token_id = tokenizer.pad_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return TeacherJob(spec, kind, data.source, teacher_path, tokenizer, max_length, train_raw, train_ds, eval_ds,
+                      model, pad_id)
 
+
+def _fit(job: TeacherJob, cfg: TeacherFinetuneConfig, work: Path, say: Callable[[str], None],
+         progress: bool) -> dict[str, Any]:
+    """Train on the engine; a killed run resumes from its work folder. Returns the engine's state."""
+    spec, kind, train_ds = job.spec, job.kind, job.train_ds
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
         f"{kind.unit}, {total} steps of {cfg.batch_size}, "
-        f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
-
-    # ---- train (on the engine; a killed run resumes from its work folder) ------------------------
+        f"lr {cfg.lr:g}, max_length {job.max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
     train = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=total, warmup_ratio=cfg.warmup_ratio,
                         weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.use_bf16 else "fp32",
                         seed=cfg.seed, log_every=max(1, total // 20), checkpoint_every=max(50, total // 4),
                         keep_checkpoints=1, progress=progress)
-    work = cache_root() / "work" / "teachers" / final.name
     try:
-        state = fit(TaskObjective(model, train_ds, kind, pad_id, train), train, work, total=total, say=say)
+        return fit(TaskObjective(job.model, train_ds, kind, job.pad_id, train), train, work, total=total, say=say)
     except ElasticLMError as err:
         raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.lr:g})") from None
+
+
+def _validate(job: TeacherJob, cfg: TeacherFinetuneConfig, state: dict[str, Any], say: Callable[[str], None],
+              t_start: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics.json, elasticlm_teacher.json): the scores on every labelled split, and what loading needs."""
+    spec, model = job.spec, job.model
     model.eval()
     step, train_seconds = state["step"], state["seconds"]
     seen = step * cfg.batch_size
-
-    # ---- evaluate --------------------------------------------------------------------------------
     results: dict[str, Any] = {}
-    for name, (rows, scorer) in eval_ds.items():
-        results[name] = _evaluate(model, rows, scorer, spec, cfg, pad_id)
+    for name, (rows, scorer) in job.eval_ds.items():
+        results[name] = _evaluate(model, rows, scorer, spec, cfg, job.pad_id)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in results[name].items())
         say(f"{name}: {shown}")
 
@@ -306,14 +348,14 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         "main_metric": spec.main_metric,
         **results,
         "steps": step,
-        "epochs": round(seen / len(train_ds), 3),
-        "train_examples": len(train_raw),
+        "epochs": round(seen / len(job.train_ds), 3),
+        "train_examples": len(job.train_raw),
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - t_start, 1),
     }
     info = {
         "task": spec.name,
-        "task_source": data.source,
+        "task_source": job.source,
         "kind": spec.kind,
         "task_head": spec.kind,
         "label_names": list(spec.label_names) if spec.label_names else None,
@@ -321,20 +363,20 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         "metrics": list(spec.metrics),
         "main_metric": spec.main_metric,
         "base_teacher": cfg.teacher,
-        "base_teacher_path": str(teacher_path),
-        "max_length": max_length,
+        "base_teacher_path": str(job.teacher_path),
+        "max_length": job.max_length,
     }
+    return metrics, info
 
-    # ---- save (atomically) -----------------------------------------------------------------------
+
+def _save(final: Path, job: TeacherJob, cfg: TeacherFinetuneConfig, metrics: dict, info: dict) -> None:
+    """The teacher's cache folder, written atomically with metrics.json (the done-marker) last."""
     with atomic_dir(final) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        job.model.save_pretrained(tmp, safe_serialization=True)
+        job.tokenizer.save_pretrained(tmp)
         (tmp / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         (tmp / "elasticlm_teacher.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # written last
-    shutil.rmtree(work, ignore_errors=True)
-    say(f"saved {final}")
-    return FinetuneResult(final, metrics, cached=False)
 
 
 def _eval_splits(data) -> list[str]:

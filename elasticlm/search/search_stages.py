@@ -19,7 +19,7 @@ from elasticlm.search.evolution import Budget, EvolutionConfig, candidate, evolv
 from elasticlm.search.heads import HeadsConfig, search_heads, write_heads
 from elasticlm.search.pareto import pareto_json, pareto_search, write_pareto
 from elasticlm.space import Architecture
-from elasticlm.train.run_folder import check_out, claim_out, input_path
+from elasticlm.stage_folder import StageFolder, input_path
 
 Say = Callable[[str], None]
 
@@ -139,16 +139,14 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
 
 def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict:
     """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
-    from elasticlm.io import atomic_file
     from elasticlm.models.folder import widths_from_json
     from elasticlm.runtime import Dist
     from elasticlm.search.evaluator import SupernetFitness
 
     cfg.validate()
     out, dist = Path(out), Dist.setup()
-    run_config = {**to_dict(cfg), "supernet": input_path(supernet_dir, out)}
-    done = check_out(out, "search", run_config)
-    if done is not None:
+    folder = StageFolder(out, "search", {**to_dict(cfg), "supernet": input_path(supernet_dir, out)})
+    if (done := folder.done()) is not None:
         say(f"{out}: search already complete")
         return done
     device, bf16 = _runtime(cfg)
@@ -157,7 +155,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     budget = Budget(cfg.ceiling if cfg.ceiling is not None else space.param_ceiling, cfg.floor)
     budget.check(space, widths)
     accept = _latency_constraint(space, cfg.latency_ms, device, say)
-    claim_out(out, "search", run_config, dist)
+    folder.claim(dist)
     batches = inp.batches(cfg.batch_size, device)
     fitness = SupernetFitness(inp.net, inp.task, inp.spec, batches, bf16=bf16, dist=dist)
     talk = say if dist.main else (lambda s: None)
@@ -192,8 +190,7 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
         talk(f"random search, {len(rnd.scores)} architectures: best {rnd.best_fitness:.4f}: {rnd.best.short()}")
     if dist.main:
         write_pareto(out / "pareto.json", pareto_json(space, scores, inp.spec.main_metric, cfg.budgets))
-        with atomic_file(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    folder.finish(result, dist)
     dist.barrier()
     return result
 
@@ -214,22 +211,17 @@ def _latency_constraint(space, limit_ms: float | None, device, say: Say):
 def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, out: str | Path, *,
               say: Say = _say) -> dict:
     """Algorithm 1 on `arch` with the held-out probe; writes heads.json, cka.npz, arch.json, result.json."""
-    from elasticlm.io import atomic_file
-
     out = Path(out)
-    run_config = {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads), "arch": arch.to_list(),
-                  "supernet": input_path(supernet_dir, out)}
-    done = check_out(out, "heads", run_config)
-    if done is not None:
+    folder = StageFolder(out, "heads", {"task": cfg.task, "data_dir": cfg.data_dir, "heads": to_dict(cfg.heads),
+                                        "arch": arch.to_list(), "supernet": input_path(supernet_dir, out)})
+    if (done := folder.done()) is not None:
         say(f"{out}: head search already complete")
         return done
     device, _ = _runtime(cfg)
     inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.heads.probe_examples,
                       device=device)
     inp.net.space.validate(arch)
-    from elasticlm.runtime import Dist
-
-    claim_out(out, "heads", run_config, Dist())
+    folder.claim()
     batches = inp.batches(64, device).batches
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -242,8 +234,7 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
     result = {"stage": "heads", "arch": final.to_list(), "short": final.short(),
               "params": inp.net.space.count_params(final).total, "heads": [r["heads_after"] for r in records],
               "seconds": round(time.perf_counter() - t0, 2)}
-    with atomic_file(out / "result.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    folder.finish(result)
     say(f"head search (η={cfg.heads.eta}): heads per layer {[r['heads_before'] for r in records]} → "
         f"{result['heads']}; final {final.short()}")
     return result

@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,16 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.io import atomic_file
 from elasticlm.kinds import kind_of
 from elasticlm.models import carry_optimizer_state
 from elasticlm.models.folder import load_supernet, save_supernet
 from elasticlm.runtime import Dist, autocast
+from elasticlm.stage_folder import StageFolder, input_path
 from elasticlm.train.engine import Periodic, fit, fmt_time
-from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
-from elasticlm.train.supernet import (FinetuneConfig, MLMDistill, PathRange, PretrainConfig, TaskData, TaskDistill,
-                                      build_supernet, check_range, resolve_space, hash_seed, sample_path)
+from elasticlm.train.objectives import MLMDistill, TaskData, TaskDistill
+from elasticlm.train.run_folder import truncate_jsonl
+from elasticlm.train.supernet import (FinetuneConfig, PathRange, PretrainConfig, build_supernet, check_range,
+                                      resolve_space, hash_seed, sample_path)
 
 Say = Callable[[str], None]
 
@@ -96,11 +98,54 @@ class Growth:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Stage1:
+    """What stage-1 training (and retraining's pretraining of one path) runs on."""
+
+    net: Any
+    """The supernet being trained."""
+    teacher: Any
+    """The encoder teacher (a `distill.teachers.Teacher`), on the training device."""
+    blocks: Any
+    """The packed corpus (`.train`, `.heldout`)."""
+    train: Any
+    """The training blocks (`blocks.train`, cut to `max_blocks`)."""
+    projection: Any
+    """The student→teacher hidden projection (its own generator, seed + 2)."""
+    collator: Callable
+    """torch.Generator → an MLM collator (the masking draws from that generator)."""
+
+    @classmethod
+    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None) -> "Stage1":
+        """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the projection."""
+        from elasticlm.data.corpus import MLMCollator, packed_blocks
+        from elasticlm.distill.losses import HiddenProjection
+        from elasticlm.distill.teachers import check_vocab, load_teacher
+
+        space = net.space if net is not None else space
+        device = cfg.train.torch_device(dist)
+        teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+        if teacher.kind != "encoder":
+            raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs "
+                                 f"an encoder")
+        check_vocab(teacher, space.vocab_size)
+        blocks = dist.main_first(lambda: packed_blocks(cfg.corpus, teacher.tokenizer, cfg.max_length,
+                                                       tokenizer_id=str(cfg.teacher), progress=dist.main))
+        train = blocks.train
+        if cfg.max_blocks:
+            train = train._view(train.start, min(train.stop, train.start + cfg.max_blocks))
+        if net is None:
+            net = build_supernet(space, fixed=cfg.growth.mode == "fixed", seed=cfg.train.seed)
+            check_range(space, net.widths(), cfg.paths)
+        proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
+                                generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+        collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
+        return cls(net, teacher, blocks, train, proj, collator)
+
+
 def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 1 (see the module docstring). Returns result.json's contents."""
-    from elasticlm.data.corpus import MLMCollator, packed_blocks, probe_batches
-    from elasticlm.distill.losses import HiddenProjection
-    from elasticlm.distill.teachers import check_vocab, load_teacher
+    from elasticlm.data.corpus import probe_batches
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -110,28 +155,15 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     if cfg.max_length > space.max_position_embeddings:
         raise ElasticLMError(f"max_length {cfg.max_length} exceeds the {cfg.preset} preset's "
                              f"{space.max_position_embeddings} positions")
-    done = check_out(out, "pretrain", to_dict(cfg))
-    if done is not None:
+    folder = StageFolder(out, "pretrain", to_dict(cfg))
+    if (done := folder.done()) is not None:
         say(f"{out}: pretraining already complete")
         return done
     talk = say if dist.main else (lambda s: None)
-    device = cfg.train.torch_device(dist)
-    teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
-    if teacher.kind != "encoder":
-        raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs an encoder")
-    check_vocab(teacher, space.vocab_size)
-    blocks = dist.main_first(lambda: packed_blocks(cfg.corpus, teacher.tokenizer, cfg.max_length,
-                                                   tokenizer_id=str(cfg.teacher), progress=dist.main))
-    train = blocks.train
-    if cfg.max_blocks:
-        train = train._view(train.start, min(train.stop, train.start + cfg.max_blocks))
-    net = build_supernet(space, fixed=cfg.growth.mode == "fixed", seed=cfg.train.seed)
-    check_range(space, net.widths(), cfg.paths)
-    proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    claim_out(out, "pretrain", to_dict(cfg), dist)
-    collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
-    objective = MLMDistill(net, proj, teacher, train, collator, cfg, dist)
+    s1 = Stage1.setup(cfg, dist, space=space)
+    net, teacher, blocks, train, collator = s1.net, s1.teacher, s1.blocks, s1.train, s1.collator
+    folder.claim(dist)
+    objective = MLMDistill(net, s1.projection, teacher, train, collator, cfg, dist)
     total = cfg.train.total_steps(len(train))
     probe = probe_batches(blocks.heldout, cfg.growth.probe_blocks)
     periodic = {}
@@ -155,8 +187,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     if dist.main:
         save_supernet(net, out, {"stage": "pretrain", "teacher": cfg.teacher, "corpus": cfg.corpus,
                                  "config": to_dict(cfg)})
-        with atomic_file(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    folder.finish(result, dist)
     talk(f"pretrained in {fmt_time(state['seconds'])}: {state['tokens']:,} tokens, "
          f"{result['growth_rounds']} growth rounds, mean FFN width {net.mean_ffn_width():.0f} (d={space.hidden_size}); "
          f"held-out masked-token accuracy over {len(mlm['paths'])} random paths: "
@@ -208,8 +239,6 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
 def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 2 (see the module docstring). Returns result.json's contents."""
     from elasticlm.distill.losses import HiddenProjection
-    from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -219,13 +248,50 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     if Path(supernet_dir).resolve() == out.resolve():
         raise ElasticLMError("finetune: --out must differ from --supernet (the pretrained supernet is kept)")
     net, sconfig = load_supernet(supernet_dir)
-    run_config = {**to_dict(cfg), "supernet": input_path(supernet_dir, out)}
-    done = check_out(out, "finetune", run_config)
-    if done is not None:
+    folder = StageFolder(out, "finetune", {**to_dict(cfg), "supernet": input_path(supernet_dir, out)})
+    if (done := folder.done()) is not None:
         say(f"{out}: fine-tuning already complete")
         return done
     talk = say if dist.main else (lambda s: None)
+    tasks, evals, lengths, sources = _load_tasks(cfg, net, dist, talk)
+    check_range(net.space, net.widths(), cfg.paths)
+    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
+                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    folder.claim(dist)
+    objective = TaskDistill(net, proj, tasks, cfg, dist)
+    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
+                                              for t in tasks))
+    talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
+         f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
+    state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
+    scores = {t.name: evaluate_paths(net, t, evals[t.name], seed=cfg.train.seed, paths=cfg.eval_paths,
+                                     bf16=cfg.train.bf16) for t in tasks}
+    result = {"stage": "finetune", "steps": state["step"], "tokens": state["tokens"],
+              "seconds": round(state["seconds"], 1), "tasks": scores}
+    if dist.main:
+        save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
+                                 "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
+                                 "max_length": lengths, "task_sources": sources,
+                                 "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
+    folder.finish(result, dist)
+    for name, s in scores.items():
+        for split, summary in s["summary"].items():
+            majority = summary["majority"]
+            talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
+                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
+                 + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
+    talk(f"fine-tuned in {fmt_time(state['seconds'])}")
+    dist.barrier()
+    return result
+
+
+def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[TaskData], dict, dict, dict]:
+    """Stage 2's tasks: each one's first 90% encoded with its task teacher (fine-tuned first when not
+    cached), its evaluation splits, max length and source; a task head added to `net` for each.
+    Returns (tasks, evals, lengths, sources)."""
     from elasticlm.data.tasks import load_task, search_split
+    from elasticlm.distill.teachers import check_vocab, load_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
 
     tasks, evals, lengths, sources = [], {}, {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
@@ -266,36 +332,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
              f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
-    check_range(net.space, net.widths(), cfg.paths)
-    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    claim_out(out, "finetune", run_config, dist)
-    objective = TaskDistill(net, proj, tasks, cfg, dist)
-    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
-                                              for t in tasks))
-    talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
-         f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
-    state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
-    scores = {t.name: evaluate_paths(net, t, evals[t.name], seed=cfg.train.seed, paths=cfg.eval_paths,
-                                     bf16=cfg.train.bf16) for t in tasks}
-    result = {"stage": "finetune", "steps": state["step"], "tokens": state["tokens"],
-              "seconds": round(state["seconds"], 1), "tasks": scores}
-    if dist.main:
-        save_supernet(net, out, {"stage": "finetune", "pretrained": str(Path(supernet_dir).resolve()),
-                                 "teacher": cfg.teacher, "task_teachers": {t.name: str(t.teacher.path) for t in tasks},
-                                 "max_length": lengths, "task_sources": sources,
-                                 "pretrain_config": sconfig.get("config"), "config": to_dict(cfg)})
-        with atomic_file(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-    for name, s in scores.items():
-        for split, summary in s["summary"].items():
-            majority = summary["majority"]
-            talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
-                 f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
-                 + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
-    talk(f"fine-tuned in {fmt_time(state['seconds'])}")
-    dist.barrier()
-    return result
+    return tasks, evals, lengths, sources
 
 
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:

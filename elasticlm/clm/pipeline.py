@@ -27,6 +27,7 @@ from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
 from elasticlm.io import atomic_file
 from elasticlm.space import Architecture, SearchSpace
+from elasticlm.stage_folder import StageFolder
 
 Say = Callable[[str], None]
 
@@ -201,12 +202,11 @@ def check_same_tokenizer(teacher, tokenizer, teacher_name: str) -> None:
                              f"vs {len(tokenizer):,} tokens); use the teacher whose tokenizer the student was built with")
 
 
-def _finish(out: Path, model, tokenizer, result: dict) -> dict:
-    model.save_pretrained(out / "model")
-    tokenizer.save_pretrained(out / "model")
-    with atomic_file(out / "result.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+def _finish(folder: StageFolder, model, tokenizer, result: dict) -> dict:
+    """Save the stage's model into OUT/model/, then its done-marker."""
+    model.save_pretrained(folder.out / "model")
+    tokenizer.save_pretrained(folder.out / "model")
+    return folder.finish(result)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,7 +253,6 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     """Pretrain the decoder of `arch` (default `resolve_arch(cfg)`) into OUT/model/."""
     from elasticlm.clm.train import CausalPretrain
     from elasticlm.train.engine import fit
-    from elasticlm.train.run_folder import check_out, claim_out
 
     cfg.validate()
     out = Path(out)
@@ -263,8 +262,8 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
                                                    "seed")}
     if cfg.kd_hidden_weight:  # only when used, so folders made before the field existed still resume
         stage_cfg["kd_hidden_weight"] = cfg.kd_hidden_weight
-    done = check_out(out, "clm-pretrain", stage_cfg)
-    if done is not None:
+    folder = StageFolder(out, "clm-pretrain", stage_cfg)
+    if (done := folder.done()) is not None:
         say(f"{out}: pretraining already complete")
         return done
     teacher = _teacher(cfg, teacher)
@@ -280,7 +279,7 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     blocks = blocks_for(cfg, tokenizer)
     train = cfg.train_config(cfg.pretrain)
     heldout_n = max(1, len(blocks) // 100)
-    claim_out(out, "clm-pretrain", stage_cfg, _dist())
+    folder.claim()
     say(f"pretraining the decoder {arch.short()} ({model.num_parameters():,} parameters) on {cfg.corpus}: "
         f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.steps} steps of {cfg.pretrain.batch_size}")
     distilled = cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0
@@ -292,7 +291,7 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
               "seconds": round(state["seconds"], 1), "params": model.num_parameters(),
               "heldout_loss": loss, "heldout_ppl": float(torch.tensor(loss).exp())}
     say(f"pretrained: held-out next-token loss {loss:.3f} (perplexity {result['heldout_ppl']:.1f})")
-    return _finish(out, model, tokenizer, result)
+    return _finish(folder, model, tokenizer, result)
 
 
 @torch.no_grad()
@@ -316,40 +315,38 @@ def sft(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: 
     """Supervised fine-tuning of the model in `src` (a stage folder or model folder) into OUT/model/."""
     from elasticlm.clm.train import SFT
     from elasticlm.train.engine import fit
-    from elasticlm.train.run_folder import check_out, claim_out
 
     cfg.validate()
     out, src = Path(out), _model_dir(src)
     stage_cfg = {"src": str(src), **_fields(cfg, "instructions", "max_pairs", "max_prompt", "max_response",
                                             "ascii_share", "sft", "precision", "seed")}
-    done = check_out(out, "clm-sft", stage_cfg)
-    if done is not None:
+    folder = StageFolder(out, "clm-sft", stage_cfg)
+    if (done := folder.done()) is not None:
         say(f"{out}: SFT already complete")
         return done
     model, tokenizer = load_student(src)
     items, _ = instruction_items(cfg, tokenizer)
     train = cfg.train_config(cfg.sft)
-    claim_out(out, "clm-sft", stage_cfg, _dist())
+    folder.claim()
     say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.steps} steps of {cfg.sft.batch_size}")
     state = fit(SFT(model, items, train, tokenizer.pad_token_id), train, out, total=cfg.sft.steps, say=say)
     result = {"stage": "clm-sft", "steps": state["step"], "seconds": round(state["seconds"], 1),
               "pairs": len(items), "loss": state.get("losses", {}).get("loss")}
-    return _finish(out, model, tokenizer, result)
+    return _finish(folder, model, tokenizer, result)
 
 
 def distill(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: Say = _say) -> dict[str, Any]:
     """MiniLLM distillation of the model in `src` (normally the SFT stage's) into OUT/model/."""
     from elasticlm.clm.train import MiniLLM
     from elasticlm.train.engine import fit
-    from elasticlm.train.run_folder import check_out, claim_out
 
     cfg.validate()
     out, src = Path(out), _model_dir(src)
     stage_cfg = {"src": str(src), **_fields(cfg, "teacher", "instructions", "max_pairs", "max_prompt", "ascii_share",
                                             "corpus", "block_size", "max_blocks", "distill", "mix", "lm_weight",
                                             "sample_tokens", "precision", "seed")}
-    done = check_out(out, "clm-distill", stage_cfg)
-    if done is not None:
+    folder = StageFolder(out, "clm-distill", stage_cfg)
+    if (done := folder.done()) is not None:
         say(f"{out}: distillation already complete")
         return done
     model, tokenizer = load_student(src)
@@ -358,7 +355,7 @@ def distill(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, s
     items, _ = instruction_items(cfg, tokenizer)
     blocks = blocks_for(cfg, tokenizer)
     train = cfg.train_config(cfg.distill)
-    claim_out(out, "clm-distill", stage_cfg, _dist())
+    folder.claim()
     say(f"MiniLLM distillation of {src} from {cfg.teacher}: {cfg.distill.steps} steps of {cfg.distill.batch_size} "
         f"prompts, responses of up to {cfg.sample_tokens} tokens sampled with teacher mix {cfg.mix}")
     objective = MiniLLM(model, teacher, items, blocks, train, pad_id=tokenizer.pad_token_id,
@@ -369,7 +366,7 @@ def distill(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, s
                 tokens_of=lambda b: int(b["response_mask"].sum()))
     result = {"stage": "clm-distill", "steps": state["step"], "seconds": round(state["seconds"], 1),
               "losses": state.get("losses", {})}
-    return _finish(out, model, tokenizer, result)
+    return _finish(folder, model, tokenizer, result)
 
 
 def evaluate(cfg: ClmConfig, models: dict[str, str | Path], out: str | Path, *, teacher=None,
