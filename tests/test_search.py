@@ -181,7 +181,7 @@ def test_search_fitness_equals_the_extracted_standalone_model(tiny_net, tiny_spa
         metrics = evaluate_model(model, batches, spec, bf16=False)
         assert score == pytest.approx(metrics["accuracy"], abs=0)
         # and equal to a plain unsorted, unbucketed pass
-        from elasticlm.data.metrics import compute_metrics
+        from elasticlm.kinds import compute_metrics
         from elasticlm.train.engine import eval_batches
         preds = []
         with torch.no_grad():

@@ -16,6 +16,7 @@ from conftest import NEG, POS
 
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import KINDS
 from elasticlm.train import teacher_finetune as tf
 from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_dir, finetune_teacher
 
@@ -89,7 +90,7 @@ def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache
     assert again.cached and again.path == res.path and again.metrics == m
 
     # it loads as a teacher with a classification head
-    t = load_teacher(str(res.path))
+    t = load_teacher(str(res.path), task_kinds=KINDS.values())
     assert t.task_head == "classification" and t.kind == "encoder" and not t.has_lm_head
     assert t.task_info["task"] == m["task"] and t.task_info["num_labels"] == 2
     enc = t.tokenizer(["the movie was very good .", "the film was very awful ."], padding=True, return_tensors="pt")
@@ -102,7 +103,7 @@ def test_regression_on_pairs(tiny_teacher, pair_regression_task, cache):
     res = finetune_teacher(_cfg(tiny_teacher, pair_regression_task, max_steps=10, bf16=False),
                            progress=False)
     assert set(res.metrics["dev"]) == {"pearson", "spearman"} and res.metrics["kind"] == "regression"
-    t = load_teacher(str(res.path), dtype="fp32")
+    t = load_teacher(str(res.path), task_kinds=KINDS.values(), dtype="fp32")
     assert t.task_head == "regression"
     enc = t.tokenizer(["the film was good"], ["the plot was bad"], return_tensors="pt")
     assert t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.shape == (1, 1)
@@ -203,7 +204,7 @@ def test_qa_smoke(tiny_teacher, squad_dir, cache):
     res = finetune_teacher(cfg, progress=False)
     dev = res.metrics["dev"]
     assert {"exact_match", "f1"} <= set(dev) and 0 <= dev["f1"] <= 100
-    t = load_teacher(str(res.path))
+    t = load_teacher(str(res.path), task_kinds=KINDS.values())
     assert t.task_head == "qa"
     enc = t.tokenizer(["where lives bob ?"], ["bob lives in rome ."], return_tensors="pt")
     out = t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])

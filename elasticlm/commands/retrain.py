@@ -106,19 +106,20 @@ def _evaluate(args) -> int:
     from elasticlm.data.tasks import load_task
     from elasticlm.distill.teachers import quiet_transformers
     from elasticlm.errors import ElasticLMError
+    from elasticlm.kinds import kind_of
     from elasticlm.train.evaluation import Batches, evaluate_model
 
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{folder} holds no saved model (config.json); give a save_pretrained or export folder")
     data = load_task(args.task, data_dir=args.data_dir)
-    kind = data.spec.task_kind
+    kind = kind_of(data.spec)
     with quiet_transformers():
         model = kind.auto_model(folder, trust_remote_code=True)
         tok = AutoTokenizer.from_pretrained(folder)
-    if model.config.num_labels != data.spec.num_labels:
+    if model.config.num_labels != kind.num_labels(data.spec):
         raise ElasticLMError(f"{folder} predicts {model.config.num_labels} labels but task {data.spec.name} has "
-                             f"{data.spec.num_labels}")
+                             f"{kind.num_labels(data.spec)}")
     splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
     out = {}
     for split in splits:

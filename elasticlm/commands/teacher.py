@@ -63,10 +63,11 @@ def register(subparsers) -> None:
 
 def _fetch(args) -> int:
     from elasticlm.distill.teachers import ensure_teacher, load_teacher
+    from elasticlm.kinds import KINDS
 
     t0 = time.time()
     path = ensure_teacher(args.name)
-    teacher = load_teacher(str(path))
+    teacher = load_teacher(str(path), task_kinds=KINDS.values())
     print(path)
     print(teacher.summary())
     print(f"ready in {time.time() - t0:.1f}s")
@@ -75,8 +76,9 @@ def _fetch(args) -> int:
 
 def _show(args) -> int:
     from elasticlm.distill.teachers import load_teacher
+    from elasticlm.kinds import KINDS
 
-    teacher = load_teacher(args.name)
+    teacher = load_teacher(args.name, task_kinds=KINDS.values())
     print(teacher.summary())
     metrics = teacher.path / "metrics.json"
     if teacher.task_info:

@@ -28,7 +28,7 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map, weighted_total
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_named, kind_of
+from elasticlm.kinds import KINDS, kind_of
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, evaluate_model
@@ -134,7 +134,8 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
                                  bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
     tres = finetune_teacher(tcfg)
     device = cfg.train.torch_device()
-    teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+    teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
+                           device=device)
     if vocab_size is not None:
         check_vocab(teacher, vocab_size)
     max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
@@ -199,7 +200,7 @@ def path_net(net, arch: Architecture, task: str | None = None, spec=None):
     for l, c in grow:
         net.grow_ffn(l, c.kind, c.sharing, c.ffn_dim, generator=gen)
     if task is not None and task not in net.task_heads:
-        net.add_task_head(task, spec.kind, spec.num_labels, generator=gen)
+        net.add_task_head(task, kind_of(spec), kind_of(spec).num_labels(spec), generator=gen)
     return net
 
 
@@ -209,7 +210,7 @@ def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed
     from elasticlm.train.supernet import build_supernet
 
     net = build_supernet(space, fixed=False, seed=seed,
-                         task_heads={task: {"kind": spec.kind, "num_labels": spec.num_labels}})
+                         task_heads={task: {"kind": spec.kind, "num_labels": kind_of(spec).num_labels(spec)}})
     return path_net(net, arch)
 
 
@@ -221,7 +222,7 @@ def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain
         net = copy.deepcopy(net)
         pretrain_path(net, arch, cfg, pretrain_out, say=say)
         net.cpu()
-    return net.extract(arch, head=kind_named(net.task_heads[task].kind).extract_head, task=task)
+    return net.extract(arch, head=net.task_heads[task].task_kind.extract_head, task=task)
 
 
 def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
@@ -242,7 +243,8 @@ def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say
                                         batch_size=cfg.pretrain_batch_size),
                           distill=DistillConfig(kind=cfg.distill.kind))
     device = pcfg.train.torch_device(dist)
-    teacher = load_teacher(cfg.teacher, dtype="bf16" if pcfg.train.bf16 else "fp32", device=device)
+    teacher = load_teacher(cfg.teacher, task_kinds=KINDS.values(), dtype="bf16" if pcfg.train.bf16 else "fp32",
+                           device=device)
     blocks = packed_blocks(pcfg.corpus, teacher.tokenizer, pcfg.max_length, tokenizer_id=str(cfg.teacher),
                            progress=dist.main)
     proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, teacher.hidden_size,

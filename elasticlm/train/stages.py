@@ -24,7 +24,7 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_of
+from elasticlm.kinds import KINDS, kind_of
 from elasticlm.models import carry_optimizer_state
 from elasticlm.train.engine import Dist, Periodic, autocast, fit, fmt_time
 from elasticlm.train.run_folder import check_out, claim_out, input_path, truncate_jsonl
@@ -115,7 +115,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
         return done
     talk = say if dist.main else (lambda s: None)
     device = cfg.train.torch_device(dist)
-    teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+    teacher = load_teacher(cfg.teacher, task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
+                           device=device)
     if teacher.kind != "encoder":
         raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs an encoder")
     check_vocab(teacher, space.vocab_size)
@@ -241,7 +242,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
                                      bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
-        teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32",
+        teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
                                device=cfg.train.torch_device(dist))
         check_vocab(teacher, net.space.vocab_size)
         max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
@@ -260,7 +261,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
         evals[spec.name] = {k: (kind.eval_rows(cut(v), spec, teacher.tokenizer, max_length), teacher.tokenizer,
                                 max_length) for k, v in splits.items()}  # QA: raw examples, windowed when scored
-        net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
+        net.add_task_head(spec.name, kind, kind.num_labels(spec), generator=gen)
         unit = f", {len(tasks[-1].train):,} {kind.unit}" if kind.fills_window else ""
         talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
@@ -326,5 +327,5 @@ def _majority(spec, refs: np.ndarray) -> float:
     """The main metric of always predicting the most frequent training class (accuracy = its share)."""
     if not kind_of(spec).classes:
         return float("nan")
-    counts = np.bincount(refs.astype(int), minlength=spec.num_labels)
+    counts = np.bincount(refs.astype(int), minlength=kind_of(spec).num_labels(spec))
     return float(counts.max() / max(1, counts.sum()))

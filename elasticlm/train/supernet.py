@@ -34,7 +34,7 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
-from elasticlm.kinds import kind_of
+from elasticlm.kinds import kind_named, kind_of
 from elasticlm.train.engine import Dist, TrainConfig, pad_batch, rows_of, step_rows
 
 # --------------------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def build_supernet(space: SearchSpace, *, fixed: bool, seed: int, task_heads: di
         net = SuperNet(SupernetConfig(space, initial_ffn=space.hidden_size if fixed else None))
     gen = torch.Generator().manual_seed(seed + 1)
     for task, spec in (task_heads or {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], generator=gen, pooling=spec.get("pooling", "mean"))
+        net.add_task_head(task, kind_named(spec["kind"]), spec["num_labels"], generator=gen, pooling=spec.get("pooling", "mean"))
     return net
 
 
@@ -340,6 +340,6 @@ def load_supernet(folder: str | Path) -> tuple[SuperNet, dict[str, Any]]:
     space = SearchSpace.from_dict(config["space"])
     net = SuperNet(SupernetConfig(space))
     for task, spec in config.get("task_heads", {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], pooling=spec.get("pooling", "mean"))
+        net.add_task_head(task, kind_named(spec["kind"]), spec["num_labels"], pooling=spec.get("pooling", "mean"))
     net.load_state_dict(load_file(str(folder / "supernet.safetensors")))
     return net, config

@@ -97,7 +97,7 @@ class TeacherFinetuneConfig:
         """`max_length`, or its task-dependent default."""
         if self.max_length is not None:
             return int(self.max_length)
-        return spec.task_kind.default_max_length or (128 if len(spec.text_fields) > 1 else 64)
+        return kind_of(spec).default_max_length or (128 if len(spec.text_fields) > 1 else 64)
 
     def validate(self) -> None:
         """Raise `ElasticLMError` naming the first bad field."""
@@ -314,7 +314,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
         "kind": spec.kind,
         "task_head": spec.kind,
         "label_names": list(spec.label_names) if spec.label_names else None,
-        "num_labels": spec.num_labels,
+        "num_labels": kind_of(spec).num_labels(spec),
         "metrics": list(spec.metrics),
         "main_metric": spec.main_metric,
         "base_teacher": cfg.teacher,
