@@ -51,13 +51,13 @@ def clm_inputs(tmp_path_factory, tiny_tokenizer):
 
 
 def tiny_config(root, cache_dir=None, **kw):
-    from elasticlm.clm.stages import ClmConfig, StageTrain
+    from elasticlm.clm.stages import ClmConfig, stage_train
 
     return ClmConfig(teacher=str(root / "teacher"), corpus=str(root / "corpus.txt"),
                      instructions=str(root / "dolly.jsonl"), context=64, block_size=16, max_blocks=None,
                      max_pairs=1000, max_prompt=40, max_response=12, ascii_share=0.0,
-                     pretrain=StageTrain(steps=3, batch_size=4, lr=1e-3), sft=StageTrain(steps=3, batch_size=4),
-                     distill=StageTrain(steps=2, batch_size=2, lr=1e-4), sample_tokens=6, eval_prompts=3,
+                     pretrain=stage_train(max_steps=3, batch_size=4, lr=1e-3), sft=stage_train(max_steps=3, batch_size=4),
+                     distill=stage_train(max_steps=2, batch_size=2, lr=1e-4), sample_tokens=6, eval_prompts=3,
                      eval_tokens=6, precision="fp32", progress=False, **kw)
 
 

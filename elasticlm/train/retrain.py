@@ -121,7 +121,7 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     at most `max_positions` tokens (the student's position embeddings)."""
     from elasticlm.data.tasks import load_task
     from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher, teacher_train
 
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
@@ -130,8 +130,8 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
         raise ElasticLMError(f"task {spec.name} has no training split ({data.source}); add one")
     if "dev" not in data.splits or not len(data.splits["dev"]):
         raise ElasticLMError(f"task {spec.name} has no dev split to evaluate on ({data.source}); add one")
-    tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
-                                 bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
+    tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir,
+                                 train=teacher_train(epochs=cfg.teacher_epochs, precision=cfg.train.precision))
     tres = finetune_teacher(tcfg)
     device = cfg.train.torch_device()
     teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",

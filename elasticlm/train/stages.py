@@ -209,7 +209,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     """Stage 2 (see the module docstring). Returns result.json's contents."""
     from elasticlm.distill.losses import HiddenProjection
     from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher, teacher_train
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -239,8 +239,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
         if kind.label_dtype is None and not ("dev" in data.splits and len(data.splits["dev"])):  # no labelled test
             raise ElasticLMError(f"task {spec.name}: no dev split to evaluate on ({data.source}); add dev-v"
                                  f"{spec.name.removeprefix('squad-v')}.json (or a *dev*.json) beside the training file")
-        tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
-                                     bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
+        tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir,
+                                     train=teacher_train(epochs=cfg.teacher_epochs, precision=cfg.train.precision))
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
         teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
                                device=cfg.train.torch_device(dist))

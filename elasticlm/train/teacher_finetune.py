@@ -31,16 +31,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from elasticlm.config import to_dict
 from elasticlm.data.cache import atomic_dir, cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import TaskKind, kind_of
-from elasticlm.train.engine import Dist, TrainConfig, bf16_is_faster, fit, pad_batch, rows_of, step_rows
+from elasticlm.train.engine import Dist, TrainConfig, fit, pad_batch, rows_of, step_rows
 from elasticlm.train.evaluation import Batches, model_inputs
 
 log_module = logging.getLogger(__name__)
@@ -58,27 +59,14 @@ class TeacherFinetuneConfig:
     """Task name (`elasticlm.data.tasks`) or a user dataset folder."""
     data_dir: str | None = None
     """Where the task's files are (GLUE TSV root, SQuAD JSON); None for the built-in/hub sources."""
-    epochs: float = 1.0
-    """Passes over the training split (fractional allowed); ignored when `max_steps` is set.
-    BERT-base task teachers use 3 epochs at lr 3e-5."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (overrides `epochs`)."""
-    lr: float = 5e-5
-    """Peak learning rate (AdamW)."""
-    batch_size: int = 32
-    """Training batch size (sequences, or QA features)."""
+    train: TrainConfig = field(default_factory=lambda: teacher_train())
+    """How the teacher is optimised (`teacher_train()`: lr 5e-5, 1 epoch of batches of 32 sequences or QA
+    features; BERT-base task teachers use 3 epochs at lr 3e-5). Its log_every, checkpoint_every,
+    keep_checkpoints and progress are the fine-tune's own (a line every ~5% of the steps, `progress=`)."""
     max_length: int | None = None
     """Max tokens per input; None = 64 for single-sentence tasks, 128 for sentence pairs, 384 for QA."""
     doc_stride: int = 128
     """QA only: overlap between the windows of a long context."""
-    warmup_ratio: float = 0.1
-    """Fraction of the steps spent warming the learning rate up linearly from 0."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
-    seed: int = 0
-    """Seed for the head's initialisation and the data order."""
-    bf16: bool | None = None
-    """bf16 autocast (True), plain fp32 (False), or None: bf16 where this machine runs it faster."""
     max_train_examples: int | None = None
     """Use only the first N training rows (quick runs and tests)."""
     max_eval_examples: int | None = None
@@ -90,8 +78,8 @@ class TeacherFinetuneConfig:
 
     @property
     def use_bf16(self) -> bool:
-        """`bf16` resolved on this machine."""
-        return self.bf16 if self.bf16 is not None else bf16_is_faster()
+        """`train.precision` resolved on this machine (auto: bf16 where it runs faster)."""
+        return self.train.bf16
 
     def resolved_max_length(self, spec) -> int:
         """`max_length`, or its task-dependent default."""
@@ -101,14 +89,9 @@ class TeacherFinetuneConfig:
 
     def validate(self) -> None:
         """Raise `ElasticLMError` naming the first bad field."""
+        self.train.validate("teacher fine-tuning config, train")
         checks = [
-            ("epochs", self.epochs > 0 or self.max_steps is not None, "must be > 0"),
-            ("max_steps", self.max_steps is None or self.max_steps > 0, "must be > 0"),
-            ("lr", self.lr > 0, "must be > 0"),
-            ("batch_size", self.batch_size > 0, "must be > 0"),
             ("max_length", self.max_length is None or self.max_length >= 8, "must be >= 8"),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("max_train_examples", self.max_train_examples is None or self.max_train_examples > 0,
              "must be > 0"),
             ("max_eval_examples", self.max_eval_examples is None or self.max_eval_examples > 0,
@@ -119,6 +102,11 @@ class TeacherFinetuneConfig:
         for name, ok, why in checks:
             if not ok:
                 raise ElasticLMError(f"teacher fine-tuning config: {name}={getattr(self, name)!r} {why}")
+
+
+def teacher_train(**changes) -> TrainConfig:
+    """Teacher fine-tuning's training defaults (`TrainConfig` with lr 5e-5), with `changes` made."""
+    return replace(TrainConfig(lr=5e-5), **changes)
 
 
 @dataclass
@@ -160,8 +148,15 @@ def _canonical(cfg: TeacherFinetuneConfig) -> tuple[str, str]:
 def _config_key(cfg: TeacherFinetuneConfig) -> dict[str, Any]:
     """The configuration as hashed, with teacher/task/data_dir spelled canonically, plus the content
     fingerprint (size and mtime of each file) of a local task folder or data_dir: editing the data
-    gives a new key, never the stale teacher."""
-    key = asdict(cfg)
+    gives a new key, never the stale teacher. The training settings enter as the flat fields of the
+    config before it had a `train` (`bf16`: None/True/False for precision auto/bf16/fp32), plus those it
+    had no field for when they differ from `teacher_train()`, so teachers cached then are found again."""
+    key = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "train"}
+    t, default = cfg.train, teacher_train()
+    key.update(epochs=t.epochs, max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size, warmup_ratio=t.warmup_ratio,
+               weight_decay=t.weight_decay, seed=t.seed, bf16={"auto": None, "bf16": True, "fp32": False}[t.precision])
+    key.update({name: getattr(t, name) for name in ("grad_accum", "max_grad_norm", "device")
+                if getattr(t, name) != getattr(default, name)})
     key["teacher"], key["task"] = _canonical(cfg)
     if key["data_dir"] is not None and Path(key["data_dir"]).expanduser().exists():
         key["data_dir"] = str(Path(key["data_dir"]).expanduser().resolve())
@@ -264,30 +259,30 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     if attn == "auto":
         attn = "eager" if cfg.use_bf16 else "sdpa"
     with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.train.seed)
         model = kind.auto_model(teacher_path, spec, attn_implementation=attn, dtype=torch.float32)
     if model.config.pad_token_id is None:  # causal backbones need it to find the last token
         model.config.pad_token_id = tokenizer.pad_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.train.batch_size)
+    total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
-        f"{kind.unit}, {total} steps of {cfg.batch_size}, "
-        f"lr {cfg.lr:g}, max_length {max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
+        f"{kind.unit}, {total} steps of {cfg.train.batch_size}, "
+        f"lr {cfg.train.lr:g}, max_length {max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
 
     # ---- train (on the engine; a killed run resumes from its work folder) ------------------------
-    train = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=total, warmup_ratio=cfg.warmup_ratio,
-                        weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.use_bf16 else "fp32",
-                        seed=cfg.seed, log_every=max(1, total // 20), checkpoint_every=max(50, total // 4),
-                        keep_checkpoints=1, progress=progress)
+    train = replace(cfg.train, max_steps=total, precision="bf16" if cfg.use_bf16 else "fp32",
+                    log_every=max(1, total // 20), checkpoint_every=max(50, total // 4), keep_checkpoints=1,
+                    progress=progress)
     work = cache_root() / "work" / "teachers" / final.name
     try:
         state = fit(TaskObjective(model, train_ds, kind, pad_id, train), train, work, total=total, say=say)
     except ElasticLMError as err:
-        raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.lr:g})") from None
+        raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.train.lr:g})") from None
     model.eval()
     step, train_seconds = state["step"], state["seconds"]
-    seen = step * cfg.batch_size
+    seen = step * cfg.train.batch_size
 
     # ---- evaluate --------------------------------------------------------------------------------
     results: dict[str, Any] = {}
@@ -326,7 +321,7 @@ def finetune_teacher(cfg: TeacherFinetuneConfig, *, progress: bool = True,
     with atomic_dir(final) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (tmp / "finetune_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         (tmp / "elasticlm_teacher.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # written last
     shutil.rmtree(work, ignore_errors=True)
