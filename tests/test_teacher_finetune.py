@@ -105,6 +105,7 @@ def test_regression_on_pairs(tiny_teacher, pair_regression_task, cache):
     assert set(res.metrics["dev"]) == {"pearson", "spearman"} and res.metrics["kind"] == "regression"
     t = load_teacher(str(res.path), task_kinds=KINDS.values(), dtype="fp32")
     assert t.task_head == "regression"
+    assert load_teacher(str(res.path), dtype="fp32").task_head is None  # no task kinds given: the bare encoder
     enc = t.tokenizer(["the film was good"], ["the plot was bad"], return_tensors="pt")
     assert t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.shape == (1, 1)
 
@@ -227,7 +228,8 @@ def test_cache_key_of_teachers_cached_before_the_train_field(cache):
                                 train=teacher_train(epochs=3, lr=3e-5, precision="fp32", seed=2, batch_size=16,
                                                     warmup_ratio=0.06, weight_decay=0.0))
     assert finetune_dir(cfg).name == "all-mpnet-base-v2--sst-2--ca44e4dfd3"
-    assert finetune_dir(TeacherFinetuneConfig(train=teacher_train(grad_accum=2))) != finetune_dir(TeacherFinetuneConfig())
+    accumulated = TeacherFinetuneConfig(train=teacher_train(grad_accum=2))
+    assert finetune_dir(accumulated) != finetune_dir(TeacherFinetuneConfig())
 
 
 def test_editing_the_data_folder_fine_tunes_again(tiny_teacher, sentiment_task, tmp_path, cache):

@@ -285,7 +285,8 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     heldout_n = max(1, len(blocks) // 100)
     claim_out(out, "clm-pretrain", stage_cfg, _dist())
     say(f"pretraining the decoder {arch.short()} ({model.num_parameters():,} parameters) on {cfg.corpus}: "
-        f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.max_steps} steps of {cfg.pretrain.batch_size}")
+        f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.max_steps} steps of "
+        f"{cfg.pretrain.batch_size}")
     distilled = cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0
     objective = CausalPretrain(model, blocks[:-heldout_n], train, teacher=teacher if distilled else None,
                                kd_weight=cfg.kd_weight, hidden_weight=cfg.kd_hidden_weight)
@@ -333,7 +334,8 @@ def sft(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: 
     items, _ = instruction_items(cfg, tokenizer)
     train = cfg.train_config(cfg.sft)
     claim_out(out, "clm-sft", stage_cfg, _dist())
-    say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.max_steps} steps of {cfg.sft.batch_size}")
+    say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.max_steps} steps of "
+        f"{cfg.sft.batch_size}")
     state = fit(SFT(model, items, train, tokenizer.pad_token_id), train, out, total=cfg.sft.max_steps, say=say)
     result = {"stage": "clm-sft", "steps": state["step"], "seconds": round(state["seconds"], 1),
               "pairs": len(items), "loss": state.get("losses", {}).get("loss")}
@@ -480,7 +482,8 @@ def _fields(cfg: ClmConfig, *names: str) -> dict:
 def _stage(train: TrainConfig) -> dict:
     """A stage's training as run_config.json keeps it: steps, batch_size, lr, weight_decay (as before stages
     were a `TrainConfig`, so earlier folders resume), plus any other field set away from its default."""
-    old = {"steps": train.max_steps, "batch_size": train.batch_size, "lr": train.lr, "weight_decay": train.weight_decay}
+    old = {"steps": train.max_steps, "batch_size": train.batch_size, "lr": train.lr,
+           "weight_decay": train.weight_decay}
     default = to_dict(TrainConfig())
     return {**old, **{k: v for k, v in to_dict(train).items() if k not in (*old, "max_steps") and v != default[k]}}
 

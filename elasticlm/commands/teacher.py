@@ -57,7 +57,8 @@ def register(subparsers) -> None:
                ["teacher", "task", ("data-dir", "data_dir"), "train.epochs", "train.max_steps", "train.lr",
                 "train.batch_size", "max_length", "doc_stride", "train.warmup_ratio", "train.weight_decay", "train.seed",
                 "max_train_examples", "max_eval_examples"])
-    add_const(ft, "--fp32", "train.precision", "fp32", "train in fp32 (default: bf16 where this machine runs it faster)")
+    add_const(ft, "--fp32", "train.precision", "fp32",
+              "train in fp32 (default: bf16 where this machine runs it faster)")
     ft.add_argument("--quiet", action="store_true", help="no progress lines")
     ft.set_defaults(func=_finetune)
 
