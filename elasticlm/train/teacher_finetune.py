@@ -51,7 +51,8 @@ __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finet
 
 @dataclass
 class TeacherFinetuneConfig:
-    """Settings for fine-tuning a task teacher. Every field enters the cache key."""
+    """Settings for fine-tuning a task teacher. Every field that shapes the teacher enters the cache key
+    (`_config_key`; not the fine-tune's own logging and checkpointing fields of `train`)."""
 
     teacher: str = "all-minilm-l6-v2"
     """Teacher to fine-tune: an offline alias, a hub id or a local folder (see `ensure_teacher`)."""
