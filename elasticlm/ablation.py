@@ -75,6 +75,7 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
     from elasticlm.analysis.similarity import block_similarity
     from elasticlm.data.corpus import packed_blocks, probe_batches
     from elasticlm.distill.teachers import load_teacher
+    from elasticlm.kinds import KINDS
     from elasticlm.models.folder import load_supernet
 
     folders = {"relational": out / "full" / f"seed-{seed}" / "supernet",
@@ -83,7 +84,7 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
         return None
     result = {}
     for kind, folder in folders.items():
-        net, config = load_supernet(folder)
+        net, config = load_supernet(folder, KINDS)
         c = config["config"]
         tokenizer = load_teacher(c["teacher"]).tokenizer
         held = packed_blocks(c["corpus"], tokenizer, c["max_length"], tokenizer_id=str(c["teacher"])).heldout

@@ -7,9 +7,10 @@ keeps of a split and how it scores predictions, the supernet's task head and the
 it is extracted into (and the transformers Auto class of a teacher with that head), the task loss and the
 logit distillation against a teacher.
 
-Adding a kind is one `TaskKind` subclass plus `register(MyKind())`. This module imports nothing heavy
-at import time (torch, datasets, the models are imported inside the methods), so the light `data/`
-modules can ask a spec for its kind.
+Adding a kind is one `TaskKind` subclass plus `register(MyKind())`. The layers below this module
+(`data/`, `models/`, `distill/`) never look a kind up by name: their callers hand them the kind object
+(`SuperNet.add_task_head`, `load_teacher(task_kinds=...)`). This module imports nothing heavy at import
+time (torch, datasets, the models are imported inside the methods).
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class TaskKind:
     def balance(self, spec, ds) -> str:
         """What a raw split holds, for `elasticlm data` (e.g. the class counts), as " (...)" or ""."""
         return ""
+
+    def __deepcopy__(self, memo) -> "TaskKind":
+        """A kind holds no state: copies of a model (whose task heads name their kind) share it."""
+        return self
 
 
 class _Sequence(TaskKind):
@@ -410,9 +415,15 @@ def kind_of(spec) -> TaskKind:
     return kind_named(spec.kind)
 
 
-def head_kind(config) -> str | None:
-    """The name of the kind whose head a saved HF model with `config` carries (None: no task head)."""
-    return next((name for name, kind in KINDS.items() if kind.is_head_of(config)), None)
+def compute_metrics(task, predictions, references) -> dict[str, float]:
+    """Score `predictions` against `references` with the metrics of `task` (a `TaskSpec` or a task's
+    name) by its kind: {metric name: value} in the order of `spec.metrics`. Classification and regression
+    inputs and checks: `elasticlm.data.metrics`."""
+    if isinstance(task, str):
+        from elasticlm.data.tasks import get_spec
+
+        task = get_spec(task)
+    return kind_of(task).metrics(task, predictions, references, None)
 
 
 for _kind in (Classification(), Regression(), SpanQA()):

@@ -218,9 +218,10 @@ def _is_qa(task: str) -> bool:
     """Whether `task` names a built-in task without a label per text (extractive QA, SQuAD); user folders
     are classification/regression."""
     from elasticlm.data.tasks import ALL_TASKS, canonical_name
+    from elasticlm.kinds import kind_of
 
     canon = canonical_name(str(task))
-    return canon is not None and ALL_TASKS[canon].task_kind.label_dtype is None
+    return canon is not None and kind_of(ALL_TASKS[canon]).label_dtype is None
 
 
 def _check_qa_data(cfg: RunConfig) -> None:
@@ -254,13 +255,14 @@ def _previous_timings(out: Path) -> dict:
 def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
     """Retrain the found model and the baselines (each seed), then measure teacher and majority."""
     from elasticlm.models.folder import load_supernet
+    from elasticlm.kinds import KINDS, kind_of
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
     from elasticlm.space import Architecture
     from elasticlm.train.evaluation import majority_metrics
     from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
 
     run = RunLayout(out)
-    net, _ = load_supernet(run.supernet_ft)
+    net, _ = load_supernet(run.supernet_ft, KINDS)
     space = net.space
     names = ["found", *(b for b in cfg.baselines if b != "random-search" or "random" in found)]
     todo = any(not run.done(run.model(n, None if i == 0 else s)).exists()
@@ -298,14 +300,14 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
                                          run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
                                                      else "scratch"}))
         metrics[name] = {**summarize(results), "latency_ms": _latency(run.model(name), run.model_latency(name),
-                                                                     kind=spec.task_kind)}
+                                                                     kind=kind_of(spec))}
     teacher = data.teacher
     metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
                           "latency_ms": _latency(Path(str(teacher.path)), run.teacher_latency,
-                                                 kind=spec.task_kind),
+                                                 kind=kind_of(spec)),
                           **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
     # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
-    metrics["teacher"].update({k: spec.task_kind.fractions(metrics["teacher"][k]) for k in ("dev", "test")
+    metrics["teacher"].update({k: kind_of(spec).fractions(metrics["teacher"][k]) for k in ("dev", "test")
                                if k in metrics["teacher"]})
     if _skip_for_qa(cfg, "the majority-class baseline", say):
         return metrics

@@ -144,5 +144,5 @@ def tiny_llama_teacher(vocab: int):
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                           pad_token_id=0, bos_token_id=None, eos_token_id=None)
         model = LlamaForCausalLM(cfg)
-    return Teacher(model, None, kind="causal", path=Path("."), has_lm_head=True, task_head=None,
+    return Teacher(model, None, kind="causal", path=Path("."), has_lm_head=True, task_kind=None,
                    dtype=torch.float32)

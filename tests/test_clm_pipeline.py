@@ -51,13 +51,14 @@ def clm_inputs(tmp_path_factory, tiny_tokenizer):
 
 
 def tiny_config(root, cache_dir=None, **kw):
-    from elasticlm.clm.pipeline import ClmConfig, StageTrain
+    from elasticlm.clm.pipeline import ClmConfig, stage_train
 
     return ClmConfig(teacher=str(root / "teacher"), corpus=str(root / "corpus.txt"),
                      instructions=str(root / "dolly.jsonl"), context=64, block_size=16, max_blocks=None,
                      max_pairs=1000, max_prompt=40, max_response=12, ascii_share=0.0,
-                     pretrain=StageTrain(steps=3, batch_size=4, lr=1e-3), sft=StageTrain(steps=3, batch_size=4),
-                     distill=StageTrain(steps=2, batch_size=2, lr=1e-4), sample_tokens=6, eval_prompts=3,
+                     pretrain=stage_train(max_steps=3, batch_size=4, lr=1e-3),
+                     sft=stage_train(max_steps=3, batch_size=4),
+                     distill=stage_train(max_steps=2, batch_size=2, lr=1e-4), sample_tokens=6, eval_prompts=3,
                      eval_tokens=6, precision="fp32", progress=False, **kw)
 
 
@@ -119,6 +120,22 @@ def test_teacher_with_another_tokenizer_is_a_user_error(clm_inputs, tmp_path, ca
     assert "\n" not in str(err.value)
     with pytest.raises(ElasticLMError, match="mix"):
         ClmConfig(mix=1.5).validate()
+
+
+def test_stage_training_is_a_train_config_with_the_pipeline_wide_fields_filled_in():
+    from elasticlm.clm.stages import ClmConfig, _fields, stage_train
+
+    cfg = ClmConfig(precision="fp32", seed=3, progress=False)
+    train = cfg.train_config(cfg.pretrain)
+    assert (train.max_steps, train.batch_size, train.lr, train.weight_decay) == (600, 8, 2e-3, 0.1)
+    assert (train.precision, train.seed, train.progress) == ("fp32", 3, False)
+    # run_config.json keeps the stage as it did before stages were TrainConfigs (earlier folders resume)
+    assert _fields(cfg, "sft")["sft"] == {"steps": 120, "batch_size": 8, "lr": 5e-4, "weight_decay": 0.1}
+    assert _fields(ClmConfig(sft=stage_train(max_steps=120, warmup_ratio=0.0)), "sft")["sft"]["warmup_ratio"] == 0.0
+    with pytest.raises(ElasticLMError, match="set precision"):
+        ClmConfig(distill=stage_train(max_steps=2, precision="bf16")).validate()
+    with pytest.raises(ElasticLMError, match="sft.max_steps"):
+        ClmConfig(sft=stage_train(max_steps=None)).validate()
 
 
 def test_uniform_baseline_has_at_most_the_parameters():

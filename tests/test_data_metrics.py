@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from elasticlm.data.metrics import compute_metrics, glue_average
+from elasticlm.data.metrics import glue_average
+from elasticlm.kinds import compute_metrics
 from elasticlm.data.squad import f1_score, normalize_answer, squad_metrics
 from elasticlm.errors import ElasticLMError
 

@@ -11,6 +11,7 @@ from elasticlm.cli import main
 from elasticlm.data import glue
 from elasticlm.data.tasks import canonical_name, known_tasks, load_task, rows_to_dataset, search_split
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import kind_of
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -96,7 +97,7 @@ def test_glue_tsv_every_task(glue_dir: Path) -> None:
     assert "test" not in mrpc.splits  # optional
 
     stsb = load_task("STS-B", data_dir=str(glue_dir))
-    assert stsb.spec.kind == "regression" and stsb.spec.num_labels == 1
+    assert stsb.spec.kind == "regression" and kind_of(stsb.spec).num_labels(stsb.spec) == 1
     assert stsb.splits["train"]["label"] == [5.0] and stsb.splits["dev"]["label"] == [0.25]
 
     qqp = load_task("qqp", data_dir=str(glue_dir))
@@ -176,7 +177,7 @@ def test_user_jsonl_regression(tmp_path: Path) -> None:
     write(d / "train.jsonl", "".join(json.dumps(r) + "\n" for r in [{"text": "x", "label": 0.5}, {"text": "y", "label": 3}]))
     write(d / "test.jsonl", json.dumps({"text": "z", "label": -1.25}) + "\n")
     data = load_task(str(d))
-    assert data.spec.kind == "regression" and data.spec.num_labels == 1
+    assert data.spec.kind == "regression" and kind_of(data.spec).num_labels(data.spec) == 1
     assert data.splits["train"]["label"] == [0.5, 3.0] and data.splits["test"]["label"] == [-1.25]
 
 

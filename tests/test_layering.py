@@ -58,12 +58,7 @@ DELIBERATE = {
 
 # Imports that break the rules today and are to be fixed (issue 15): (importer, imported). An entry
 # that no longer occurs fails `test_known_violations_still_occur`; take it out then.
-KNOWN_VIOLATIONS = {
-    # the task-kind registry is looked up by name below its own layer (issue 15, item 1: to be inverted)
-    ("elasticlm.data.spec", "elasticlm.kinds"),
-    ("elasticlm.distill.teachers", "elasticlm.kinds"),
-    ("elasticlm.models.supernet", "elasticlm.kinds"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

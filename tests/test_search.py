@@ -182,7 +182,7 @@ def test_search_fitness_equals_the_extracted_standalone_model(tiny_net, tiny_spa
         assert score == pytest.approx(metrics["accuracy"], abs=0)
         # and equal to a plain unsorted, unbucketed pass
         from elasticlm.data.batching import eval_batches
-        from elasticlm.data.metrics import compute_metrics
+        from elasticlm.kinds import compute_metrics
         preds = []
         with torch.no_grad():
             for b in eval_batches(ds, 7, 0):

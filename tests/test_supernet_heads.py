@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import kind_named
 from elasticlm.models import SuperNet, SupernetConfig
 from elasticlm.space import SearchSpace
 
@@ -20,9 +21,9 @@ def net():
     torch.manual_seed(0)
     net = SuperNet(SupernetConfig(SPACE))
     gen = torch.Generator().manual_seed(1)
-    net.add_task_head("sent", "classification", 3, generator=gen)
-    net.add_task_head("rating", "regression", 1, generator=gen)
-    net.add_task_head("span", "qa", 2, generator=gen)
+    net.add_task_head("sent", kind_named("classification"), 3, generator=gen)
+    net.add_task_head("rating", kind_named("regression"), 1, generator=gen)
+    net.add_task_head("span", kind_named("qa"), 2, generator=gen)
     with torch.no_grad():  # non-trivial head weights, as after training
         for p in list(net.mlm_head.parameters()) + list(net.task_heads.parameters()):
             p.add_(torch.randn(p.shape, generator=gen) * 0.1)
@@ -71,10 +72,10 @@ def test_head_errors_and_reload_of_heads(net):
     with pytest.raises(ElasticLMError, match="head='qa'"):
         net.extract(arch, head="classification", task="span")
     with pytest.raises(ElasticLMError, match="exists as classification"):
-        net.add_task_head("sent", "classification", 2)
+        net.add_task_head("sent", kind_named("classification"), 2)
     fresh = SuperNet(SupernetConfig(SPACE))
     for task, spec in net.task_head_specs().items():
-        fresh.add_task_head(task, spec["kind"], spec["num_labels"])
+        fresh.add_task_head(task, kind_named(spec["kind"]), spec["num_labels"])
     fresh.load_state_dict(net.state_dict())
     ids, mask = _batch()
     with torch.no_grad():

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import KINDS
 from elasticlm.models.folder import load_supernet
 from elasticlm.train.engine import TrainConfig
 from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PathRange, PretrainConfig
@@ -74,7 +75,7 @@ def test_pretrain_writes_its_folder_and_grows(pretrained, teacher_dir, corpus):
     top = sorted(first["blocks"], key=lambda b: -b["score"])[:3]  # the top K by score were grown
     assert {tuple(b["block"]) for b in top} == {tuple(b["block"]) for b in grown}
     config = json.loads((pretrained / "config.json").read_text())
-    net, _ = load_supernet(pretrained)
+    net, _ = load_supernet(pretrained, KINDS)
     assert max(config["widths"].values()) > 8 and net.mean_ffn_width() == config["mean_ffn_width"]
     lines = [json.loads(line) for line in (pretrained / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "mlm", "attn", "hidden", "lr", "tokens_per_s"} <= set(lines[-1])
@@ -227,7 +228,7 @@ def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, 
     task = next(iter(result["tasks"]))
     summary = result["tasks"][task]["summary"]
     assert set(summary) == {"heldout", "dev"} and 0 <= summary["dev"]["mean"] <= 1
-    net, config = load_supernet(out)
+    net, config = load_supernet(out, KINDS)
     assert config["task_heads"] == {task: {"kind": "classification", "num_labels": 2, "pooling": "mean"}}
     arch = net.space.sample(random.Random(0), net.widths())
     ids = torch.randint(5, len(VOCAB), (2, 9))

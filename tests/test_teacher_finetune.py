@@ -16,8 +16,9 @@ from conftest import NEG, POS
 
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.errors import ElasticLMError
+from elasticlm.kinds import KINDS
 from elasticlm.train import teacher_finetune as tf
-from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_dir, finetune_teacher
+from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_dir, finetune_teacher, teacher_train
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     with open(path, "w", newline="") as f:
@@ -62,9 +63,9 @@ def pair_regression_task(tmp_path_factory) -> Path:
 
 
 def _cfg(teacher: Path, task: Path, **kw) -> TeacherFinetuneConfig:
-    base = dict(teacher=str(teacher), task=str(task), max_steps=80, batch_size=8, lr=2e-3, seed=0)
-    base.update(kw)
-    return TeacherFinetuneConfig(**base)
+    train = dict(max_steps=80, batch_size=8, lr=2e-3, seed=0)
+    train.update({k: kw.pop(k) for k in list(kw) if k in train or k == "precision"})
+    return TeacherFinetuneConfig(teacher=str(teacher), task=str(task), train=teacher_train(**train), **kw)
 
 
 def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache, monkeypatch):
@@ -81,7 +82,7 @@ def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache
     assert m["steps"] == 80 and m["main_metric"] == "accuracy"
     assert m["test"]["accuracy"] >= 0.75, m  # the task is one word away from trivial
     assert any(line.startswith("step 80/80") for line in lines) and any("saved" in x for x in lines)
-    assert json.loads((res.path / "finetune_config.json").read_text())["lr"] == cfg.lr
+    assert json.loads((res.path / "finetune_config.json").read_text())["train"]["lr"] == cfg.train.lr
 
     # the same config again: straight from the cache, no data loading, no training
     monkeypatch.setattr("elasticlm.data.tasks.load_task", lambda *a, **k: pytest.fail("retrained"))
@@ -89,7 +90,7 @@ def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache
     assert again.cached and again.path == res.path and again.metrics == m
 
     # it loads as a teacher with a classification head
-    t = load_teacher(str(res.path))
+    t = load_teacher(str(res.path), task_kinds=KINDS.values())
     assert t.task_head == "classification" and t.kind == "encoder" and not t.has_lm_head
     assert t.task_info["task"] == m["task"] and t.task_info["num_labels"] == 2
     enc = t.tokenizer(["the movie was very good .", "the film was very awful ."], padding=True, return_tensors="pt")
@@ -99,11 +100,12 @@ def test_classification_end_to_end_and_cache(tiny_teacher, sentiment_task, cache
 
 
 def test_regression_on_pairs(tiny_teacher, pair_regression_task, cache):
-    res = finetune_teacher(_cfg(tiny_teacher, pair_regression_task, max_steps=10, bf16=False),
+    res = finetune_teacher(_cfg(tiny_teacher, pair_regression_task, max_steps=10, precision="fp32"),
                            progress=False)
     assert set(res.metrics["dev"]) == {"pearson", "spearman"} and res.metrics["kind"] == "regression"
-    t = load_teacher(str(res.path), dtype="fp32")
+    t = load_teacher(str(res.path), task_kinds=KINDS.values(), dtype="fp32")
     assert t.task_head == "regression"
+    assert load_teacher(str(res.path), dtype="fp32").task_head is None  # no task kinds given: the bare encoder
     enc = t.tokenizer(["the film was good"], ["the plot was bad"], return_tensors="pt")
     assert t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.shape == (1, 1)
 
@@ -199,11 +201,11 @@ def squad_dir(tmp_path_factory) -> Path:
 
 def test_qa_smoke(tiny_teacher, squad_dir, cache):
     cfg = TeacherFinetuneConfig(teacher=str(tiny_teacher), task="squad-v1.1", data_dir=str(squad_dir),
-                                max_steps=6, batch_size=8, lr=1e-3, max_length=32, doc_stride=8)
+                                train=teacher_train(max_steps=6, batch_size=8, lr=1e-3), max_length=32, doc_stride=8)
     res = finetune_teacher(cfg, progress=False)
     dev = res.metrics["dev"]
     assert {"exact_match", "f1"} <= set(dev) and 0 <= dev["f1"] <= 100
-    t = load_teacher(str(res.path))
+    t = load_teacher(str(res.path), task_kinds=KINDS.values())
     assert t.task_head == "qa"
     enc = t.tokenizer(["where lives bob ?"], ["bob lives in rome ."], return_tensors="pt")
     out = t(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
@@ -215,6 +217,19 @@ def test_cache_key_spellings(cache):
     a = finetune_dir(TeacherFinetuneConfig(teacher="all-minilm-l6-v2", task="sst-2"))
     b = finetune_dir(TeacherFinetuneConfig(teacher="sentence-transformers/all-MiniLM-L6-v2", task="SST2"))
     assert a == b and a.name.startswith("all-minilm-l6-v2--sst-2--")
+
+
+def test_cache_key_of_teachers_cached_before_the_train_field(cache):
+    """The training settings moved into `train` (a `TrainConfig`) hash as the flat fields they were, so
+    teachers cached before are found again (names computed with the flat config); a setting the flat
+    config had no field for changes the key only when set."""
+    assert finetune_dir(TeacherFinetuneConfig()).name == "all-minilm-l6-v2--rt-polarity--f723ca046b"
+    cfg = TeacherFinetuneConfig(teacher="all-mpnet-base-v2", task="sst-2",
+                                train=teacher_train(epochs=3, lr=3e-5, precision="fp32", seed=2, batch_size=16,
+                                                    warmup_ratio=0.06, weight_decay=0.0))
+    assert finetune_dir(cfg).name == "all-mpnet-base-v2--sst-2--ca44e4dfd3"
+    accumulated = TeacherFinetuneConfig(train=teacher_train(grad_accum=2))
+    assert finetune_dir(accumulated) != finetune_dir(TeacherFinetuneConfig())
 
 
 def test_editing_the_data_folder_fine_tunes_again(tiny_teacher, sentiment_task, tmp_path, cache):

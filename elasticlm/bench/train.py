@@ -30,6 +30,7 @@ from elasticlm.bench.core import alternate, sync
 from elasticlm.data.corpus import MLMCollator, probe_batches
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
 from elasticlm.distill.teachers import load_teacher
+from elasticlm.kinds import KINDS
 from elasticlm.models import Capture
 from elasticlm.runtime import Dist, autocast
 from elasticlm.space import get_preset
@@ -195,7 +196,7 @@ def train_speed(*, quick: bool = False, preset: str | None = None, batch: int | 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     say(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {preset}, B={batch} N={seq}, "
         f"teacher {teacher}")
-    tm = load_teacher(teacher, device=dev)
+    tm = load_teacher(teacher, task_kinds=KINDS.values(), device=dev)
     say(f"device {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}")
     size = 512 if quick else (8192 if dev.type == "cuda" else 2048)
     peak = {bf16: matmul_peak(bf16, dev, size) for bf16 in (True, False)}

@@ -28,22 +28,18 @@ from elasticlm.errors import ElasticLMError
 from elasticlm.io import atomic_file
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.stage_folder import StageFolder
+from elasticlm.train.engine import TrainConfig
 
 Say = Callable[[str], None]
 
+PIPELINE_WIDE = ("precision", "seed", "progress")
+"""`TrainConfig` fields every stage takes from the `ClmConfig` fields of the same name (not set per stage)."""
 
-@dataclass
-class StageTrain:
-    """Optimisation of one stage."""
 
-    steps: int = 100
-    """Optimizer steps."""
-    batch_size: int = 8
-    """Sequences per step."""
-    lr: float = 5e-4
-    """Peak learning rate (linear warm-up over 10%, then linear decay)."""
-    weight_decay: float = 0.1
-    """AdamW weight decay."""
+def stage_train(**changes) -> TrainConfig:
+    """A causal stage's training defaults (`TrainConfig` with 100 steps of 8 sequences, lr 5e-4, weight
+    decay 0.1), with `changes` made."""
+    return replace(TrainConfig(max_steps=100, batch_size=8, lr=5e-4, weight_decay=0.1), **changes)
 
 
 @dataclass
@@ -75,8 +71,8 @@ class ClmConfig:
     """Response tokens kept for SFT (longer ones are cut)."""
     ascii_share: float = 0.95
     """Drop pairs whose text is less ASCII than this (keeps mostly English text); 0 keeps all."""
-    pretrain: StageTrain = field(default_factory=lambda: StageTrain(steps=600, batch_size=8, lr=2e-3))
-    """Pretraining."""
+    pretrain: TrainConfig = field(default_factory=lambda: stage_train(max_steps=600, lr=2e-3))
+    """Pretraining (`max_steps` steps; precision, seed and progress: the fields below)."""
     embedding_init: str = "teacher"
     """"teacher": the token embedding starts as the teacher's projected onto its top principal
     components (`elasticlm.clm.init`; a lower loss from the first steps); "random": normal init."""
@@ -86,10 +82,10 @@ class ClmConfig:
     """Weight of the teacher hidden-state loss in pretraining (1 − Pearson ρ per token between each
     student layer's output, projected by a learned Linear(d, d_t), and its mapped teacher layer);
     0: none."""
-    sft: StageTrain = field(default_factory=lambda: StageTrain(steps=120, batch_size=8, lr=5e-4))
-    """Supervised fine-tuning."""
-    distill: StageTrain = field(default_factory=lambda: StageTrain(steps=30, batch_size=4, lr=1e-4))
-    """MiniLLM distillation (from the SFT model)."""
+    sft: TrainConfig = field(default_factory=lambda: stage_train(max_steps=120))
+    """Supervised fine-tuning (as `pretrain`)."""
+    distill: TrainConfig = field(default_factory=lambda: stage_train(max_steps=30, batch_size=4, lr=1e-4))
+    """MiniLLM distillation from the SFT model (as `pretrain`)."""
     mix: float = 0.2
     """Teacher share of the sampling distribution."""
     lm_weight: float = 1.0
@@ -101,11 +97,11 @@ class ClmConfig:
     eval_tokens: int = 48
     """Most tokens generated per evaluation prompt (greedy)."""
     precision: str = "auto"
-    """auto, bf16 or fp32 (see TrainConfig.precision)."""
+    """auto, bf16 or fp32 (see TrainConfig.precision): every stage's training, the teacher and evaluation."""
     seed: int = 0
-    """Seeds initialisation, data order, sampling and the default architecture."""
+    """Seeds initialisation, data order, sampling and the default architecture (every stage's `seed`)."""
     progress: bool = True
-    """Progress lines while training."""
+    """Progress lines while training (every stage's)."""
 
     def validate(self) -> None:
         checks = [("mix", 0 <= self.mix <= 1, "must be in [0, 1]"), ("context", self.context >= 16, "must be >= 16"),
@@ -117,16 +113,23 @@ class ClmConfig:
         for name, ok, why in checks:
             if not ok:
                 raise ElasticLMError(f"clm config: {name}={getattr(self, name)!r} {why}")
+        default = TrainConfig()
+        for stage in ("pretrain", "sft", "distill"):
+            train = getattr(self, stage)
+            train.validate(f"clm config, {stage}")
+            if train.max_steps is None:
+                raise ElasticLMError(f"clm config: {stage}.max_steps is not set; give the stage's optimizer steps")
+            for name in PIPELINE_WIDE:
+                if getattr(train, name) != getattr(default, name):
+                    raise ElasticLMError(f"clm config: {stage}.{name} is set; set {name} (all stages) instead")
         if self.max_prompt + max(self.max_response, self.sample_tokens, self.eval_tokens) > self.context:
             raise ElasticLMError(f"clm config: max_prompt {self.max_prompt} + response tokens exceed the context "
                                  f"{self.context}; raise context or lower max_prompt")
 
-    def train_config(self, stage: StageTrain):
-        from elasticlm.train.engine import TrainConfig
-
-        return TrainConfig(lr=stage.lr, batch_size=stage.batch_size, max_steps=stage.steps,
-                           weight_decay=stage.weight_decay, precision=self.precision, seed=self.seed,
-                           log_every=10, progress=self.progress, device="cpu" if not torch.cuda.is_available() else "auto")
+    def train_config(self, stage: TrainConfig) -> TrainConfig:
+        """The stage's `TrainConfig` with the pipeline-wide fields (`PIPELINE_WIDE`) filled in."""
+        return replace(stage, **{name: getattr(self, name) for name in PIPELINE_WIDE},
+                       device="cpu" if not torch.cuda.is_available() else stage.device)
 
 
 def _say(s: str) -> None:
@@ -281,11 +284,12 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     heldout_n = max(1, len(blocks) // 100)
     folder.claim()
     say(f"pretraining the decoder {arch.short()} ({model.num_parameters():,} parameters) on {cfg.corpus}: "
-        f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.steps} steps of {cfg.pretrain.batch_size}")
+        f"{len(blocks) - heldout_n:,} blocks of {cfg.block_size}, {cfg.pretrain.max_steps} steps of "
+        f"{cfg.pretrain.batch_size}")
     distilled = cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0
     objective = CausalPretrain(model, blocks[:-heldout_n], train, teacher=teacher if distilled else None,
                                kd_weight=cfg.kd_weight, hidden_weight=cfg.kd_hidden_weight)
-    state = fit(objective, train, out, total=cfg.pretrain.steps, say=say)
+    state = fit(objective, train, out, total=cfg.pretrain.max_steps, say=say)
     loss = heldout_loss(model, blocks[-heldout_n:], bf16=train.bf16)
     result = {"stage": "clm-pretrain", "steps": state["step"], "tokens": state["tokens"],
               "seconds": round(state["seconds"], 1), "params": model.num_parameters(),
@@ -328,8 +332,9 @@ def sft(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, say: 
     items, _ = instruction_items(cfg, tokenizer)
     train = cfg.train_config(cfg.sft)
     folder.claim()
-    say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.steps} steps of {cfg.sft.batch_size}")
-    state = fit(SFT(model, items, train, tokenizer.pad_token_id), train, out, total=cfg.sft.steps, say=say)
+    say(f"SFT of {src} on {len(items):,} {cfg.instructions} pairs: {cfg.sft.max_steps} steps of "
+        f"{cfg.sft.batch_size}")
+    state = fit(SFT(model, items, train, tokenizer.pad_token_id), train, out, total=cfg.sft.max_steps, say=say)
     result = {"stage": "clm-sft", "steps": state["step"], "seconds": round(state["seconds"], 1),
               "pairs": len(items), "loss": state.get("losses", {}).get("loss")}
     return _finish(folder, model, tokenizer, result)
@@ -356,12 +361,12 @@ def distill(cfg: ClmConfig, src: str | Path, out: str | Path, *, teacher=None, s
     blocks = blocks_for(cfg, tokenizer)
     train = cfg.train_config(cfg.distill)
     folder.claim()
-    say(f"MiniLLM distillation of {src} from {cfg.teacher}: {cfg.distill.steps} steps of {cfg.distill.batch_size} "
+    say(f"MiniLLM distillation of {src} from {cfg.teacher}: {cfg.distill.max_steps} steps of {cfg.distill.batch_size} "
         f"prompts, responses of up to {cfg.sample_tokens} tokens sampled with teacher mix {cfg.mix}")
     objective = MiniLLM(model, teacher, items, blocks, train, pad_id=tokenizer.pad_token_id,
                         eos_id=tokenizer.eos_token_id, mix=cfg.mix, lm_weight=cfg.lm_weight,
                         max_new=cfg.sample_tokens)
-    state = fit(objective, train, out, total=cfg.distill.steps, say=say, extra_state=objective.state,
+    state = fit(objective, train, out, total=cfg.distill.max_steps, say=say, extra_state=objective.state,
                 restore_state=objective.restore,
                 tokens_of=lambda b: int(b["response_mask"].sum()))
     result = {"stage": "clm-distill", "steps": state["step"], "seconds": round(state["seconds"], 1),
@@ -466,8 +471,18 @@ def _model_dir(src: str | Path) -> Path:
 
 
 def _fields(cfg: ClmConfig, *names: str) -> dict:
+    """The config's fields `names` as a stage's run_config.json keeps them (a stage's training as `_stage`)."""
     full = to_dict(cfg)
-    return {n: full[n] for n in names}
+    return {n: _stage(getattr(cfg, n)) if isinstance(getattr(cfg, n), TrainConfig) else full[n] for n in names}
+
+
+def _stage(train: TrainConfig) -> dict:
+    """A stage's training as run_config.json keeps it: steps, batch_size, lr, weight_decay (as before stages
+    were a `TrainConfig`, so earlier folders resume), plus any other field set away from its default."""
+    old = {"steps": train.max_steps, "batch_size": train.batch_size, "lr": train.lr,
+           "weight_decay": train.weight_decay}
+    default = to_dict(TrainConfig())
+    return {**old, **{k: v for k, v in to_dict(train).items() if k not in (*old, "max_steps") and v != default[k]}}
 
 
 def _dist():

@@ -22,10 +22,10 @@ CLM_EXAMPLES = """examples (each stage's --help has more):
 """
 RUN_EXAMPLE = """example:
   elasticlm clm run --preset demo --out runs/clm          pretrain, SFT, MiniLLM, Rouge-L, export (~20 min, 2 cores)
-  elasticlm clm run --arch runs/demo/arch.json --instructions ./dolly.jsonl --out runs/clm2 distill.steps=200
+  elasticlm clm run --arch runs/demo/arch.json --instructions ./dolly.jsonl --out runs/clm2 distill.max_steps=200
 """
 PRETRAIN_EXAMPLE = """example:
-  elasticlm clm pretrain --arch runs/demo/arch.json --corpus ./books/ --out runs/clm/pretrain pretrain.steps=2000
+  elasticlm clm pretrain --arch runs/demo/arch.json --corpus ./books/ --out runs/clm/pretrain pretrain.max_steps=2000
 """
 DISTILL_EXAMPLE = """example:
   elasticlm clm distill --student runs/clm/pretrain --out runs/clm/distill     # SFT, then MiniLLM
@@ -95,7 +95,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_fields(p, CLM, ["seed"])
     add_const(p, "--fp32", "precision", "fp32", "fp32 instead of bf16 autocast")
     add_const(p, "--no-progress", "progress", False, "no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any ClmConfig field, e.g. sft.steps=300")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any ClmConfig field, e.g. sft.max_steps=300")
 
 
 def _config(args):

@@ -104,7 +104,9 @@ def _balance(spec, ds) -> str:
     """Label balance of a split: class counts, regression stats, or answerable share for QA."""
     if len(ds) == 0:
         return ""
-    return spec.task_kind.balance(spec, ds)
+    from elasticlm.kinds import kind_of
+
+    return kind_of(spec).balance(spec, ds)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,13 +71,14 @@ def register(subparsers) -> None:
 
 def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
+    from elasticlm.kinds import KINDS
     from elasticlm.models.folder import load_supernet
     from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
                                          summarize)
 
     cfg = build(RetrainConfig(), args)
     cfg.validate()
-    net, _ = load_supernet(args.supernet)
+    net, _ = load_supernet(args.supernet, KINDS)
     arch = net.space.validate(load_arch(args.arch))
     data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings)
     results = []
@@ -106,19 +107,20 @@ def _evaluate(args) -> int:
     from elasticlm.data.tasks import load_task
     from elasticlm.distill.fetch import quiet_transformers
     from elasticlm.errors import ElasticLMError
+    from elasticlm.kinds import kind_of
     from elasticlm.train.evaluation import Batches, evaluate_model
 
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise ElasticLMError(f"{folder} holds no saved model (config.json); give a save_pretrained or export folder")
     data = load_task(args.task, data_dir=args.data_dir)
-    kind = data.spec.task_kind
+    kind = kind_of(data.spec)
     with quiet_transformers():
         model = kind.auto_model(folder, trust_remote_code=True)
         tok = AutoTokenizer.from_pretrained(folder)
-    if model.config.num_labels != data.spec.num_labels:
+    if model.config.num_labels != kind.num_labels(data.spec):
         raise ElasticLMError(f"{folder} predicts {model.config.num_labels} labels but task {data.spec.name} has "
-                             f"{data.spec.num_labels}")
+                             f"{kind.num_labels(data.spec)}")
     splits = ["dev"] + (["test"] if data.eval_split() == "test" else [])
     out = {}
     for split in splits:

@@ -54,9 +54,11 @@ def register(subparsers) -> None:
                         epilog="examples:\n  elasticlm teacher finetune --task rt-polarity\n"
                                "  elasticlm teacher finetune --teacher all-mpnet-base-v2 --task sst-2 --epochs 3\n")
     add_fields(ft, "elasticlm.train.teacher_finetune:TeacherFinetuneConfig",
-               ["teacher", "task", ("data-dir", "data_dir"), "epochs", "max_steps", "lr", "batch_size", "max_length",
-                "doc_stride", "warmup_ratio", "weight_decay", "seed", "max_train_examples", "max_eval_examples"])
-    add_const(ft, "--fp32", "bf16", False, "train in fp32 (default: bf16 where this machine runs it faster)")
+               ["teacher", "task", ("data-dir", "data_dir"), "train.epochs", "train.max_steps", "train.lr",
+                "train.batch_size", "max_length", "doc_stride", "train.warmup_ratio", "train.weight_decay", "train.seed",
+                "max_train_examples", "max_eval_examples"])
+    add_const(ft, "--fp32", "train.precision", "fp32",
+              "train in fp32 (default: bf16 where this machine runs it faster)")
     ft.add_argument("--quiet", action="store_true", help="no progress lines")
     ft.set_defaults(func=_finetune)
 
@@ -64,10 +66,11 @@ def register(subparsers) -> None:
 def _fetch(args) -> int:
     from elasticlm.distill.fetch import ensure_teacher
     from elasticlm.distill.teachers import load_teacher
+    from elasticlm.kinds import KINDS
 
     t0 = time.time()
     path = ensure_teacher(args.name)
-    teacher = load_teacher(str(path))
+    teacher = load_teacher(str(path), task_kinds=KINDS.values())
     print(path)
     print(teacher.summary())
     print(f"ready in {time.time() - t0:.1f}s")
@@ -76,8 +79,9 @@ def _fetch(args) -> int:
 
 def _show(args) -> int:
     from elasticlm.distill.teachers import load_teacher
+    from elasticlm.kinds import KINDS
 
-    teacher = load_teacher(args.name)
+    teacher = load_teacher(args.name, task_kinds=KINDS.values())
     print(teacher.summary())
     metrics = teacher.path / "metrics.json"
     if teacher.task_info:

@@ -13,8 +13,26 @@ Metric names (a `TaskSpec.metrics` entry is one of these):
     pearson    Pearson correlation (STS-B, regression tasks)
     spearman   Spearman rank correlation (STS-B, regression tasks)
 
-`compute_metrics` checks its inputs (shapes, class counts, ranges, NaN) and never returns NaN: the
-correlations of constant predictions are reported as 0.0; see its docstring.
+`class_metrics` and `value_metrics` score a classification and a regression task (the task kinds'
+scoring; `elasticlm.kinds.compute_metrics` picks one by the task's kind) and return {metric name:
+value} in the order of `spec.metrics`:
+
+    Classification: predictions are logits, shape (n, num_labels), which are arg-maxed, or class
+    ids, shape (n,): integers (or bools, or floats that are whole numbers) in 0..num_labels-1.
+    References: label ids in the same range, shape (n,).
+    Regression: predictions are floats, shape (n,) or (n, 1); references are floats, shape (n,).
+
+Inputs are checked; each of these raises `ElasticLMError` (never a NaN or a silently wrong score):
+1-D classification predictions that are not whole numbers (probabilities or scores: pass the
+(n, num_labels) logits or the arg-max ids), logits whose column count is not the task's number of
+classes, ids out of range, -1 references (an unlabelled split), NaN or infinite predictions, other
+shapes, mismatched lengths, no examples, and for regression fewer than 2 examples or constant
+references (Pearson and Spearman are undefined for both).
+
+Constant regression predictions (a collapsed model) also leave the correlations undefined; there
+the score is 0.0 for both Pearson and Spearman: such a predictor carries no information about the
+references, and 0.0 keeps an evaluation loop running and ranks it below any positively correlated
+model, instead of a NaN poisoning averages and comparisons.
 """
 
 from __future__ import annotations
@@ -41,41 +59,8 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-def _as_spec(task: "TaskSpec | str") -> "TaskSpec":
-    if isinstance(task, str):
-        from elasticlm.data.tasks import get_spec
-
-        return get_spec(task)
-    return task
-
-
-def compute_metrics(task: "TaskSpec | str", predictions, references) -> dict[str, float]:
-    """Score `predictions` against `references` with the task's metrics.
-
-    Classification: predictions are logits, shape (n, num_labels), which are arg-maxed, or class
-    ids, shape (n,): integers (or bools, or floats that are whole numbers) in 0..num_labels-1.
-    References: label ids in the same range, shape (n,).
-    Regression: predictions are floats, shape (n,) or (n, 1); references are floats, shape (n,).
-    Returns {metric name: value} in the order of `spec.metrics`.
-
-    Inputs are checked; each of these raises `ElasticLMError` (never a NaN or a silently wrong
-    score): 1-D classification predictions that are not whole numbers (probabilities or scores:
-    pass the (n, num_labels) logits or the arg-max ids), logits whose column count is not the
-    task's number of classes, ids out of range, -1 references (an unlabelled split), NaN or
-    infinite predictions, other shapes, mismatched lengths, no examples, and for regression fewer
-    than 2 examples or constant references (Pearson and Spearman are undefined for both).
-
-    Constant regression predictions (a collapsed model) also leave the correlations undefined;
-    there the score is 0.0 for both Pearson and Spearman: such a predictor carries no information
-    about the references, and 0.0 keeps an evaluation loop running and ranks it below any
-    positively correlated model, instead of a NaN poisoning averages and comparisons.
-    """
-    spec = _as_spec(task)
-    return spec.task_kind.metrics(spec, predictions, references, None)
-
-
 def class_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]:
-    """`compute_metrics` of a classification task (its kind's scoring)."""
+    """The metrics of a classification task (its kind's scoring; see the module docstring)."""
     preds, refs = _checked(spec, predictions, references)
     preds, refs = _class_ids(spec, preds), _reference_ids(spec, refs)
     _same_length(spec, preds, refs)
@@ -83,7 +68,7 @@ def class_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]
 
 
 def value_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]:
-    """`compute_metrics` of a regression task (its kind's scoring)."""
+    """The metrics of a regression task (its kind's scoring; see the module docstring)."""
     preds, refs = _checked(spec, predictions, references)
     preds, refs = _regression_values(spec, preds), refs.astype(np.float64)
     _same_length(spec, preds, refs)
@@ -94,7 +79,7 @@ def value_metrics(spec: "TaskSpec", predictions, references) -> dict[str, float]
     if np.ptp(refs) == 0:
         raise ElasticLMError(f"task {spec.name}: the references are constant ({refs[0]:g}), so Pearson/"
                              f"Spearman are undefined; score a split whose labels vary")
-    if np.ptp(preds) == 0:  # a constant predictor: 0.0, see `compute_metrics`
+    if np.ptp(preds) == 0:  # a constant predictor: 0.0, see the module docstring
         return {name: 0.0 for name in spec.metrics}
     return {name: METRICS[name](preds, refs) for name in spec.metrics}
 
@@ -123,8 +108,8 @@ def _same_length(spec: "TaskSpec", preds: np.ndarray, refs: np.ndarray) -> None:
 
 
 def _class_ids(spec: "TaskSpec", preds: np.ndarray) -> np.ndarray:
-    """Classification predictions as int64 ids, shape (n,); see `compute_metrics`."""
-    n_classes = spec.num_labels
+    """Classification predictions as int64 ids, shape (n,); see the module docstring."""
+    n_classes = _classes(spec)
     if preds.ndim == 2:  # (n, num_labels) logits
         if preds.shape[1] != n_classes:
             raise ElasticLMError(f"task {spec.name}: logits have {preds.shape[1]} columns but the task has "
@@ -143,20 +128,26 @@ def _class_ids(spec: "TaskSpec", preds: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _classes(spec: "TaskSpec") -> int:
+    """The number of classes of a classification task (its `label_names`)."""
+    assert spec.label_names is not None, f"task {spec.name} has no classes"
+    return len(spec.label_names)
+
+
 def _reference_ids(spec: "TaskSpec", refs: np.ndarray) -> np.ndarray:
     if refs.dtype.kind == "f" and (refs != np.round(refs)).any():  # NaN fails this too
         raise ElasticLMError(f"task {spec.name}: references are not whole numbers; a classification task "
-                             f"scores label ids 0-{spec.num_labels - 1}")
+                             f"scores label ids 0-{_classes(spec) - 1}")
     refs = refs.astype(np.int64)
     if (refs < 0).any():
         raise ElasticLMError(
             f"task {spec.name}: references contain -1 (unlabelled rows, e.g. a GLUE test split); "
             f"score a labelled split such as dev"
         )
-    bad = refs[refs >= spec.num_labels]
+    bad = refs[refs >= _classes(spec)]
     if len(bad):
         raise ElasticLMError(f"task {spec.name}: reference label id {bad[0]} is out of range "
-                             f"0-{spec.num_labels - 1}")
+                             f"0-{_classes(spec) - 1}")
     return refs
 
 

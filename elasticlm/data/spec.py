@@ -25,18 +25,6 @@ class TaskSpec:
     main_metric: str
     description: str = ""
 
-    @property
-    def task_kind(self):
-        """The kind object (`elasticlm.kinds.TaskKind`) of `kind`."""
-        from elasticlm.kinds import kind_named
-
-        return kind_named(self.kind)
-
-    @property
-    def num_labels(self) -> int:
-        """Output units of the task head: classes, 1 for regression, 2 (start/end) for QA."""
-        return self.task_kind.num_labels(self)
-
 
 @dataclass
 class TaskData:
@@ -47,9 +35,10 @@ class TaskData:
     source: str
 
     def eval_split(self) -> str:
-        """The split to report: `test` when it is labelled (demo and user tasks), else `dev`."""
+        """The split to report: `test` when it has labels (a `label` column not all -1: demo and user
+        tasks), else `dev`."""
         test = self.splits.get("test")
-        if (test is not None and len(test) and self.spec.task_kind.label_dtype is not None
+        if (test is not None and len(test) and "label" in test.column_names
                 and any(v != -1 for v in test["label"])):
             return "test"
         return "dev" if "dev" in self.splits else next(iter(self.splits))
@@ -104,11 +93,12 @@ DEMO_TASKS: dict[str, TaskSpec] = {
 }
 
 def rows_to_dataset(rows: list[dict[str, Any]], spec: TaskSpec) -> "datasets.Dataset":
-    """Rows of {text_a[, text_b], label} as a `datasets.Dataset` with typed columns (label as the task
-    kind types it: int64 for classification, float32 for regression), so empty splits keep their schema too."""
+    """Rows of {text_a[, text_b], label} as a `datasets.Dataset` with typed columns (label: int64 class
+    ids when the task names its classes, else float32 values; the `label_dtype` of the classification and
+    regression kinds), so empty splits keep their schema too."""
     import datasets
 
     features = {field: datasets.Value("string") for field in spec.text_fields}
-    features["label"] = datasets.Value(spec.task_kind.label_dtype)
+    features["label"] = datasets.Value("int64" if spec.label_names is not None else "float32")
     columns = {name: [row[name] for row in rows] for name in features}
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))

@@ -135,9 +135,6 @@ def encode_task(ds: "datasets.Dataset", spec: TaskSpec, tokenizer, max_length: i
     `max_length` ids; pad per batch with `DataCollatorWithPadding`) and `labels` (int64 ids or
     float32), removes the text columns, and sets torch format.
     """
-    if spec.task_kind.label_dtype is None:
-        raise ElasticLMError(f"task {spec.name}: {spec.kind} tasks have no label column; encode them with "
-                             f"their kind (elasticlm.kinds.kind_of(spec).encode)")
     missing = [f for f in (*spec.text_fields, "label") if f not in ds.column_names]
     if missing:
         raise ElasticLMError(f"task {spec.name}: split has no column '{missing[0]}' (has {ds.column_names})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ import torch
 
 from elasticlm.distill.fetch import ensure_teacher, load_tokenizer, quiet_transformers
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import KINDS, head_kind, kind_named
 
 __all__ = ["Teacher", "TeacherOutput", "check_vocab", "load_teacher", "teacher_layer"]
 
@@ -73,16 +73,16 @@ class Teacher:
         tokenizer: its tokenizer.
         num_layers, hidden_size, num_heads, vocab_size: from the model config.
         has_lm_head: True when `logits` are MLM / causal LM logits.
-        task_head: ``"classification"`` / ``"regression"`` / ``"qa"`` for fine-tuned task teachers,
-            else None.
+        task_head: ``"classification"`` / ``"regression"`` / ``"qa"`` (the name of `task_kind`) for
+            fine-tuned task teachers, else None.
+        task_kind: the task kind (`elasticlm.kinds.TaskKind`) whose head the model carries, else None.
         task_info: contents of ``elasticlm_teacher.json`` for fine-tuned teachers (task name, labels,
             metrics), else {}.
         dtype: compute dtype (``torch.bfloat16`` → bf16 autocast; ``torch.float32`` → plain fp32).
     """
 
     def __init__(self, model, tokenizer, *, kind: str, path: Path, has_lm_head: bool,
-                 task_head: str | None, dtype: torch.dtype = torch.bfloat16,
-                 task_info: dict | None = None):
+                 task_kind=None, dtype: torch.dtype = torch.bfloat16, task_info: dict | None = None):
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -90,7 +90,8 @@ class Teacher:
         self.kind = kind
         self.path = Path(path)
         self.has_lm_head = has_lm_head
-        self.task_head = task_head
+        self.task_kind = task_kind
+        self.task_head: str | None = task_kind.name if task_kind is not None else None
         self.task_info = task_info or {}
         self.dtype = dtype
         cfg = model.config
@@ -177,7 +178,7 @@ class Teacher:
         hidden = tuple(h.float() for h in out.hidden_states) if want_hidden else ()
         attn = tuple(a.float() for a in out.attentions) if want_attentions else ()
         if self.task_head:
-            logits = kind_named(self.task_head).logits(out).float()  # B×C, or B×N×2 (QA), ...
+            logits = self.task_kind.logits(out).float()  # B×C, or B×N×2 (QA), ...
         elif self.has_lm_head:
             logits = out.logits.float()
         else:
@@ -194,16 +195,17 @@ def _detect_kind(config) -> str:
     return "encoder"
 
 
-def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None = None,
+def load_teacher(name_or_path: str, *, kind: str = "auto", task_kinds: Iterable = (),
                  dtype: torch.dtype | str = torch.bfloat16, device: str | torch.device = "cpu") -> Teacher:
     """Load a teacher by offline alias, hub id or local folder.
 
     Args:
         name_or_path: see `ensure_teacher`.
         kind: ``"encoder"``, ``"causal"`` or ``"auto"`` (from the config).
-        task_head: a task kind's name (``"classification"``, ``"regression"``, ``"qa"``; `elasticlm.kinds`)
-            to load that kind's head (a fine-tuned task teacher), ``"none"`` for the bare model / its LM
-            head, or None to detect it from the saved architecture.
+        task_kinds: the task kinds (`elasticlm.kinds.TaskKind`s, e.g. ``KINDS.values()``) whose heads
+            to recognise: a saved model whose architecture carries the head of one of them (a fine-tuned
+            task teacher, `is_head_of`) loads with that head (`auto_model`); otherwise, and with none
+            given, the bare model or its LM head loads.
         dtype: ``torch.bfloat16`` (default; bf16 autocast over float32 weights) or ``torch.float32``;
             strings ``"bf16"``/``"fp32"`` work too.
         device: where to put the model.
@@ -218,12 +220,7 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
         kind = _detect_kind(config)
     if kind not in ("encoder", "causal"):
         raise ElasticLMError(f"teacher kind must be encoder, causal or auto, got {kind!r}")
-    if task_head is None:
-        task_head = head_kind(config)
-    elif task_head == "none":
-        task_head = None
-    elif task_head not in KINDS:
-        raise ElasticLMError(f"task_head must be one of {sorted(KINDS)} or none, got {task_head!r}")
+    task_kind = next((k for k in task_kinds if k.is_head_of(config)), None)
     info_file = path / "elasticlm_teacher.json"
     task_info = json.loads(info_file.read_text()) if info_file.exists() else {}
 
@@ -231,11 +228,8 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
     load = dict(attn_implementation="eager", dtype=torch.float32)
     has_lm_head = False
     with quiet_transformers():
-        if task_head is not None:
-            if head_kind(config) is None:
-                raise ElasticLMError(f"{path} has no {task_head} head (architectures: {archs or 'none'}); "
-                                     f"fine-tune it first with `elasticlm teacher finetune`")
-            model = KINDS[task_head].auto_model(path, **load)
+        if task_kind is not None:
+            model = task_kind.auto_model(path, **load)
         elif kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(path, **load)
             has_lm_head = True
@@ -251,7 +245,7 @@ def load_teacher(name_or_path: str, *, kind: str = "auto", task_head: str | None
             model = AutoModel.from_pretrained(path, **load)
     tok = load_tokenizer(str(path))
     return Teacher(model.to(device), tok, kind=kind, path=path, has_lm_head=has_lm_head,
-                   task_head=task_head, dtype=dtype, task_info=task_info)
+                   task_kind=task_kind, dtype=dtype, task_info=task_info)
 
 
 def _parse_dtype(dtype) -> torch.dtype:

@@ -46,6 +46,7 @@ def task_of(source) -> dict | None:
 def _dev_batches(task: dict, tokenizer, max_length: int, say: Callable[[str], None]):
     """(TaskSpec, batches, labels, description) of the task's dev split, or None when unusable."""
     from elasticlm.data.tasks import load_task
+    from elasticlm.kinds import kind_of
 
     try:
         data = load_task(task["task"], data_dir=task["data_dir"])
@@ -54,7 +55,7 @@ def _dev_batches(task: dict, tokenizer, max_length: int, say: Callable[[str], No
         return None
     spec = data.spec
     dev = data.splits.get("dev")
-    if not spec.task_kind.classes or dev is None or not len(dev):
+    if not kind_of(spec).classes or dev is None or not len(dev):
         return None
     dev = dev.select(range(min(MAX_EVAL_ROWS, len(dev))))
     labels = np.asarray(dev["label"])
@@ -103,7 +104,7 @@ def _compare(a: list[list[np.ndarray]], b: list[list[np.ndarray]], batches, head
 
 def int8_report(folder: Path, model, tokenizer, head, source, *, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Quantise `folder/model.onnx` to `folder/model.int8.onnx` and measure both (see the module docstring)."""
-    from elasticlm.data.metrics import compute_metrics
+    from elasticlm.kinds import compute_metrics
     from elasticlm.export.onnx import SAMPLE_TEXTS, quantize_int8, sample_batch, session, time_session
 
     fp32_path, int8_path = folder / "model.onnx", folder / "model.int8.onnx"

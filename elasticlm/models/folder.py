@@ -39,8 +39,11 @@ def save_supernet(net: SuperNet, out: Path, info: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_supernet(folder: str | Path) -> tuple[SuperNet, dict[str, Any]]:
-    """The supernet saved in `folder` (grown widths and task heads restored) and its config.json."""
+def load_supernet(folder: str | Path, task_kinds: dict[str, Any] | None = None) -> tuple[SuperNet, dict[str, Any]]:
+    """The supernet saved in `folder` (grown widths and task heads restored) and its config.json.
+
+    `task_kinds` maps a kind name to its `elasticlm.kinds.TaskKind` (pass `elasticlm.kinds.KINDS`); it is
+    needed only when the folder holds task heads, which are rebuilt by their kind."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -51,6 +54,9 @@ def load_supernet(folder: str | Path) -> tuple[SuperNet, dict[str, Any]]:
     space = SearchSpace.from_dict(config["space"])
     net = SuperNet(SupernetConfig(space))
     for task, spec in config.get("task_heads", {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], pooling=spec.get("pooling", "mean"))
+        if task_kinds is None or spec["kind"] not in task_kinds:
+            raise ElasticLMError(f"{folder}: task head {task!r} is of kind {spec['kind']!r}; load it with "
+                                 f"task_kinds=elasticlm.kinds.KINDS (known here: {sorted(task_kinds or {})})")
+        net.add_task_head(task, task_kinds[spec["kind"]], spec["num_labels"], pooling=spec.get("pooling", "mean"))
     net.load_state_dict(load_file(str(folder / "supernet.safetensors")))
     return net, config

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_named
 from elasticlm.models.blocks import NOTHING, Block, Capture, Embeddings, block_state_for, init_weights, make_block
 from elasticlm.models.encoder import EncoderOutput, run_encoder, use_eager
 from elasticlm.models.modeling import HEADS, ElasticLMConfig, ElasticLMPreTrainedModel, pool
@@ -158,18 +157,18 @@ class SuperNet(nn.Module):
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     # ----- heads --------------------------------------------------------------------------
-    def add_task_head(self, task: str, kind: str, num_labels: int, generator: torch.Generator | None = None,
+    def add_task_head(self, task: str, kind, num_labels: int, generator: torch.Generator | None = None,
                       pooling: str = "mean") -> nn.Module:
-        """Add (or return the existing, if it has the same shape) head for `task`: the head of the task
-        kind `kind` (`elasticlm.kinds`), tagged with its kind, label count and pooling."""
+        """Add (or return the existing, if it has the same shape) head for `task`: `kind.head(...)` of the
+        task kind object `kind` (an `elasticlm.kinds.TaskKind`), tagged with its kind, label count and pooling."""
         if task in self.task_heads:
             head = self.task_heads[task]
-            if (head.kind, head.num_labels) != (kind, num_labels):
+            if (head.kind, head.num_labels) != (kind.name, num_labels):
                 raise ElasticLMError(f"task head {task!r} exists as {head.kind} with {head.num_labels} outputs, "
-                                 f"not {kind} with {num_labels}")
+                                 f"not {kind.name} with {num_labels}")
             return head
-        head = kind_named(kind).head(self.space.hidden_size, num_labels, pooling)
-        head.kind, head.num_labels, head.pooling = kind, num_labels, pooling
+        head = kind.head(self.space.hidden_size, num_labels, pooling)
+        head.task_kind, head.kind, head.num_labels, head.pooling = kind, kind.name, num_labels, pooling
         with torch.no_grad():
             for m in head.modules():
                 if isinstance(m, nn.Linear):
@@ -299,7 +298,7 @@ class SuperNet(nn.Module):
                 raise ElasticLMError(f"the supernet has no head for task {task!r} "
                                  f"(heads: {', '.join(self.task_heads) or 'none'})")
             task_head = self.task_heads[task]
-            kind = kind_named(task_head.kind)
+            kind = task_head.task_kind
             if head != kind.extract_head:
                 raise ElasticLMError(f"task {task!r} has a {task_head.kind} head: extract it with "
                                      f"head={kind.extract_head!r}")

@@ -14,7 +14,7 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_of
+from elasticlm.kinds import KINDS, kind_of
 from elasticlm.search.evolution import Budget, EvolutionConfig, candidate, evolve, random_search, rank
 from elasticlm.search.heads import HeadsConfig, search_heads, write_heads
 from elasticlm.search.pareto import pareto_json, pareto_search, write_pareto
@@ -104,7 +104,7 @@ def load_inputs(supernet_dir: str | Path, task: str | None, data_dir: str | None
     from elasticlm.distill.fetch import quiet_transformers
     from elasticlm.models.folder import load_supernet
 
-    net, config = load_supernet(supernet_dir)
+    net, config = load_supernet(supernet_dir, KINDS)
     heads = list(config.get("task_heads", {}))
     sources = config.get("task_sources", {})  # head name -> the task name or folder it was trained on
     if task is None and len(heads) == 1:

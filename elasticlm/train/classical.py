@@ -17,12 +17,12 @@ def tfidf_logreg(task: str, *, data_dir: str | None = None, grid=(0.25, 0.5, 1.0
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from elasticlm.data.metrics import compute_metrics
     from elasticlm.data.tasks import load_task
+    from elasticlm.kinds import compute_metrics, kind_of
 
     data = load_task(task, data_dir=data_dir)
     spec = data.spec
-    if not spec.task_kind.classes:
+    if not kind_of(spec).classes:
         raise ElasticLMError(f"tf-idf baseline: {spec.name} is a {spec.kind} task, not classification")
 
     def texts(ds):

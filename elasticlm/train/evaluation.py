@@ -22,7 +22,7 @@ import torch
 
 from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import SpanQA, kind_of
+from elasticlm.kinds import SpanQA, compute_metrics, kind_of
 from elasticlm.runtime import autocast
 
 
@@ -133,8 +133,7 @@ def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) ->
 def majority_metrics(spec, train_labels, refs) -> dict[str, Any]:
     """The metrics of always predicting the most frequent training class (classification only; rows
     without a label, -100 such as teacher-labelled augmented copies, are not counted)."""
-    from elasticlm.data.metrics import compute_metrics
 
     labels = np.asarray(train_labels).astype(int)
-    counts = np.bincount(labels[labels >= 0], minlength=spec.num_labels)
+    counts = np.bincount(labels[labels >= 0], minlength=kind_of(spec).num_labels(spec))
     return compute_metrics(spec, np.full(len(refs), int(counts.argmax())), np.asarray(refs))

@@ -28,7 +28,7 @@ from elasticlm.config import to_dict
 from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_named, kind_of
+from elasticlm.kinds import KINDS, kind_of
 from elasticlm.runtime import Dist
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.stage_folder import StageFolder
@@ -122,7 +122,7 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     at most `max_positions` tokens (the student's position embeddings)."""
     from elasticlm.data.tasks import load_task
     from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher, teacher_train
 
     data = load_task(cfg.task, data_dir=cfg.data_dir)
     spec = data.spec
@@ -131,11 +131,12 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
         raise ElasticLMError(f"task {spec.name} has no training split ({data.source}); add one")
     if "dev" not in data.splits or not len(data.splits["dev"]):
         raise ElasticLMError(f"task {spec.name} has no dev split to evaluate on ({data.source}); add one")
-    tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
-                                 bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
+    tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=cfg.task, data_dir=cfg.data_dir,
+                                 train=teacher_train(epochs=cfg.teacher_epochs, precision=cfg.train.precision))
     tres = finetune_teacher(tcfg)
     device = cfg.train.torch_device()
-    teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+    teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
+                           device=device)
     if vocab_size is not None:
         check_vocab(teacher, vocab_size)
     max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
@@ -200,7 +201,7 @@ def path_net(net, arch: Architecture, task: str | None = None, spec=None):
     for l, c in grow:
         net.grow_ffn(l, c.kind, c.sharing, c.ffn_dim, generator=gen)
     if task is not None and task not in net.task_heads:
-        net.add_task_head(task, spec.kind, spec.num_labels, generator=gen)
+        net.add_task_head(task, kind_of(spec), kind_of(spec).num_labels(spec), generator=gen)
     return net
 
 
@@ -210,7 +211,7 @@ def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed
     from elasticlm.train.supernet import build_supernet
 
     net = build_supernet(space, fixed=False, seed=seed,
-                         task_heads={task: {"kind": spec.kind, "num_labels": spec.num_labels}})
+                         task_heads={task: {"kind": spec.kind, "num_labels": kind_of(spec).num_labels(spec)}})
     return path_net(net, arch)
 
 
@@ -222,7 +223,7 @@ def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain
         net = copy.deepcopy(net)
         pretrain_path(net, arch, cfg, pretrain_out, say=say)
         net.cpu()
-    return net.extract(arch, head=kind_named(net.task_heads[task].kind).extract_head, task=task)
+    return net.extract(arch, head=net.task_heads[task].task_kind.extract_head, task=task)
 
 
 def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:

@@ -171,5 +171,6 @@ def build_supernet(space: SearchSpace, *, fixed: bool, seed: int, task_heads: di
         net = SuperNet(SupernetConfig(space, initial_ffn=space.hidden_size if fixed else None))
     gen = torch.Generator().manual_seed(seed + 1)
     for task, spec in (task_heads or {}).items():
-        net.add_task_head(task, spec["kind"], spec["num_labels"], generator=gen, pooling=spec.get("pooling", "mean"))
+        net.add_task_head(task, kind_named(spec["kind"]), spec["num_labels"], generator=gen,
+                          pooling=spec.get("pooling", "mean"))
     return net

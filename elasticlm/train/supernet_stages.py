@@ -24,7 +24,7 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.kinds import kind_of
+from elasticlm.kinds import KINDS, kind_of
 from elasticlm.models import carry_optimizer_state
 from elasticlm.models.folder import load_supernet, save_supernet
 from elasticlm.runtime import Dist, autocast
@@ -124,7 +124,8 @@ class Stage1:
 
         space = net.space if net is not None else space
         device = cfg.train.torch_device(dist)
-        teacher = load_teacher(cfg.teacher, dtype="bf16" if cfg.train.bf16 else "fp32", device=device)
+        teacher = load_teacher(cfg.teacher, task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
+                               device=device)
         if teacher.kind != "encoder":
             raise ElasticLMError(f"teacher {cfg.teacher} is a {teacher.kind} model; supernet pretraining needs "
                                  f"an encoder")
@@ -247,7 +248,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     out, dist = Path(out), Dist.setup()
     if Path(supernet_dir).resolve() == out.resolve():
         raise ElasticLMError("finetune: --out must differ from --supernet (the pretrained supernet is kept)")
-    net, sconfig = load_supernet(supernet_dir)
+    net, sconfig = load_supernet(supernet_dir, KINDS)
     folder = StageFolder(out, "finetune", {**to_dict(cfg), "supernet": input_path(supernet_dir, out)})
     if (done := folder.done()) is not None:
         say(f"{out}: fine-tuning already complete")
@@ -291,7 +292,7 @@ def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[T
     Returns (tasks, evals, lengths, sources)."""
     from elasticlm.data.tasks import load_task, search_split
     from elasticlm.distill.teachers import check_vocab, load_teacher
-    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher
+    from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_teacher, teacher_train
 
     tasks, evals, lengths, sources = [], {}, {}, {}
     gen = torch.Generator().manual_seed(cfg.train.seed + 3)
@@ -305,10 +306,10 @@ def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[T
         if kind.label_dtype is None and not ("dev" in data.splits and len(data.splits["dev"])):  # no labelled test
             raise ElasticLMError(f"task {spec.name}: no dev split to evaluate on ({data.source}); add dev-v"
                                  f"{spec.name.removeprefix('squad-v')}.json (or a *dev*.json) beside the training file")
-        tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir, epochs=cfg.teacher_epochs,
-                                     bf16=None if cfg.train.precision == "auto" else cfg.train.bf16)
+        tcfg = TeacherFinetuneConfig(teacher=cfg.teacher, task=name, data_dir=cfg.data_dir,
+                                     train=teacher_train(epochs=cfg.teacher_epochs, precision=cfg.train.precision))
         tres = dist.main_first(lambda: finetune_teacher(tcfg, progress=dist.main))
-        teacher = load_teacher(str(tres.path), dtype="bf16" if cfg.train.bf16 else "fp32",
+        teacher = load_teacher(str(tres.path), task_kinds=KINDS.values(), dtype="bf16" if cfg.train.bf16 else "fp32",
                                device=cfg.train.torch_device(dist))
         check_vocab(teacher, net.space.vocab_size)
         max_length = cfg.max_length or int(teacher.task_info.get("max_length") or tcfg.resolved_max_length(spec))
@@ -327,7 +328,7 @@ def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[T
         cut = lambda ds: ds.select(range(min(cfg.max_eval_examples, len(ds)))) if cfg.max_eval_examples else ds  # noqa: E731
         evals[spec.name] = {k: (kind.eval_rows(cut(v), spec, teacher.tokenizer, max_length), teacher.tokenizer,
                                 max_length) for k, v in splits.items()}  # QA: raw examples, windowed when scored
-        net.add_task_head(spec.name, spec.kind, spec.num_labels, generator=gen)
+        net.add_task_head(spec.name, kind, kind.num_labels(spec), generator=gen)
         unit = f", {len(tasks[-1].train):,} {kind.unit}" if kind.fills_window else ""
         talk(f"task {spec.name}: {len(fit_part):,} training examples (first 90%{unit}), {len(held):,} held out for "
              f"search; teacher {tres.path.name} "
@@ -364,5 +365,5 @@ def _majority(spec, refs: np.ndarray) -> float:
     """The main metric of always predicting the most frequent training class (accuracy = its share)."""
     if not kind_of(spec).classes:
         return float("nan")
-    counts = np.bincount(refs.astype(int), minlength=spec.num_labels)
+    counts = np.bincount(refs.astype(int), minlength=kind_of(spec).num_labels(spec))
     return float(counts.max() / max(1, counts.sum()))

@@ -31,18 +31,19 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from elasticlm.config import to_dict
 from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.data.cache import cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
 from elasticlm.io import atomic_dir
 from elasticlm.kinds import TaskKind, kind_of
-from elasticlm.runtime import Dist, bf16_is_faster
+from elasticlm.runtime import Dist
 from elasticlm.train.engine import TrainConfig, fit, step_rows
 from elasticlm.train.evaluation import Batches, model_inputs
 
@@ -53,7 +54,8 @@ __all__ = ["TeacherFinetuneConfig", "FinetuneResult", "finetune_teacher", "finet
 
 @dataclass
 class TeacherFinetuneConfig:
-    """Settings for fine-tuning a task teacher. Every field enters the cache key."""
+    """Settings for fine-tuning a task teacher. Every field that shapes the teacher enters the cache key
+    (`_config_key`; not the fine-tune's own logging and checkpointing fields of `train`)."""
 
     teacher: str = "all-minilm-l6-v2"
     """Teacher to fine-tune: an offline alias, a hub id or a local folder (see `ensure_teacher`)."""
@@ -61,27 +63,14 @@ class TeacherFinetuneConfig:
     """Task name (`elasticlm.data.tasks`) or a user dataset folder."""
     data_dir: str | None = None
     """Where the task's files are (GLUE TSV root, SQuAD JSON); None for the built-in/hub sources."""
-    epochs: float = 1.0
-    """Passes over the training split (fractional allowed); ignored when `max_steps` is set.
-    BERT-base task teachers use 3 epochs at lr 3e-5."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (overrides `epochs`)."""
-    lr: float = 5e-5
-    """Peak learning rate (AdamW)."""
-    batch_size: int = 32
-    """Training batch size (sequences, or QA features)."""
+    train: TrainConfig = field(default_factory=lambda: teacher_train())
+    """How the teacher is optimised (`teacher_train()`: lr 5e-5, 1 epoch of batches of 32 sequences or QA
+    features; BERT-base task teachers use 3 epochs at lr 3e-5). Its log_every, checkpoint_every,
+    keep_checkpoints and progress are the fine-tune's own (a line every ~5% of the steps, `progress=`)."""
     max_length: int | None = None
     """Max tokens per input; None = 64 for single-sentence tasks, 128 for sentence pairs, 384 for QA."""
     doc_stride: int = 128
     """QA only: overlap between the windows of a long context."""
-    warmup_ratio: float = 0.1
-    """Fraction of the steps spent warming the learning rate up linearly from 0."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
-    seed: int = 0
-    """Seed for the head's initialisation and the data order."""
-    bf16: bool | None = None
-    """bf16 autocast (True), plain fp32 (False), or None: bf16 where this machine runs it faster."""
     max_train_examples: int | None = None
     """Use only the first N training rows (quick runs and tests)."""
     max_eval_examples: int | None = None
@@ -93,25 +82,20 @@ class TeacherFinetuneConfig:
 
     @property
     def use_bf16(self) -> bool:
-        """`bf16` resolved on this machine."""
-        return self.bf16 if self.bf16 is not None else bf16_is_faster()
+        """`train.precision` resolved on this machine (auto: bf16 where it runs faster)."""
+        return self.train.bf16
 
     def resolved_max_length(self, spec) -> int:
         """`max_length`, or its task-dependent default."""
         if self.max_length is not None:
             return int(self.max_length)
-        return spec.task_kind.default_max_length or (128 if len(spec.text_fields) > 1 else 64)
+        return kind_of(spec).default_max_length or (128 if len(spec.text_fields) > 1 else 64)
 
     def validate(self) -> None:
         """Raise `ElasticLMError` naming the first bad field."""
+        self.train.validate("teacher fine-tuning config, train")
         checks = [
-            ("epochs", self.epochs > 0 or self.max_steps is not None, "must be > 0"),
-            ("max_steps", self.max_steps is None or self.max_steps > 0, "must be > 0"),
-            ("lr", self.lr > 0, "must be > 0"),
-            ("batch_size", self.batch_size > 0, "must be > 0"),
             ("max_length", self.max_length is None or self.max_length >= 8, "must be >= 8"),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("max_train_examples", self.max_train_examples is None or self.max_train_examples > 0,
              "must be > 0"),
             ("max_eval_examples", self.max_eval_examples is None or self.max_eval_examples > 0,
@@ -122,6 +106,11 @@ class TeacherFinetuneConfig:
         for name, ok, why in checks:
             if not ok:
                 raise ElasticLMError(f"teacher fine-tuning config: {name}={getattr(self, name)!r} {why}")
+
+
+def teacher_train(**changes) -> TrainConfig:
+    """Teacher fine-tuning's training defaults (`TrainConfig` with lr 5e-5), with `changes` made."""
+    return replace(TrainConfig(lr=5e-5), **changes)
 
 
 @dataclass
@@ -163,8 +152,15 @@ def _canonical(cfg: TeacherFinetuneConfig) -> tuple[str, str]:
 def _config_key(cfg: TeacherFinetuneConfig) -> dict[str, Any]:
     """The configuration as hashed, with teacher/task/data_dir spelled canonically, plus the content
     fingerprint (size and mtime of each file) of a local task folder or data_dir: editing the data
-    gives a new key, never the stale teacher."""
-    key = asdict(cfg)
+    gives a new key, never the stale teacher. The training settings enter as the flat fields of the
+    config before it had a `train` (`bf16`: None/True/False for precision auto/bf16/fp32), plus those it
+    had no field for when they differ from `teacher_train()`, so teachers cached then are found again."""
+    key = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "train"}
+    t, default = cfg.train, teacher_train()
+    key.update(epochs=t.epochs, max_steps=t.max_steps, lr=t.lr, batch_size=t.batch_size, warmup_ratio=t.warmup_ratio,
+               weight_decay=t.weight_decay, seed=t.seed, bf16={"auto": None, "bf16": True, "fp32": False}[t.precision])
+    key.update({name: getattr(t, name) for name in ("grad_accum", "max_grad_norm", "device")
+                if getattr(t, name) != getattr(default, name)})
     key["teacher"], key["task"] = _canonical(cfg)
     if key["data_dir"] is not None and Path(key["data_dir"]).expanduser().exists():
         key["data_dir"] = str(Path(key["data_dir"]).expanduser().resolve())
@@ -301,7 +297,7 @@ def _setup(cfg: TeacherFinetuneConfig, say: Callable[[str], None], progress: boo
     if attn == "auto":
         attn = "eager" if cfg.use_bf16 else "sdpa"
     with torch.random.fork_rng(), quiet_transformers():  # the head's initialisation depends on the seed only
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.train.seed)
         model = kind.auto_model(teacher_path, spec, attn_implementation=attn, dtype=torch.float32)
     if model.config.pad_token_id is None:  # causal backbones need it to find the last token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -314,18 +310,18 @@ def _fit(job: TeacherJob, cfg: TeacherFinetuneConfig, work: Path, say: Callable[
          progress: bool) -> dict[str, Any]:
     """Train on the engine; a killed run resumes from its work folder. Returns the engine's state."""
     spec, kind, train_ds = job.spec, job.kind, job.train_ds
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)))
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.train.batch_size)
+    total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
     say(f"fine-tuning {cfg.teacher} on {spec.name} ({spec.kind}): {len(train_ds)} training "
-        f"{kind.unit}, {total} steps of {cfg.batch_size}, "
-        f"lr {cfg.lr:g}, max_length {job.max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
-    train = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=total, warmup_ratio=cfg.warmup_ratio,
-                        weight_decay=cfg.weight_decay, max_grad_norm=1.0, precision="bf16" if cfg.use_bf16 else "fp32",
-                        seed=cfg.seed, log_every=max(1, total // 20), checkpoint_every=max(50, total // 4),
-                        keep_checkpoints=1, progress=progress)
+        f"{kind.unit}, {total} steps of {cfg.train.batch_size}, "
+        f"lr {cfg.train.lr:g}, max_length {job.max_length}, {'bf16' if cfg.use_bf16 else 'fp32'}")
+    train = replace(cfg.train, max_steps=total, precision="bf16" if cfg.use_bf16 else "fp32",
+                    log_every=max(1, total // 20), checkpoint_every=max(50, total // 4), keep_checkpoints=1,
+                    progress=progress)
     try:
         return fit(TaskObjective(job.model, train_ds, kind, job.pad_id, train), train, work, total=total, say=say)
     except ElasticLMError as err:
-        raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.lr:g})") from None
+        raise ElasticLMError(f"teacher fine-tuning diverged: {err}; lower --lr (now {cfg.train.lr:g})") from None
 
 
 def _validate(job: TeacherJob, cfg: TeacherFinetuneConfig, state: dict[str, Any], say: Callable[[str], None],
@@ -334,7 +330,7 @@ def _validate(job: TeacherJob, cfg: TeacherFinetuneConfig, state: dict[str, Any]
     spec, model = job.spec, job.model
     model.eval()
     step, train_seconds = state["step"], state["seconds"]
-    seen = step * cfg.batch_size
+    seen = step * cfg.train.batch_size
     results: dict[str, Any] = {}
     for name, (rows, scorer) in job.eval_ds.items():
         results[name] = _evaluate(model, rows, scorer, spec, cfg, job.pad_id)
@@ -359,7 +355,7 @@ def _validate(job: TeacherJob, cfg: TeacherFinetuneConfig, state: dict[str, Any]
         "kind": spec.kind,
         "task_head": spec.kind,
         "label_names": list(spec.label_names) if spec.label_names else None,
-        "num_labels": spec.num_labels,
+        "num_labels": kind_of(spec).num_labels(spec),
         "metrics": list(spec.metrics),
         "main_metric": spec.main_metric,
         "base_teacher": cfg.teacher,
@@ -374,7 +370,7 @@ def _save(final: Path, job: TeacherJob, cfg: TeacherFinetuneConfig, metrics: dic
     with atomic_dir(final) as tmp:
         job.model.save_pretrained(tmp, safe_serialization=True)
         job.tokenizer.save_pretrained(tmp)
-        (tmp / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (tmp / "finetune_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         (tmp / "elasticlm_teacher.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # written last
 
