@@ -42,7 +42,7 @@ LAYERS = [
     Layer("search and export", ("elasticlm.search", "elasticlm.export")),
     Layer("causal LM and benchmarks", ("elasticlm.clm", "elasticlm.bench")),
     Layer("report", ("elasticlm.report",), torch_free=True),
-    Layer("the pipeline", ("elasticlm.presets", "elasticlm.pipeline", "elasticlm.ablation")),
+    Layer("experiments", ("elasticlm.presets", "elasticlm.experiment")),
     Layer("commands", ("elasticlm.commands",)),
     Layer("entry points", ("elasticlm.cli", "elasticlm.__main__")),
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from elasticlm.config import to_dict
-from elasticlm.pipeline import RunConfig, run_pipeline
+from elasticlm.experiment.run import RunConfig, run_pipeline
 
 from conftest import STAGE_VOCAB, tiny_run_config
 
@@ -159,7 +159,7 @@ def test_stage_commands_on_a_finished_run(finished, sentiment, tmp_path):
 
 
 def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp_path):
-    from elasticlm.ablation import ablate
+    from elasticlm.experiment.ablation import ablate
 
     cfg = tiny_config(teacher_dir, word_corpus, sentiment)
     notes: list[str] = []

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("config", nargs="?", help="YAML run config (applied over the preset)")
     a.add_argument("--preset", help="demo, micro, tiny or small")
-    add_fields(a, "elasticlm.pipeline:RunConfig", ["task"])
+    add_fields(a, "elasticlm.experiment.run:RunConfig", ["task"])
     a.add_argument("--variants", nargs="+", help="subset of: full fixed-dims no-head-search classic-kd no-sharing")
     a.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per variant (default 0)")
     a.add_argument("--out", required=True, help="output folder (one run folder per variant and seed)")
@@ -134,7 +134,7 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from elasticlm.pipeline import compare
+    from elasticlm.experiment.run import compare
 
     metrics = compare(Path(args.run))
     print(table(metrics))
@@ -156,7 +156,7 @@ def table(metrics: dict) -> str:
 
 def _ablate(args) -> int:
     from elasticlm.commands.run import build_config
-    from elasticlm.ablation import ablate
+    from elasticlm.experiment.ablation import ablate
 
     cfg = build_config(args)
     res = ablate(cfg, Path(args.out), variants=args.variants, seeds=args.seeds)

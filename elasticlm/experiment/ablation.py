@@ -16,7 +16,7 @@ import numpy as np
 from elasticlm.config import override
 from elasticlm.data.cache import atomic_file
 from elasticlm.errors import ElasticLMError
-from elasticlm.pipeline import RunConfig, run_pipeline
+from elasticlm.experiment.run import RunConfig, run_pipeline
 
 # variant -> the overrides that switch one component off
 VARIANTS: dict[str, list[str]] = {
