@@ -32,7 +32,8 @@ class Layer:
 # The layers of elasticlm, bottom to top (the README's "How the code is laid out").
 LAYERS = [
     Layer("base", ("elasticlm", "elasticlm.errors"), torch_free=True),
-    Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile"),
+    Layer("plain data", ("elasticlm.space", "elasticlm.space_presets", "elasticlm.space_sampling", "elasticlm.config",
+                         "elasticlm.data.cache", "elasticlm.data.textfile"),
           torch_free=True),
     Layer("data", ("elasticlm.data",)),
     Layer("models", ("elasticlm.models",)),
