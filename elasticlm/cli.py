@@ -22,7 +22,10 @@ COMMAND_MODULES = (
     "elasticlm.commands.teacher",
     "elasticlm.commands.supernet",
     "elasticlm.commands.search",     # search, heads
-    "elasticlm.commands.retrain",    # retrain, evaluate, compare, ablate
+    "elasticlm.commands.retrain",    # retrain
+    "elasticlm.commands.evaluate",   # evaluate
+    "elasticlm.commands.compare",    # compare
+    "elasticlm.commands.ablate",     # ablate
     "elasticlm.commands.run",        # run (the whole pipeline)
     "elasticlm.commands.config",     # config dump
     "elasticlm.commands.export",     # export

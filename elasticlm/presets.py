@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from elasticlm.pipeline import RunConfig
+from elasticlm.experiment.run import RunConfig
 from elasticlm.search.evolution import EvolutionConfig
 from elasticlm.search.search_stages import SearchConfig
 from elasticlm.space import get_preset

@@ -19,15 +19,15 @@ plus its torch modules in `elasticlm.models.blocks.BLOCKS`; nothing else names t
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from elasticlm.errors import ElasticLMError
+from elasticlm.space_presets import PRESET_SPACES
+from elasticlm.space_sampling import draw_within
 
 SHARINGS: tuple[str, ...] = ("none", "qv", "kv")
 
@@ -118,7 +118,7 @@ class LayerChoice:
         return (self.kind, self.sharing)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -367,44 +367,21 @@ class SearchSpace:
                       widths: Mapping[tuple[int, str, str], int] | None = None,
                       max_tries: int = 1000) -> Architecture:
         """An architecture drawn uniformly from those whose total parameter count lies in
-        [`floor`, `ceiling`] (ceiling default: the space's), however tight the range.
-
-        Exact and uniform: layers' counts are rounded down to a grid, the architectures of each
-        rounded total are counted by dynamic programming over layers, layers are drawn in proportion
-        to the completions they leave (uniform over a slight superset of the range), and a draw
-        outside the exact range is redrawn (so the result is uniform over the range itself).
-        """
+        [`floor`, `ceiling`] (ceiling default: the space's), however tight the range: exact and
+        uniform by counting (`elasticlm.space_sampling`)."""
         ceiling = self.param_ceiling if ceiling is None else ceiling
         if ceiling is None and floor is None:
             return self.sample(rng, widths)
-        key = tuple(sorted(widths.items())) if widths is not None else None
-        table = _range_table(self, ceiling, floor, key)
-        if table is None:
-            lo, hi = self.param_range(widths)
-            raise ElasticLMError(f"no architecture has between {floor or 0:,} and {ceiling:,} parameters "
-                                 f"(this space spans {lo:,} to {hi:,}); widen the range" if ceiling is not None else
-                                 f"no architecture has at least {floor:,} parameters (the largest has {hi:,})")
-        options, quanta, counts = table
-        for _ in range(max_tries):
-            s, chosen = 0, []
-            for l, (opts, qs) in enumerate(zip(options, quanta)):
-                weights = [counts[l + 1][s + q] if s + q < len(counts[l + 1]) else 0.0 for q in qs]
-                i = rng.choices(range(len(opts)), weights=weights)[0]
-                chosen.append(opts[i])
-                s += qs[i]
-            arch = Architecture(tuple(chosen))
-            total = self.count_params(arch).total
-            if (ceiling is None or total <= ceiling) and (floor is None or total >= floor):
-                return arch
-        raise ElasticLMError(f"no architecture in [{floor}, {ceiling}] found in {max_tries} draws; widen the range")
+        return Architecture(draw_within(self, rng, ceiling, floor, widths, max_tries))
 
     def param_range(self, widths: Mapping[tuple[int, str, str], int] | None = None) -> tuple[int, int]:
         """Smallest and largest total parameter count of an architecture (at `widths` if given)."""
-        per = [[self.layer_params(c) for c in self._layer_options(l, widths)] for l in range(self.num_layers)]
+        per = [[self.layer_params(c) for c in self.layer_options(l, widths)] for l in range(self.num_layers)]
         emb = self.embedding_params()
         return emb + sum(min(p) for p in per), emb + sum(max(p) for p in per)
 
-    def _layer_options(self, layer: int, widths: Mapping[tuple[int, str, str], int] | None) -> list[LayerChoice]:
+    def layer_options(self, layer: int, widths: Mapping[tuple[int, str, str], int] | None) -> list[LayerChoice]:
+        """Every choice of layer `layer` (at its width in `widths` if given, else every grid width)."""
         ffns = lambda cand: [widths[(layer, *cand)]] if widths is not None else self.ffn_grid  # noqa: E731
         return [LayerChoice(k, s, f, self.num_heads) for k, s in self.candidates for f in ffns((k, s))]
 
@@ -431,13 +408,13 @@ class SearchSpace:
 
     # ----- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
+        out = asdict(self)
         out["kinds"], out["sharings"] = list(self.kinds), list(self.sharings)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SearchSpace":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ElasticLMError(f"unknown search-space field(s): {', '.join(unknown)}")
@@ -446,44 +423,6 @@ class SearchSpace:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
-
-
-_GRID = 2048  # rounded-total buckets of the counting table (finer: fewer redraws, more work)
-
-
-@functools.lru_cache(maxsize=64)
-def _range_table(space: SearchSpace, ceiling: int | None, floor: int | None, widths_key):
-    """(options per layer, their rounded counts, completion counts) for `sample_within`, or None
-    when no architecture can fit. counts[l][s] = architectures of layers l.. whose rounded total,
-    added to a partial rounded sum s, lands in the superset range."""
-    import numpy as np
-
-    widths = dict(widths_key) if widths_key is not None else None
-    options = [space._layer_options(l, widths) for l in range(space.num_layers)]
-    params = [[space.layer_params(c) for c in opts] for opts in options]
-    emb, L = space.embedding_params(), space.num_layers
-    top = sum(max(p) for p in params)
-    unit = max(1, -(-top // _GRID))
-    quanta = [[p // unit for p in ps] for ps in params]
-    hi = top if ceiling is None else ceiling - emb  # exact block budget
-    lo = 0 if floor is None else floor - emb
-    if hi < sum(min(p) for p in params) or lo > top:
-        return None
-    q_hi = hi // unit  # rounded-down totals of feasible architectures are <= q_hi ...
-    q_lo = max(0, -(-(lo - L * (unit - 1)) // unit))  # ... and >= q_lo
-    counts = [None] * (L + 1)
-    last = np.zeros(q_hi + 1)
-    last[q_lo:] = 1.0
-    counts[L] = last
-    for l in range(L - 1, -1, -1):
-        row = np.zeros(q_hi + 1)
-        for q in quanta[l]:
-            if q <= q_hi:
-                row[: q_hi + 1 - q] += counts[l + 1][q:]
-        counts[l] = row
-    if counts[0][0] <= 0:
-        return None
-    return options, quanta, [c.tolist() for c in counts]
 
 
 @dataclass(frozen=True)
@@ -495,20 +434,8 @@ class Preset:
     about: str = field(default="", compare=False)
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("small", SearchSpace(hidden_size=528, num_layers=12, param_ceiling=15_700_000),
-               "ELM-Small (paper): d=528, L=12, ceiling 15.7M"),
-        Preset("tiny", SearchSpace(hidden_size=528, num_layers=12, param_ceiling=10_000_000),
-               "ELM-Tiny (paper): d=528, L=12, ceiling 10M"),
-        Preset("micro", SearchSpace(hidden_size=192, num_layers=6, param_ceiling=5_000_000),
-               "ELM-Micro (paper): d=192, L=6, ceiling 5M"),
-        Preset("demo", SearchSpace(hidden_size=192, num_layers=4, max_position_embeddings=128,
-                                   param_ceiling=4_500_000),
-               "laptop demo: d=192, L=4, N_max=128, ceiling 4.5M; the whole pipeline in minutes on 2 cores"),
-    )
-}
+PRESETS: dict[str, Preset] = {n: Preset(n, SearchSpace(**dims), about) for n, (dims, about) in PRESET_SPACES.items()}
+"""The named search spaces (their dimensions: `elasticlm.space_presets`)."""
 
 
 def get_preset(name: str) -> Preset:

@@ -149,7 +149,7 @@ def tiny_run_config(space: dict, *, pretrain_steps: int, epochs: float, teacher_
     supernet pretraining (growth every 3 steps), `epochs` of supernet fine-tuning (2 evaluation paths) and
     of retraining (lr 1e-3), a 4×2 evolution scoring batches of `search_batch`; `top` sets the run's own
     fields (task, teacher, corpus, seed, baselines, ...)."""
-    from elasticlm.pipeline import RunConfig
+    from elasticlm.experiment.run import RunConfig
     from elasticlm.search.evolution import EvolutionConfig
     from elasticlm.search.search_stages import SearchConfig
     from elasticlm.train.engine import TrainConfig

@@ -252,6 +252,8 @@ def test_model_card(run_export, causal_export):
     assert meta["license"] and "elasticlm" in meta["tags"] and meta["metrics"] == ["accuracy"]
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(rows) == len(ARCH) and "| 1 | mobile | qv | 24 | 2 |" in rows[1]
+    d = int(text.split("hidden size d = ")[1].split()[0])
+    assert f"(attention width i = d/4 = {d // 4})" in text  # the mobile bottleneck, `SearchSpace.inner_size`
     assert "| **found** (this model) | 0.04M | 1.5 | 71.0 | 68.0 |" in text
     assert "is below: teacher (88.0)" in text and "majority" in text
     assert "preset `demo`" in text and "trust_remote_code=True" in text and "1 = `positive`" in text

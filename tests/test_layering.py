@@ -32,8 +32,9 @@ class Layer:
 # The layers of elasticlm, bottom to top (the README's "How the code is laid out").
 LAYERS = [
     Layer("base", ("elasticlm", "elasticlm.errors", "elasticlm.io"), torch_free=True),
-    Layer("plain data", ("elasticlm.space", "elasticlm.config", "elasticlm.data.cache", "elasticlm.data.textfile",
-                         "elasticlm.stage_folder", "elasticlm.run_layout"),
+    Layer("plain data", ("elasticlm.space", "elasticlm.space_presets", "elasticlm.space_sampling", "elasticlm.config",
+                         "elasticlm.data.cache", "elasticlm.data.textfile", "elasticlm.stage_folder",
+                         "elasticlm.run_layout"),
           torch_free=True),
     Layer("runtime", ("elasticlm.runtime",)),
     Layer("data", ("elasticlm.data",)),
@@ -44,7 +45,7 @@ LAYERS = [
     Layer("search and export", ("elasticlm.search", "elasticlm.export")),
     Layer("causal LM and benchmarks", ("elasticlm.clm", "elasticlm.bench")),
     Layer("report", ("elasticlm.report",), torch_free=True),
-    Layer("the pipeline", ("elasticlm.presets", "elasticlm.pipeline", "elasticlm.ablation")),
+    Layer("experiments", ("elasticlm.presets", "elasticlm.experiment")),
     Layer("commands", ("elasticlm.commands",)),
     Layer("entry points", ("elasticlm.cli", "elasticlm.__main__")),
 ]
@@ -149,7 +150,7 @@ def test_known_violations_still_occur():
 def test_search_export_and_the_ablation_load_a_supernet_and_resolve_a_device_without_training():
     """The supernet folder format (`models.folder`) and device/precision/`Dist` (`runtime`) sit below
     training, so loading a trained supernet to search, export or ablate it never imports train/."""
-    users = [n for n in MODULES if n.startswith(("elasticlm.search", "elasticlm.export")) or n == "elasticlm.ablation"]
+    users = [n for n in MODULES if n.startswith(("elasticlm.search", "elasticlm.export")) or n == "elasticlm.experiment.ablation"]
     bad = [(n, d) for n in users for d in MODULES[n] if d in {"elasticlm.train.supernet", "elasticlm.train.engine"}]
     assert not bad, bad
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from elasticlm.config import to_dict
-from elasticlm.pipeline import RunConfig, run_pipeline
+from elasticlm.experiment.run import RunConfig, run_pipeline
 
 from conftest import STAGE_VOCAB, tiny_run_config
 
@@ -158,8 +158,26 @@ def test_stage_commands_on_a_finished_run(finished, sentiment, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
 
 
+def test_compare_reuses_the_run_and_prints_its_table(finished, tmp_path):
+    from elasticlm.experiment.compare import table
+
+    out, cfg, metrics, _ = finished
+    saved = (out / "metrics.json").read_text()
+    r = cli("compare", out)
+    assert r.returncode == 0, r.stderr
+    assert (out / "metrics.json").read_text() == saved  # every model reused: the same metrics.json
+    assert r.stdout.rstrip("\n").endswith(table(json.loads(saved)))
+    r = cli("compare", tmp_path)
+    assert r.returncode == 2 and "not a run folder" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_ablate_refuses_an_unknown_variant(tmp_path):
+    r = cli("ablate", "--preset", "demo", "--variants", "full", "no-such", "--out", tmp_path / "abl")
+    assert r.returncode == 2 and "unknown ablation variant 'no-such'" in r.stderr and not (tmp_path / "abl").exists()
+
+
 def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp_path):
-    from elasticlm.ablation import ablate
+    from elasticlm.experiment.ablation import ablate
 
     cfg = tiny_config(teacher_dir, word_corpus, sentiment)
     notes: list[str] = []

@@ -92,7 +92,7 @@ def test_stage_options_and_overrides():
                                       ("retrain.corpus", "corpus"), ("finetune.tasks", "task")])
 def test_a_stage_field_the_run_derives_cannot_be_set_apart(path, top, tmp_path):
     from elasticlm.config import apply_yaml, from_dict, override
-    from elasticlm.pipeline import RunConfig
+    from elasticlm.experiment.run import RunConfig
 
     with pytest.raises(ElasticLMError, match=f"^{path} is set by '{top}'"):
         override(get_config("demo"), [f"{path}=7"])
@@ -117,7 +117,7 @@ def test_a_stage_field_the_run_derives_cannot_be_set_apart(path, top, tmp_path):
 
 
 def _set_on_construction(path: str):
-    from elasticlm.pipeline import RunConfig
+    from elasticlm.experiment.run import RunConfig
     from elasticlm.train.engine import TrainConfig
     from elasticlm.train.retrain import RetrainConfig
     from elasticlm.train.supernet import FinetuneConfig, PretrainConfig

@@ -63,7 +63,7 @@ def test_each_candidate_sees_the_prefix_paths_output():
 
 
 def test_ablation_writes_similarity_json_the_report_draws(teacher_dir, word_corpus, tmp_path, monkeypatch):
-    from elasticlm.ablation import block_similarity_file
+    from elasticlm.experiment.ablation import block_similarity_file
     from elasticlm.report import write_report
 
     monkeypatch.setenv("ELASTICLM_CACHE", str(tmp_path / "cache"))

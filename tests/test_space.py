@@ -176,9 +176,9 @@ def test_sample_within_is_uniform_over_the_range_exactly():
 
     space = SearchSpace(hidden_size=48, num_layers=2, num_heads=12, embedding_size=16, vocab_size=97,
                         max_position_embeddings=64)
-    opts = space._layer_options(0, None)
+    opts = space.layer_options(0, None)
     totals = {Architecture((a, b)): space.count_params(Architecture((a, b))).total
-              for a, b in itertools.product(opts, space._layer_options(1, None))}
+              for a, b in itertools.product(opts, space.layer_options(1, None))}
     lo, hi = sorted(totals.values())[len(totals) // 3], sorted(totals.values())[len(totals) // 2]
     inside = {a for a, t in totals.items() if lo <= t <= hi}
     rng = random.Random(0)

@@ -1,4 +1,4 @@
-"""`elasticlm run`: the whole pipeline (see `elasticlm.pipeline`) into one resumable run folder."""
+"""`elasticlm run`: the whole pipeline (see `elasticlm.experiment.run`) into one resumable run folder."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                               epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="YAML config (configs/*.yaml); applied over the preset's defaults")
     p.add_argument("--preset", help="demo, micro, tiny or small (default: the YAML's, else demo)")
-    add_fields(p, "elasticlm.pipeline:RunConfig", ["task", "teacher", "corpus", ("data-dir", "data_dir"), "seed"])
+    add_fields(p, "elasticlm.experiment.run:RunConfig", ["task", "teacher", "corpus", ("data-dir", "data_dir"), "seed"])
     p.add_argument("--out", required=True, help="the run folder (rerun into it to resume)")
     p.add_argument("--force", action="store_true", help="delete a run folder made with another config and start over")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any config field, e.g. search.mode=pareto")
@@ -49,7 +49,7 @@ def build_config(args):
 
 
 def _run(args) -> int:
-    from elasticlm.pipeline import run_pipeline
+    from elasticlm.experiment.run import run_pipeline
 
     cfg = build_config(args)
     metrics = run_pipeline(cfg, Path(args.out), force=args.force)

@@ -49,8 +49,8 @@ def _architecture(model) -> list[str]:
         f"{len(arch)} layers of hidden size d = {config.hidden_size} over a factorized embedding (vocabulary "
         f"{config.vocab_size:,}, e = {config.embedding_size}, up to {config.max_position_embeddings} positions). "
         f"`bert` blocks are multi-head attention + one FFN; `mobile` blocks run a narrower bottleneck "
-        f"(attention width d/2) with {config.mobile_ffns} stacked FFNs; `sharing` says which attention "
-        f"projections share weights (`qv`: query = value, `kv`: key = value). In short: `{arch.short()}`.",
+        f"(attention width i = d/4 = {space.inner_size}) with {config.mobile_ffns} stacked FFNs; `sharing` says which "
+        f"attention projections share weights (`qv`: query = value, `kv`: key = value). In short: `{arch.short()}`.",
         "", *rows, ""]
 
 

@@ -18,6 +18,7 @@ from elasticlm.distill.losses import DistillConfig
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import SuperNet, SupernetConfig
 from elasticlm.space import Architecture, SearchSpace
+from elasticlm.kinds import kind_named
 from elasticlm.train.engine import TrainConfig
 
 # --------------------------------------------------------------------------------------------------

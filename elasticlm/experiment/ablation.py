@@ -15,8 +15,8 @@ import numpy as np
 
 from elasticlm.config import override
 from elasticlm.errors import ElasticLMError
+from elasticlm.experiment.run import RunConfig, run_pipeline
 from elasticlm.io import atomic_file
-from elasticlm.pipeline import RunConfig, run_pipeline
 
 # variant -> the overrides that switch one component off
 VARIANTS: dict[str, list[str]] = {

@@ -181,9 +181,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
     heads = stage("head search", lambda: run_heads(cfg.search, run.supernet_ft, best, run.heads, say=say))
     final = Architecture.from_list(heads["arch"])
     _write_json(run.arch, {"layers": final.to_list()})
-    metrics = stage("retraining", lambda: _retrain_all(cfg, out, final, found, say))
-    if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
-        metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: _tfidf(cfg, out, say))
+    metrics = stage("retraining", lambda: retrain_all(cfg, out, final, found, say))
+    if cfg.tfidf and not skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
+        metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: tfidf_baseline(cfg, out, say))
     _write_json(run.metrics, metrics)
     if cfg.export:
         stage("export", lambda: _export(cfg, out, say))
@@ -191,26 +191,6 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
         stage("report", lambda: _report(out, say))
     _write_json(run.timings, {**_previous_timings(out), **times})
     _summary(metrics, say)
-    return metrics
-
-
-def compare(out: Path, *, say: Say = _say) -> dict:
-    """Retrain (or reuse) the found model and the baselines of a finished search in run folder `out`,
-    and rewrite its metrics.json."""
-    from elasticlm.space import Architecture
-
-    run = RunLayout(out)
-    marker = run.run_config
-    if not marker.exists() or not run.done(run.search).exists() or not run.arch.exists():
-        raise ElasticLMError(f"{out} is not a run folder with a finished search (run_config.json, search/result.json, "
-                             f"arch.json); run `elasticlm run --out {out}` first")
-    cfg = from_dict(RunConfig, json.loads(marker.read_text())["config"])
-    found = json.loads(run.done(run.search).read_text())
-    final = Architecture.from_list(json.loads(run.arch.read_text())["layers"])
-    metrics = _retrain_all(cfg, out, final, found, say)
-    if cfg.tfidf and not _skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
-        metrics["tfidf-logreg"] = _tfidf(cfg, out, say)
-    _write_json(run.metrics, metrics)
     return metrics
 
 
@@ -238,7 +218,7 @@ def _check_qa_data(cfg: RunConfig) -> None:
                                  f"{split}-v{version}.json (the official SQuAD JSON) there")
 
 
-def _skip_for_qa(cfg: RunConfig, what: str, say: Say) -> bool:
+def skip_for_qa(cfg: RunConfig, what: str, say: Say) -> bool:
     """True (after saying so) when `what`, a baseline that predicts one label per text, does not apply."""
     if not _is_qa(cfg.task):
         return False
@@ -252,8 +232,9 @@ def _previous_timings(out: Path) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
-def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
-    """Retrain the found model and the baselines (each seed), then measure teacher and majority."""
+def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
+    """Retrain the found model and the baselines (each seed), then measure teacher and majority
+    (`elasticlm run` and `elasticlm compare`)."""
     from elasticlm.models.folder import load_supernet
     from elasticlm.kinds import KINDS, kind_of
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
@@ -309,7 +290,7 @@ def _retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dic
     # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
     metrics["teacher"].update({k: kind_of(spec).fractions(metrics["teacher"][k]) for k in ("dev", "test")
                                if k in metrics["teacher"]})
-    if _skip_for_qa(cfg, "the majority-class baseline", say):
+    if skip_for_qa(cfg, "the majority-class baseline", say):
         return metrics
     train_labels = data.train["labels"]
     maj = {"params": 0, "latency_ms": 0.0, "dev": majority_metrics(data.spec, train_labels, data.dev["labels"])}
@@ -338,7 +319,8 @@ def _latency(model_dir: Path, cache: Path, *, kind) -> float:
     return ms
 
 
-def _tfidf(cfg: RunConfig, out: Path, say: Say) -> dict:
+def tfidf_baseline(cfg: RunConfig, out: Path, say: Say) -> dict:
+    """The TF-IDF + logistic regression baseline of the run's task, fitted once into OUT/tfidf/."""
     from elasticlm.train.classical import tfidf_logreg
 
     f = RunLayout(out).done(RunLayout(out).tfidf)

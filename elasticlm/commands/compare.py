@@ -1,0 +1,25 @@
+"""`elasticlm compare`: the found model against the equal-budget baselines (see `elasticlm.experiment.compare`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = """examples:
+  elasticlm compare runs/demo            # retrain (or reuse) found + baselines, write metrics.json, print the table
+"""
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser("compare", help="retrain the found model and the equal-budget baselines of a run, "
+                              "write metrics.json and print the table", epilog=EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("run", help="a run folder of `elasticlm run` (search and heads done)")
+    c.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    from elasticlm.experiment.compare import compare, table
+
+    print(table(compare(Path(args.run))))
+    return 0

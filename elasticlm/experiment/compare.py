@@ -1,0 +1,49 @@
+"""`elasticlm compare`: the found model against the equal-budget baselines of a run folder.
+
+`compare` retrains (or reuses) every model of a finished search with the run's own recipe and rewrites
+metrics.json; `table` is metrics.json as the plain-text table the command prints.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+from elasticlm.config import from_dict
+from elasticlm.data.cache import atomic_file
+from elasticlm.errors import ElasticLMError
+from elasticlm.experiment.run import RunConfig, Say, retrain_all, skip_for_qa, tfidf_baseline
+
+
+def compare(out: Path, *, say: Say = partial(print, flush=True)) -> dict:
+    """Retrain (or reuse) the found model and the baselines of a finished search in run folder `out`,
+    and rewrite its metrics.json."""
+    from elasticlm.space import Architecture
+
+    marker = out / "run_config.json"
+    if not marker.exists() or not (out / "search" / "result.json").exists() or not (out / "arch.json").exists():
+        raise ElasticLMError(f"{out} is not a run folder with a finished search (run_config.json, search/result.json, "
+                             f"arch.json); run `elasticlm run --out {out}` first")
+    cfg = from_dict(RunConfig, json.loads(marker.read_text())["config"])
+    found = json.loads((out / "search" / "result.json").read_text())
+    final = Architecture.from_list(json.loads((out / "arch.json").read_text())["layers"])
+    metrics = retrain_all(cfg, out, final, found, say)
+    if cfg.tfidf and not skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
+        metrics["tfidf-logreg"] = tfidf_baseline(cfg, out, say)
+    with atomic_file(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def table(metrics: dict) -> str:
+    """metrics.json as a plain-text table (params, latency, dev and test main metrics)."""
+    names = sorted({k for m in metrics.values() for s in ("dev", "test") for k in m.get(s, {})})
+    head = f"{'model':16s} {'params':>8s} {'ms':>7s} " + " ".join(f"{s + ' ' + n:>14s}" for s in ("dev", "test")
+                                                                for n in names)
+    rows = [head]
+    for model, m in metrics.items():
+        cells = [f"{m.get(s, {}).get(n, float('nan')):14.4f}" for s in ("dev", "test") for n in names]
+        rows.append(f"{model:16s} {m.get('params', 0) / 1e6:7.2f}M {m.get('latency_ms', float('nan')):7.2f} "
+                    + " ".join(cells))
+    return "\n".join(rows)

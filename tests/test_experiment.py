@@ -1,0 +1,17 @@
+"""The experiment package's pure parts: the comparison table."""
+
+import math
+
+from elasticlm.experiment.compare import table
+
+
+def test_table_has_a_row_per_model_and_a_column_per_split_and_metric():
+    metrics = {"found": {"params": 2_500_000, "latency_ms": 1.5, "dev": {"accuracy": 0.75, "f1": 0.5},
+                         "test": {"accuracy": 0.7}},
+               "majority": {"params": 0, "latency_ms": 0.0, "dev": {"accuracy": 0.5}}}
+    lines = table(metrics).splitlines()
+    assert lines[0].split() == ["model", "params", "ms", "dev", "accuracy", "dev", "f1", "test", "accuracy",
+                                "test", "f1"]
+    found = lines[1].split()
+    assert found[:3] == ["found", "2.50M", "1.50"] and [float(x) for x in found[3:5]] == [0.75, 0.5]
+    assert math.isnan(float(found[6])) and lines[2].split()[:4] == ["majority", "0.00M", "0.00", "0.5000"]
