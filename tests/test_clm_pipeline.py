@@ -123,7 +123,7 @@ def test_teacher_with_another_tokenizer_is_a_user_error(clm_inputs, tmp_path, ca
 
 
 def test_stage_training_is_a_train_config_with_the_pipeline_wide_fields_filled_in():
-    from elasticlm.clm.stages import ClmConfig, _fields, stage_train
+    from elasticlm.clm.pipeline import ClmConfig, _fields, stage_train
 
     cfg = ClmConfig(precision="fp32", seed=3, progress=False)
     train = cfg.train_config(cfg.pretrain)

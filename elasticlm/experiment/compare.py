@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from elasticlm.config import from_dict
-from elasticlm.data.cache import atomic_file
+from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.experiment.run import RunConfig, Say, retrain_all, skip_for_qa, tfidf_baseline
 

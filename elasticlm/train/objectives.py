@@ -28,7 +28,9 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.kinds import kind_of
 from elasticlm.models import Capture, SuperNet
 from elasticlm.space import Architecture
-from elasticlm.train.engine import Dist, pad_batch, rows_of, step_rows
+from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.runtime import Dist
+from elasticlm.train.engine import step_rows
 from elasticlm.train.supernet import FinetuneConfig, PretrainConfig, hash_seed, sample_path
 
 
