@@ -211,7 +211,15 @@ class FFN(nn.Module):
         return [(w_in, new_w_in, 0), (b_in, new_b_in, 0), (w_out, new_w_out, 1)]
 
 
-class BertBlock(nn.Module):
+class _SharedAttentionBlock(nn.Module):
+    """What every block kind has: an `attention` module whose projection sharing names the candidate."""
+
+    @property
+    def sharing(self) -> str:
+        return self.attention.sharing
+
+
+class BertBlock(_SharedAttentionBlock):
     """Post-LN BERT layer at width d: x = LN(x + O·Attn(x)); x = LN(x + FFN(x))."""
 
     kind = "bert"
@@ -231,10 +239,6 @@ class BertBlock(nn.Module):
         self.ffn = FFN(hidden_size, ffn_dim)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.dropout = nn.Dropout(dropout)
-
-    @property
-    def sharing(self) -> str:
-        return self.attention.sharing
 
     @property
     def ffn_dim(self) -> int:
@@ -258,7 +262,7 @@ class BertBlock(nn.Module):
         return x, trace
 
 
-class MobileBlock(nn.Module):
+class MobileBlock(_SharedAttentionBlock):
     """MobileBERT-style bottleneck block: attention and n_ffn FFNs at the inner width i = d/4."""
 
     kind = "mobile"
@@ -282,10 +286,6 @@ class MobileBlock(nn.Module):
         self.bottleneck_out = nn.Linear(inner_size, hidden_size)
         self.out_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.dropout = nn.Dropout(dropout)
-
-    @property
-    def sharing(self) -> str:
-        return self.attention.sharing
 
     @property
     def ffn_dim(self) -> int:
