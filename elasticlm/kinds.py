@@ -1,4 +1,4 @@
-"""Task kinds (docs: docs/task-kinds.md): what a task's `kind` means for every stage, in one object.
+"""Task kinds (README: "Adding a task kind"): what a task's `kind` means for every stage, in one object.
 
 A `TaskSpec` names its kind as a string ("classification", "regression", "qa"; the string is what the
 JSON files keep); `kind_of(spec)` returns the registered `TaskKind` object, which owns everything that
