@@ -51,7 +51,7 @@ def clm_inputs(tmp_path_factory, tiny_tokenizer):
 
 
 def tiny_config(root, cache_dir=None, **kw):
-    from elasticlm.clm.pipeline import ClmConfig, stage_train
+    from elasticlm.clm.config import ClmConfig, stage_train
 
     return ClmConfig(teacher=str(root / "teacher"), corpus=str(root / "corpus.txt"),
                      instructions=str(root / "dolly.jsonl"), context=64, block_size=16, max_blocks=None,
@@ -123,7 +123,8 @@ def test_teacher_with_another_tokenizer_is_a_user_error(clm_inputs, tmp_path, ca
 
 
 def test_stage_training_is_a_train_config_with_the_pipeline_wide_fields_filled_in():
-    from elasticlm.clm.pipeline import ClmConfig, _fields, stage_train
+    from elasticlm.clm.config import ClmConfig, stage_train
+    from elasticlm.clm.pipeline import _fields
 
     cfg = ClmConfig(precision="fp32", seed=3, progress=False)
     train = cfg.train_config(cfg.pretrain)
@@ -139,7 +140,7 @@ def test_stage_training_is_a_train_config_with_the_pipeline_wide_fields_filled_i
 
 
 def test_uniform_baseline_has_at_most_the_parameters():
-    from elasticlm.clm.pipeline import ClmConfig, decoder_space, resolve_arch, uniform_like
+    from elasticlm.clm.config import ClmConfig, decoder_space, resolve_arch, uniform_like
 
     cfg = ClmConfig()
     space = decoder_space(cfg, 49152)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from elasticlm.commands.options import add_const, add_fields, build
 
-CLM = "elasticlm.clm.pipeline:ClmConfig"
+CLM = "elasticlm.clm.config:ClmConfig"
 
 CLM_EXAMPLES = """examples (each stage's --help has more):
   elasticlm clm run --preset demo --out runs/clm          all stages into one folder

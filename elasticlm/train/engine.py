@@ -224,28 +224,10 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
     periodic = periodic or {}
     modules = objective.modules
 
-    # ---- resume: weights first (the supernet widens grown FFNs), then the optimizer ------------
-    step, saved = 0, {}
-    ckpt = find_checkpoint(out, list(modules), talk) if resume else None
-    if ckpt is not None:
-        saved = load_checkpoint_weights(ckpt, modules)
-        step = int(saved["step"])
-        if restore_state:
-            restore_state(saved)
-        talk(f"resuming from {ckpt} (step {step}/{total})")
-    device = cfg.torch_device(dist)
-    for module in modules.values():
-        module.to(device)
-    named = [(f"{m}.{n}", p) for m, module in modules.items() for n, p in module.named_parameters()]
-    optimizer = make_optimizer(named, cfg.lr, cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)
-    if ckpt is not None:
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=device))
-        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    state: dict[str, Any] = {"step": step, "start_step": step, "optimizer": optimizer, "scheduler": scheduler, "dist": dist,
-                             "tokens": int(saved.get("tokens", 0)), "total": total}
+    ckpt, state = _resume(objective, cfg, out, total, dist, talk, restore_state, resume)
+    step, optimizer, scheduler = state["step"], state["optimizer"], state["scheduler"]
     log = MetricsLog(out, resume_step=step, enabled=dist.main)
-    tokens_of = tokens_of or (lambda b: int(b["attention_mask"].sum()) if "attention_mask" in b else 0)
+    state["tokens_of"] = tokens_of or (lambda b: int(b["attention_mask"].sum()) if "attention_mask" in b else 0)
 
     bar, lines = None, cfg.progress and dist.main and not sys.stderr.isatty()  # a bar on a terminal, else lines
     if cfg.progress and dist.main and step < total and not lines:
@@ -258,28 +240,7 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
     last_good = ckpt
     try:
         while step < total:
-            step_losses: dict[str, float] = {}
-            for micro in range(cfg.grad_accum):
-                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in objective.batch(step, micro).items()}
-                with autocast(cfg.bf16, device.type):
-                    losses = objective.losses(batch, step)
-                loss = losses["loss"]
-                if not torch.isfinite(loss.detach()).item():
-                    kept = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
-                    raise ElasticLMError(f"loss is {loss.item()} at step {step + 1} ({out}); {kept}; "
-                                         f"lower the learning rate (now {cfg.lr:g}) or use fp32")
-                (loss / cfg.grad_accum).backward()
-                for k, v in losses.items():
-                    step_losses[k] = step_losses.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
-                state["tokens"] += tokens_of(batch) * dist.world
-            params = [p for module in modules.values() for p in module.parameters()]  # growth replaces some
-            dist.all_reduce_grads(params)
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_losses = _step(objective, cfg, state, out, last_good)
             step += 1
             state["step"] = step
             for k, v in step_losses.items():
@@ -321,3 +282,60 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
         log.close()
     state["seconds"] = time.time() - t0
     return state
+
+
+def _resume(objective, cfg: TrainConfig, out: Path, total: int, dist: Dist, talk: Callable[[str], None],
+            restore_state: Callable[[dict], None] | None, resume: bool):
+    """(the checkpoint resumed from or None, the loop's `state`): weights first (the supernet widens
+    grown FFNs itself), then the optimizer and scheduler built over them and their state loaded."""
+    modules = objective.modules
+    step, saved = 0, {}
+    ckpt = find_checkpoint(out, list(modules), talk) if resume else None
+    if ckpt is not None:
+        saved = load_checkpoint_weights(ckpt, modules)
+        step = int(saved["step"])
+        if restore_state:
+            restore_state(saved)
+        talk(f"resuming from {ckpt} (step {step}/{total})")
+    device = cfg.torch_device(dist)
+    for module in modules.values():
+        module.to(device)
+    named = [(f"{m}.{n}", p) for m, module in modules.items() for n, p in module.named_parameters()]
+    optimizer = make_optimizer(named, cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)
+    if ckpt is not None:
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=device))
+        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+    state: dict[str, Any] = {"step": step, "start_step": step, "optimizer": optimizer, "scheduler": scheduler,
+                             "dist": dist, "tokens": int(saved.get("tokens", 0)), "total": total, "device": device}
+    return ckpt, state
+
+
+def _step(objective, cfg: TrainConfig, state: dict[str, Any], out: Path, last_good) -> dict[str, float]:
+    """One optimizer step: the micro-batches' losses backpropagated, gradients all-reduced and clipped,
+    AdamW and the schedule stepped. Returns the step's losses (averaged over micro-batches)."""
+    step, device, dist, optimizer = state["step"], state["device"], state["dist"], state["optimizer"]
+    modules = objective.modules
+    step_losses: dict[str, float] = {}
+    for micro in range(cfg.grad_accum):
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in objective.batch(step, micro).items()}
+        with autocast(cfg.bf16, device.type):
+            losses = objective.losses(batch, step)
+        loss = losses["loss"]
+        if not torch.isfinite(loss.detach()).item():
+            kept = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
+            raise ElasticLMError(f"loss is {loss.item()} at step {step + 1} ({out}); {kept}; "
+                                 f"lower the learning rate (now {cfg.lr:g}) or use fp32")
+        (loss / cfg.grad_accum).backward()
+        for k, v in losses.items():
+            step_losses[k] = step_losses.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+        state["tokens"] += state["tokens_of"](batch) * dist.world
+    params = [p for module in modules.values() for p in module.parameters()]  # growth replaces some
+    dist.all_reduce_grads(params)
+    if cfg.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.max_grad_norm)
+    optimizer.step()
+    state["scheduler"].step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_losses
