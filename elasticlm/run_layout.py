@@ -110,6 +110,36 @@ class RunLayout:
     def ablation(self) -> Path:
         return self.root / "ablation"
 
+    @property
+    def growth(self) -> Path:
+        """Stage 1's growth log: every block's PCA score and width per round."""
+        return self.supernet / "growth.jsonl"
+
+    @property
+    def generations(self) -> Path:
+        return self.search / "generations.jsonl"
+
+    @property
+    def pareto(self) -> Path:
+        return self.search / "pareto.json"
+
+    @property
+    def heads_json(self) -> Path:
+        return self.heads / "heads.json"
+
+    @property
+    def cka(self) -> Path:
+        return self.heads / "cka.npz"
+
+    @property
+    def export_info(self) -> Path:
+        return self.export / "export.json"
+
+    @staticmethod
+    def stage_config(folder: Path) -> Path:
+        """A supernet stage folder's config.json (space, widths, task heads, the training config)."""
+        return folder / "config.json"
+
     @staticmethod
     def done(folder: Path) -> Path:
         """A stage folder's done-marker (its result)."""

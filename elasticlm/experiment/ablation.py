@@ -17,6 +17,7 @@ from elasticlm.config import override
 from elasticlm.errors import ElasticLMError
 from elasticlm.experiment.run import RunConfig, run_pipeline
 from elasticlm.io import atomic_file
+from elasticlm.run_layout import RunLayout
 
 # variant -> the overrides that switch one component off
 VARIANTS: dict[str, list[str]] = {
@@ -78,8 +79,8 @@ def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,
     from elasticlm.kinds import KINDS
     from elasticlm.models.folder import load_supernet
 
-    folders = {"relational": out / "full" / f"seed-{seed}" / "supernet",
-               "classic": out / "classic-kd" / f"seed-{seed}" / "supernet"}
+    folders = {"relational": RunLayout(out / "full" / f"seed-{seed}").supernet,
+               "classic": RunLayout(out / "classic-kd" / f"seed-{seed}").supernet}
     if not all((f / "supernet.safetensors").is_file() for f in folders.values()):
         return None
     result = {}

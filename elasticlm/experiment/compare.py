@@ -14,6 +14,7 @@ from elasticlm.config import from_dict
 from elasticlm.io import atomic_file
 from elasticlm.errors import ElasticLMError
 from elasticlm.experiment.run import RunConfig, Say, retrain_all, skip_for_qa, tfidf_baseline
+from elasticlm.run_layout import RunLayout
 
 
 def compare(out: Path, *, say: Say = partial(print, flush=True)) -> dict:
@@ -21,17 +22,18 @@ def compare(out: Path, *, say: Say = partial(print, flush=True)) -> dict:
     and rewrite its metrics.json."""
     from elasticlm.space import Architecture
 
-    marker = out / "run_config.json"
-    if not marker.exists() or not (out / "search" / "result.json").exists() or not (out / "arch.json").exists():
+    run = RunLayout(out)
+    marker = run.run_config
+    if not marker.exists() or not run.done(run.search).exists() or not run.arch.exists():
         raise ElasticLMError(f"{out} is not a run folder with a finished search (run_config.json, search/result.json, "
                              f"arch.json); run `elasticlm run --out {out}` first")
     cfg = from_dict(RunConfig, json.loads(marker.read_text())["config"])
-    found = json.loads((out / "search" / "result.json").read_text())
-    final = Architecture.from_list(json.loads((out / "arch.json").read_text())["layers"])
+    found = json.loads(run.done(run.search).read_text())
+    final = Architecture.from_list(json.loads(run.arch.read_text())["layers"])
     metrics = retrain_all(cfg, out, final, found, say)
     if cfg.tfidf and not skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = tfidf_baseline(cfg, out, say)
-    with atomic_file(out / "metrics.json") as tmp:
+    with atomic_file(run.metrics) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -3,7 +3,7 @@ table of every stage's steps, tokens and seconds from the stage `result.json` fi
 
 from __future__ import annotations
 
-from elasticlm.report.files import RunFiles, number
+from elasticlm.report.files import RUN, RunFiles, number, rel
 from elasticlm.report.tables import count, md_table, params_text, seconds
 
 
@@ -61,7 +61,7 @@ def stage_rows(files: RunFiles) -> tuple[list[list[str]], float]:
         total += s or 0.0
         rows.append([name, count(res.get("steps")), _tokens(res.get("tokens")), seconds(s), what])
 
-    pre = files.json("supernet/result.json")
+    pre = files.json(rel(RUN.done(RUN.supernet)))
     if pre:
         what = []
         if number(pre.get("growth_rounds")) is not None:
@@ -69,7 +69,7 @@ def stage_rows(files: RunFiles) -> tuple[list[list[str]], float]:
         if number(pre.get("mean_ffn_width")) is not None:
             what.append(f"mean FFN width {pre['mean_ffn_width']:.0f}")
         add("supernet pretraining", pre, ", ".join(what))
-    ft = files.json("supernet-ft/result.json")
+    ft = files.json(rel(RUN.done(RUN.supernet_ft)))
     if ft:
         what = []
         for task, t in (ft.get("tasks") or {}).items():
@@ -77,13 +77,13 @@ def stage_rows(files: RunFiles) -> tuple[list[list[str]], float]:
             if number(held) is not None:
                 what.append(f"{task}: random paths {100 * held:.1f} held-out {t.get('metric', '')}".rstrip())
         add("supernet fine-tuning", ft, "; ".join(what))
-    search = files.json("search/result.json")
+    search = files.json(rel(RUN.done(RUN.search)))
     if search:
         what = f"{count(search.get('evaluated'))} architectures scored ({search.get('mode', 'evolution')})"
         if number(search.get("candidates_per_s")) is not None:
             what += f", {search['candidates_per_s']:.2f}/s"
         add("search", search, what)
-    heads = files.json("heads/result.json")
+    heads = files.json(rel(RUN.done(RUN.heads)))
     if heads:
         add("head search", heads, f"heads per layer {heads.get('heads', '?')}")
     models = files.root / "models"
@@ -97,7 +97,7 @@ def stage_rows(files: RunFiles) -> tuple[list[list[str]], float]:
                 secs = sum(number(r.get("seconds")) or 0 for r in seeds)
                 add(f"retraining {folder.name}", {"steps": steps, "seconds": secs},
                     f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
-    export = files.json("export/export.json")
+    export = files.json(rel(RUN.export_info))
     if export:
         add("export", export, "HF folder" + (" + ONNX" if export.get("onnx") else ""))
     return rows, total
@@ -106,7 +106,7 @@ def stage_rows(files: RunFiles) -> tuple[list[list[str]], float]:
 def facts_section(files: RunFiles) -> list[str] | None:
     """The section's lines, or None when the run holds neither a config nor any stage result."""
     lines: list[str] = []
-    cfg = files.json("run_config.json")
+    cfg = files.json(rel(RUN.run_config))
     if cfg:
         lines += [config_sentence(cfg.get("config", cfg) if isinstance(cfg.get("config"), dict) else cfg), ""]
     rows, total = stage_rows(files)
@@ -123,8 +123,8 @@ def space_of(files: RunFiles):
     from elasticlm.errors import ElasticLMError
     from elasticlm.space import SearchSpace
 
-    for rel in ("supernet-ft/config.json", "supernet/config.json"):
-        cfg = files.json(rel)
+    for name in (rel(RUN.stage_config(RUN.supernet_ft)), rel(RUN.stage_config(RUN.supernet))):
+        cfg = files.json(name)
         if cfg and isinstance(cfg.get("space"), dict):
             try:
                 return SearchSpace.from_dict(cfg["space"])

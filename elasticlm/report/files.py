@@ -15,14 +15,21 @@ from typing import Any
 
 from elasticlm.run_layout import RunLayout
 
-_RUN = RunLayout()  # paths relative to the run folder
+RUN = RunLayout()  # paths relative to the run folder
+
+
+def rel(path: Path) -> str:
+    """A `RUN` path as the relative name the readers below take."""
+    return path.as_posix()
+
+
 # The files the report draws from (relative to the run folder). A folder holding none of them and no
 # run_config.json is not a run folder.
 REPORT_FILES: tuple[str, ...] = tuple(p.as_posix() for p in (
-    _RUN.supernet / "growth.jsonl", _RUN.done(_RUN.supernet), _RUN.done(_RUN.supernet_ft),
-    _RUN.search / "generations.jsonl", _RUN.search / "pareto.json", _RUN.done(_RUN.search), _RUN.heads / "cka.npz",
-    _RUN.heads / "heads.json", _RUN.arch, _RUN.metrics, _RUN.ablation / "ablation.json",
-    _RUN.ablation / "similarity.json", Path("ablation.json"), Path("similarity.json"),
+    RUN.supernet / "growth.jsonl", RUN.done(RUN.supernet), RUN.done(RUN.supernet_ft),
+    RUN.search / "generations.jsonl", RUN.search / "pareto.json", RUN.done(RUN.search), RUN.heads / "cka.npz",
+    RUN.heads / "heads.json", RUN.arch, RUN.metrics, RUN.ablation / "ablation.json",
+    RUN.ablation / "similarity.json", Path("ablation.json"), Path("similarity.json"),
 ))
 
 

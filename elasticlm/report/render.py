@@ -15,7 +15,7 @@ from typing import Callable
 from elasticlm.errors import ElasticLMError
 from elasticlm.report import plots, searchplots, tables
 from elasticlm.report.facts import facts_section, space_of
-from elasticlm.report.files import REPORT_FILES, RunFiles, number
+from elasticlm.report.files import REPORT_FILES, RUN, RunFiles, number, rel
 
 # Every figure the report may write (a figure of an earlier report whose section is now skipped is removed).
 FIGURES: tuple[str, ...] = ("growth.png", "pca_scores.png", "cka_heads.png", "block_similarity.png",
@@ -51,15 +51,15 @@ class Context:
         return value
 
     def search_metric(self) -> str | None:
-        for rel in ("search/result.json", "search/pareto.json"):
-            data = self.files.json(rel)
+        for name in (rel(RUN.done(RUN.search)), rel(RUN.pareto)):
+            data = self.files.json(name)
             if data and isinstance(data.get("metric"), str):
                 return data["metric"]
         return None
 
 
 def _results(ctx: Context) -> list[str]:
-    metrics = ctx.need(ctx.files.json("metrics.json"), "metrics.json")
+    metrics = ctx.need(ctx.files.json(rel(RUN.metrics)), rel(RUN.metrics))
     metrics = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     if not metrics:
         raise Skip("`metrics.json` lists no model")
@@ -81,7 +81,7 @@ def _latency_device(ctx: Context, metrics: dict) -> str:
     or the CPU only, else e.g. " (cuda; TF-IDF on the CPU)" — a GPU run mixes the two."""
     devices = set()
     for name in metrics:
-        data = ctx.files.json("models/teacher-latency.json" if name == "teacher" else f"models/{name}/latency.json")
+        data = ctx.files.json(rel(RUN.teacher_latency) if name == "teacher" else rel(RUN.model_latency(name)))
         if isinstance(data, dict) and isinstance(data.get("device"), str):
             devices.add(data["device"])
     if not devices or devices == {"cpu"}:
@@ -93,7 +93,7 @@ def _latency_device(ctx: Context, metrics: dict) -> str:
 def _architecture(ctx: Context) -> list[str]:
     from elasticlm.space import Architecture
 
-    arch = ctx.need(ctx.files.json("arch.json"), "arch.json")
+    arch = ctx.need(ctx.files.json(rel(RUN.arch)), rel(RUN.arch))
     layers = arch.get("layers")
     if not isinstance(layers, list) or not layers or not all(isinstance(l, dict) for l in layers):
         raise Skip('`arch.json` holds no "layers" list')
@@ -121,12 +121,12 @@ def _architecture(ctx: Context) -> list[str]:
 
 def _search(ctx: Context) -> list[str]:
     lines: list[str] = []
-    result = ctx.files.json("search/result.json") or {}
+    result = ctx.files.json(rel(RUN.done(RUN.search))) or {}
     metric = ctx.search_metric() or "fitness"
-    gens = ctx.files.jsonl("search/generations.jsonl")
-    pareto = ctx.files.json("search/pareto.json")
+    gens = ctx.files.jsonl(rel(RUN.generations))
+    pareto = ctx.files.json(rel(RUN.pareto))
     if gens is None and pareto is None:
-        raise Skip(ctx.files.missing("search/generations.jsonl", "search/pareto.json"))
+        raise Skip(ctx.files.missing(rel(RUN.generations), rel(RUN.pareto)))
     if gens is not None:
         last = gens[-1]
         best = last.get("best") or {}
@@ -174,7 +174,7 @@ def _search(ctx: Context) -> list[str]:
 
 
 def _growth(ctx: Context) -> list[str]:
-    lines = ctx.need(ctx.files.jsonl("supernet/growth.jsonl"), "supernet/growth.jsonl")
+    lines = ctx.need(ctx.files.jsonl(rel(RUN.growth)), rel(RUN.growth))
     blocks, rounds, widths = plots.growth_matrix(lines)
     if not blocks:
         raise Skip("`supernet/growth.jsonl` lists no blocks")
@@ -194,7 +194,7 @@ def _growth(ctx: Context) -> list[str]:
 
 
 def _pca(ctx: Context) -> list[str]:
-    lines = ctx.need(ctx.files.jsonl("supernet/growth.jsonl"), "supernet/growth.jsonl")
+    lines = ctx.need(ctx.files.jsonl(rel(RUN.growth)), rel(RUN.growth))
     if not any(line.get("blocks") for line in lines):
         raise Skip("`supernet/growth.jsonl` lists no block scores")
     return ["Each block's PCA score at each growth round (by default the share of its FFN width its activations "
@@ -204,10 +204,10 @@ def _pca(ctx: Context) -> list[str]:
 
 
 def _heads(ctx: Context) -> list[str]:
-    heads = ctx.files.json("heads/heads.json")
-    cka = ctx.files.npz("heads/cka.npz")
+    heads = ctx.files.json(rel(RUN.heads_json))
+    cka = ctx.files.npz(rel(RUN.cka))
     if heads is None and cka is None:
-        raise Skip(ctx.files.missing("heads/heads.json", "heads/cka.npz"))
+        raise Skip(ctx.files.missing(rel(RUN.heads_json), rel(RUN.cka)))
     lines = []
     if heads is not None:
         before = sum(number(r.get("heads_before")) or 0 for r in heads.get("layers", []) if isinstance(r, dict))
@@ -255,7 +255,7 @@ def _ablation(ctx: Context) -> list[str]:
 def _facts(ctx: Context) -> list[str]:
     lines = facts_section(ctx.files)
     if lines is None:
-        raise Skip(ctx.files.missing("run_config.json", "supernet/result.json"))
+        raise Skip(ctx.files.missing(rel(RUN.run_config), rel(RUN.done(RUN.supernet))))
     return lines
 
 
@@ -275,7 +275,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], list[str]]], ...] = (
 def check_run_folder(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ElasticLMError(f"{run_dir} is not a folder; give the --out folder of `elasticlm run`")
-    if not (run_dir / "run_config.json").is_file() and not any((run_dir / f).is_file() for f in REPORT_FILES):
+    if not (run_dir / rel(RUN.run_config)).is_file() and not any((run_dir / f).is_file() for f in REPORT_FILES):
         raise ElasticLMError(f"{run_dir} is not a run folder (no run_config.json, metrics.json, arch.json or stage "
                              f"files); give the --out folder of `elasticlm run`")
 
