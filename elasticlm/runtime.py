@@ -4,6 +4,7 @@ these the same way, through this module."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import time
@@ -52,6 +53,18 @@ def autocast(bf16: bool, device: str = "cpu"):
     return torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
+def _close_process_group() -> None:
+    """Leave the process group at exit, after every rank got there: a gloo group left open when the
+    interpreter ends can abort a rank ("terminate called without an active exception")."""
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        try:
+            td.barrier()
+        finally:
+            td.destroy_process_group()
+
+
 @dataclass
 class Dist:
     """This process's place in a data-parallel run (rank 0 of 1 when not distributed)."""
@@ -76,6 +89,7 @@ class Dist:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         td.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_close_process_group)
         return cls(td.get_rank(), td.get_world_size())
 
     def all_reduce_grads(self, params: list[nn.Parameter]) -> None:
