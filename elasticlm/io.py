@@ -49,3 +49,11 @@ def atomic_file(final: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_arrays(path: Path, arrays: dict) -> None:
+    """`arrays` ({name: numpy array}) as an .npz file at `path`, written atomically."""
+    import numpy as np
+
+    with atomic_file(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)

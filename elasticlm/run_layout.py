@@ -10,7 +10,10 @@
       pretrain/NAME/seed-K/   retraining's pretraining of one path (when asked for)
       models/NAME/      the retrained model NAME (first seed); models/NAME/seed-K/ for the others
       tfidf/            the TF-IDF + logistic regression baseline
-      metrics.json      every model: params, latency, dev and test metrics
+      predictions/      dev/test predictions of the teacher, majority and TF-IDF (retrained models keep
+                        theirs in models/NAME/predictions.npz)
+      metrics.json      every model: params, latency, dev and test metrics (mean ± std over seeds)
+      significance.json found against every other model: paired differences with 95% bootstrap intervals
       export/           the found model as a self-contained HF folder
       report.md         the report; its figures in report/
       timings.json      seconds per stage
@@ -89,6 +92,19 @@ class RunLayout:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def significance(self) -> Path:
+        return self.root / "significance.json"
+
+    @staticmethod
+    def predictions(folder: Path) -> Path:
+        """A retrained model folder's dev/test predictions (logits or values, in split order, with labels)."""
+        return folder / "predictions.npz"
+
+    def reference_predictions(self, name: str) -> Path:
+        """Dev/test predictions of a model that is not retrained: teacher, majority, tfidf-logreg."""
+        return self.root / "predictions" / f"{name}.npz"
 
     @property
     def export(self) -> Path:

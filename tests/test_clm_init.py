@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from elasticlm.clm.init import embedding_from_teacher
+from elasticlm.distill.init import embedding_from_teacher
 from elasticlm.errors import ElasticLMError
 
 

@@ -11,7 +11,10 @@ def test_table_has_a_row_per_model_and_a_column_per_split_and_metric():
                "majority": {"params": 0, "latency_ms": 0.0, "dev": {"accuracy": 0.5}}}
     lines = table(metrics).splitlines()
     assert lines[0].split() == ["model", "params", "ms", "dev", "accuracy", "dev", "f1", "test", "accuracy",
-                                "test", "f1"]
+                                "test", "f1", "seeds"]
     found = lines[1].split()
     assert found[:3] == ["found", "2.50M", "1.50"] and [float(x) for x in found[3:5]] == [0.75, 0.5]
     assert math.isnan(float(found[6])) and lines[2].split()[:4] == ["majority", "0.00M", "0.00", "0.5000"]
+    metrics["found"].update(seeds=3, std={"dev": {"accuracy": 0.0125}})
+    assert table(metrics).splitlines()[1].split()[3:5] == ["0.7500±0.0125", "0.5000"]
+    assert table(metrics).splitlines()[1].split()[-1] == "3"

@@ -63,6 +63,22 @@ def test_run_writes_every_artifact(finished):
     assert saved["found"]["params"] == space.count_params(arch).total <= SPACE["param_ceiling"]
     assert saved["uniform-bert"]["params"] <= SPACE["param_ceiling"]
     assert isinstance(space, SearchSpace)
+    # every baseline says what it got: uniform-bert from scratch, pretrained like the supernet
+    supernet_steps = json.loads((out / "supernet" / "result.json").read_text())["steps"]
+    assert saved["uniform-bert"]["recipe"] == {"weights": "scratch", "embedding": "teacher",
+                                               "pretrain_steps": supernet_steps}
+    assert saved["found"]["recipe"]["weights"] == "supernet path"
+    assert (out / "pretrain" / "uniform-bert" / "seed-0" / "result.json").exists()
+    sig = json.loads((out / "significance.json").read_text())
+    assert (sig["metric"], sig["split"], sig["seeds"]) == ("accuracy", "test", 1)
+    assert set(sig["pairs"]) == set(MODELS) - {"found"} and not sig["missing"]
+    for pair in sig["pairs"].values():
+        lo, hi = pair["ci95"]
+        assert lo <= pair["diff"] <= hi and 0 <= pair["win_rate"] <= 1
+        assert pair["diff"] == pytest.approx(pair["found"] - pair["other"])
+    assert sig["pairs"]["teacher"]["other"] == pytest.approx(saved["teacher"]["test"]["accuracy"], abs=0.02)
+    assert sig["pairs"]["majority"]["other"] == pytest.approx(saved["majority"]["test"]["accuracy"])
+    assert "Which differences are real" in (out / "report.md").read_text()
 
 
 def test_rerun_skips_every_stage(finished):
@@ -169,6 +185,23 @@ def test_compare_reuses_the_run_and_prints_its_table(finished, tmp_path):
     assert r.stdout.rstrip("\n").endswith(table(json.loads(saved)))
     r = cli("compare", tmp_path)
     assert r.returncode == 2 and "not a run folder" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_compare_with_more_seeds_reports_their_spread(finished, tmp_path):
+    import shutil
+
+    out, cfg, metrics, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    r = cli("compare", run, "--seeds", "0", "1")
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((run / "metrics.json").read_text())
+    for name in ("found", "uniform-bert", "uniform-mobile", "random-search"):
+        assert saved[name]["seeds"] == 2 and (run / "models" / name / "seed-1" / "result.json").exists()
+        assert saved[name]["per_seed"]["test"]["accuracy"][0] == metrics[name]["test"]["accuracy"]  # seed 0 reused
+        assert "accuracy" in saved[name]["std"]["test"]
+    assert json.loads((run / "significance.json").read_text())["seeds"] == 2
+    assert "±" in r.stdout
 
 
 def test_ablate_refuses_an_unknown_variant(tmp_path):

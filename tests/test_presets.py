@@ -27,7 +27,8 @@ def test_every_search_space_has_one_config():
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_effective_settings_are_those_recorded_before_the_presets_moved(preset):
     """tests/data/preset_effective.json: `preset_config(p).resolved()` of the code before elasticlm.presets,
-    i.e. what every stage of `elasticlm run --preset p` got; the run tree itself now leaves out the stage
+    i.e. what every stage of `elasticlm run --preset p` got (updated where an issue changed a default on purpose:
+    issue 16, the teacher embedding and from-scratch pretraining); the run tree itself leaves out the stage
     fields that it derives from its own."""
     recorded = json.loads((ROOT / "tests" / "data" / "preset_effective.json").read_text())[preset]["run"]
     cfg = get_config(preset).resolved()

@@ -259,3 +259,30 @@ def test_bad_input_is_one_line_and_overwrites_nothing(pretrained, teacher_dir, c
     cfg.paths = PathRange(max_params=1000)
     with pytest.raises(ElasticLMError, match="parameter range"):
         pretrain(cfg, tmp_path / "r", say=lambda s: None)
+
+
+@pytest.mark.parametrize("how", ["teacher", "random"])
+def test_supernet_embedding_starts_from_the_teacher(teacher_dir, corpus, how):
+    """pretrain.embedding_init=teacher: the supernet's token embedding is the teacher's projected onto its
+    principal components (std as asked); random: the seeded N(0, 0.02) of a plain build."""
+    from dataclasses import replace
+
+    from elasticlm.distill.init import embedding_from_teacher
+    from elasticlm.runtime import Dist
+    from elasticlm.train.supernet import build_supernet, resolve_space
+    from elasticlm.train.supernet_stages import Stage1
+
+    cfg = replace(pre_cfg(teacher_dir, corpus), embedding_init=how, embedding_std=0.07)
+    space = resolve_space("demo", SPACE)
+    net = Stage1.setup(cfg, Dist(), space=space).net
+    ref = build_supernet(space, fixed=False, seed=cfg.train.seed)
+    if how == "teacher":
+        from elasticlm.distill.teachers import load_teacher
+        from elasticlm.kinds import KINDS
+
+        embedding_from_teacher(ref, load_teacher(str(teacher_dir), task_kinds=KINDS.values()).model, std=0.07,
+                               seed=cfg.train.seed)
+        assert float(net.get_input_embeddings().weight.detach().std()) == pytest.approx(0.07, rel=1e-4)
+    torch.testing.assert_close(net.get_input_embeddings().weight, ref.get_input_embeddings().weight)
+    rest = lambda n: {k: v for k, v in n.state_dict().items() if "word_embeddings" not in k}  # noqa: E731
+    torch.testing.assert_close(rest(net), rest(ref))  # nothing else changes

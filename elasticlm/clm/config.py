@@ -56,7 +56,7 @@ class ClmConfig:
     """Pretraining (`max_steps` steps; precision, seed and progress: the fields below)."""
     embedding_init: str = "teacher"
     """"teacher": the token embedding starts as the teacher's projected onto its top principal
-    components (`elasticlm.clm.init`; a lower loss from the first steps); "random": normal init."""
+    components (`elasticlm.distill.init`; a lower loss from the first steps); "random": normal init."""
     kd_weight: float = 0.0
     """Weight of the teacher-logit KL in pretraining (0: next-token loss only)."""
     kd_hidden_weight: float = 0.0

@@ -140,7 +140,7 @@ def pretrain(cfg: ClmConfig, out: str | Path, *, arch: Architecture | None = Non
     space = decoder_space(cfg, len(tokenizer))
     model = new_student(space, arch, tokenizer, cfg.seed)
     if cfg.embedding_init == "teacher":
-        from elasticlm.clm.init import embedding_from_teacher
+        from elasticlm.distill.init import embedding_from_teacher
 
         kept = embedding_from_teacher(model, teacher.model, seed=cfg.seed)
         say(f"token embedding from the teacher's top {space.embedding_size} principal components "

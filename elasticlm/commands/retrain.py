@@ -43,7 +43,8 @@ def _retrain(args) -> int:
     data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings)
     results = []
     for i, seed in enumerate(cfg.seeds):
-        src = net if cfg.init == "supernet" else scratch_net(net.space, arch, data.spec, data.spec.name, seed=seed)
+        src = net if cfg.init == "supernet" else scratch_net(net.space, arch, data.spec, data.spec.name, seed=seed,
+                                                             teacher_model=data.teacher.model, cfg=cfg, say=print)
         folder = Path(args.out) / ("" if i == 0 else f"seed-{seed}")
         model = None if (folder / "result.json").exists() else build_model(
             src, arch, data.spec.name, cfg, Path(args.out) / "pretrain" / f"seed-{seed}")

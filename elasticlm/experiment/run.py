@@ -185,6 +185,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, *, force: bool = False, say: S
     if cfg.tfidf and not skip_for_qa(cfg, "the TF-IDF + logistic regression baseline", say):
         metrics["tfidf-logreg"] = stage("tf-idf baseline", lambda: tfidf_baseline(cfg, out, say))
     _write_json(run.metrics, metrics)
+    stage("significance", lambda: significance(cfg, out, metrics, say=say))
     if cfg.export:
         stage("export", lambda: _export(cfg, out, say))
     if cfg.report:
@@ -232,32 +233,42 @@ def _previous_timings(out: Path) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
-def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict:
-    """Retrain the found model and the baselines (each seed), then measure teacher and majority
-    (`elasticlm run` and `elasticlm compare`)."""
-    from elasticlm.models.folder import load_supernet
+def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say, *, seeds: list[int] | None = None) -> dict:
+    """Retrain the found model and the baselines (each of `seeds`, default the run's `retrain.seeds`),
+    then measure teacher and majority (`elasticlm run` and `elasticlm compare`). A model's first run
+    seed lives in models/NAME/, the others in models/NAME/seed-K/."""
+    from dataclasses import replace
+
     from elasticlm.kinds import KINDS, kind_of
+    from elasticlm.models.folder import load_supernet
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
     from elasticlm.space import Architecture
-    from elasticlm.train.evaluation import majority_metrics
     from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
 
     run = RunLayout(out)
+    seeds = list(seeds or cfg.retrain.seeds)
+    first = cfg.retrain.seeds[0]
+    folder_of = lambda name, seed: run.model(name, None if seed == first else seed)  # noqa: E731
     net, _ = load_supernet(run.supernet_ft, KINDS)
     space = net.space
     names = ["found", *(b for b in cfg.baselines if b != "random-search" or "random" in found)]
-    todo = any(not run.done(run.model(n, None if i == 0 else s)).exists()
-               for n in names for i, s in enumerate(cfg.retrain.seeds))
+    todo = any(not run.done(folder_of(n, s)).exists() for n in names for s in seeds)
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo,
                         max_positions=space.max_position_embeddings)
     task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"
+    alike = _pretraining_alike(cfg, run) if cfg.retrain.scratch_pretrain and not cfg.retrain.pretrain_steps else None
 
     def source(sp, arch, scratch=False):
-        """seed -> (a net whose path is `arch`, arch): inherited from the supernet or fresh."""
-        return lambda seed: ((net, arch) if inherit and not scratch else (scratch_net(sp, arch, spec, task, seed=seed),
-                                                                            arch))
+        """(seed -> (a net whose path is `arch`, arch), recipe): inherited from the supernet, or fresh
+        (its embedding from the teacher's, pretrained like the supernet when `alike`)."""
+        if inherit and not scratch:
+            return (lambda seed: (net, arch)), {"weights": "supernet path", "pretrain_steps": 0}
+        make = lambda seed: (scratch_net(sp, arch, spec, task, seed=seed, teacher_model=data.teacher.model,  # noqa: E731
+                                         cfg=cfg.retrain, say=say), arch)
+        steps = alike.train.max_steps if alike is not None else cfg.retrain.pretrain_steps
+        return make, {"weights": "scratch", "embedding": cfg.retrain.embedding_init, "pretrain_steps": steps}
 
     models = {"found": source(space, final)}
     if "uniform-bert" in cfg.baselines:
@@ -267,37 +278,95 @@ def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say) -> dict
     if "random-search" in cfg.baselines and "random" in found:
         models["random-search"] = source(space, Architecture.from_list(found["random"]["arch"]))
     metrics: dict[str, Any] = {}
-    for name, make in models.items():
+    for name, (make, recipe) in models.items():
         results = []
-        for i, seed in enumerate(cfg.retrain.seeds):
-            folder = run.model(name, None if i == 0 else seed)
+        scratch = recipe["weights"] == "scratch"
+        for seed in seeds:
+            folder = folder_of(name, seed)
             say(f"-- retraining {name} (seed {seed}) --")
             if run.done(folder).exists():
                 model = None
             else:
                 src, arch = make(seed)
-                model = build_model(src, arch, task, cfg.retrain, run.path_pretrain(name, seed), say=say)
+                pre = replace(alike, train=replace(alike.train, seed=seed)) if scratch and alike is not None else None
+                model = build_model(src, arch, task, cfg.retrain, run.path_pretrain(name, seed), say=say, pretrain=pre)
             results.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
-                                         run_config={"model": name, "init": cfg.retrain.init if name != "uniform-bert"
+                                         run_config={"model": name, "init": cfg.retrain.init if not scratch
                                                      else "scratch"}))
-        metrics[name] = {**summarize(results), "latency_ms": _latency(run.model(name), run.model_latency(name),
-                                                                     kind=kind_of(spec))}
-    teacher = data.teacher
-    metrics["teacher"] = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
-                          "latency_ms": _latency(Path(str(teacher.path)), run.teacher_latency,
-                                                 kind=kind_of(spec)),
-                          **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
-    # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
-    metrics["teacher"].update({k: kind_of(spec).fractions(metrics["teacher"][k]) for k in ("dev", "test")
-                               if k in metrics["teacher"]})
+        metrics[name] = {**summarize(results), "recipe": recipe,
+                         "latency_ms": _latency(folder_of(name, seeds[0]), run.model_latency(name), kind=kind_of(spec))}
+    metrics["teacher"] = _teacher_entry(data, run, spec)
     if skip_for_qa(cfg, "the majority-class baseline", say):
         return metrics
-    train_labels = data.train["labels"]
-    maj = {"params": 0, "latency_ms": 0.0, "dev": majority_metrics(data.spec, train_labels, data.dev["labels"])}
-    if data.test is not None:
-        maj["test"] = majority_metrics(data.spec, train_labels, data.test["labels"])
-    metrics["majority"] = maj
+    metrics["majority"] = _reference_predictions(cfg, run, data)
     return metrics
+
+
+def _teacher_entry(data, run: RunLayout, spec) -> dict:
+    """metrics.json's teacher entry: its size, latency here, and the metrics its fine-tuning recorded."""
+    from elasticlm.kinds import kind_of
+
+    teacher = data.teacher
+    entry = {"params": int(sum(p.numel() for p in teacher.model.parameters())),
+             "latency_ms": _latency(Path(str(teacher.path)), run.teacher_latency, kind=kind_of(spec)),
+             **{k: v for k, v in data.teacher_metrics.items() if k in ("dev", "test")}}
+    # the teacher's own metrics.json keeps its kind's scores (QA: the official percentages)
+    entry.update({k: kind_of(spec).fractions(entry[k]) for k in ("dev", "test") if k in entry})
+    return entry
+
+
+def _reference_predictions(cfg: RunConfig, run: RunLayout, data) -> dict:
+    """Save the teacher's and the majority class's dev/test predictions (for significance.json) and
+    return metrics.json's majority entry (tasks with one label per example)."""
+    import numpy as np
+
+    from elasticlm.io import save_arrays
+    from elasticlm.kinds import kind_of
+    from elasticlm.train.evaluation import majority_metrics
+    from elasticlm.train.retrain import teacher_logits
+
+    spec = data.spec
+    splits = {"dev": data.dev, **({"test": data.test} if data.test is not None else {})}
+    labels = {f"{split}_labels": np.asarray(rows["labels"]) for split, rows in splits.items()}
+    if not run.reference_predictions("teacher").exists():
+        save_arrays(run.reference_predictions("teacher"), {
+            **labels, **{split: teacher_logits(data.teacher, rows, data.pad_id, bf16=cfg.retrain.train.bf16,
+                                               device=cfg.retrain.train.torch_device())
+                         for split, rows in splits.items()}})
+    train_labels = np.asarray(data.train["labels"]).astype(int)
+    maj = {"params": 0, "latency_ms": 0.0,
+           **{split: majority_metrics(spec, train_labels, rows["labels"]) for split, rows in splits.items()}}
+    if kind_of(spec).classes:
+        counts = np.bincount(train_labels[train_labels >= 0], minlength=kind_of(spec).num_labels(spec))
+        save_arrays(run.reference_predictions("majority"),
+                    {**labels, **{split: np.full(len(rows), int(counts.argmax())) for split, rows in splits.items()}})
+    return maj
+
+
+def _pretraining_alike(cfg: RunConfig, run: RunLayout):
+    """The supernet's stage-1 recipe for a from-scratch model's own path: as many steps (so tokens) as
+    the supernet trained, at its batch, learning rate and losses; no growth (the path is fixed)."""
+    from dataclasses import replace
+
+    done = run.done(run.supernet)
+    steps = json.loads(done.read_text())["steps"] if done.exists() else cfg.pretrain.train.max_steps
+    if not steps:
+        return None
+    return replace(cfg.pretrain, train=replace(cfg.pretrain.train, max_steps=int(steps), epochs=1.0))
+
+
+def significance(cfg: RunConfig, out: Path, metrics: dict, *, seeds: list[int] | None = None,
+                 say: Say = _say) -> dict | None:
+    """significance.json: the found model against every other model of `metrics` (see
+    `elasticlm.experiment.significance`); skipped, with a note, for tasks without a label per example."""
+    from elasticlm.data.tasks import load_task
+    from elasticlm.experiment.significance import write_significance
+
+    if skip_for_qa(cfg, "the paired bootstrap (significance.json)", say):
+        return None
+    spec = load_task(cfg.task, data_dir=cfg.data_dir).spec
+    return write_significance(out, spec, list(seeds or cfg.retrain.seeds), [m for m in metrics if m != "found"],
+                              seed=cfg.seed, say=say)
 
 
 def _latency(model_dir: Path, cache: Path, *, kind) -> float:
@@ -323,10 +392,15 @@ def tfidf_baseline(cfg: RunConfig, out: Path, say: Say) -> dict:
     """The TF-IDF + logistic regression baseline of the run's task, fitted once into OUT/tfidf/."""
     from elasticlm.train.classical import tfidf_logreg
 
-    f = RunLayout(out).done(RunLayout(out).tfidf)
-    if f.exists():
+    from elasticlm.io import save_arrays
+
+    run = RunLayout(out)
+    f, saved = run.done(run.tfidf), run.reference_predictions("tfidf-logreg")
+    if f.exists() and saved.exists():
         return json.loads(f.read_text())
-    res = tfidf_logreg(cfg.task, data_dir=cfg.data_dir, say=say)
+    arrays: dict = {}
+    res = tfidf_logreg(cfg.task, data_dir=cfg.data_dir, say=say, predictions=arrays)
+    save_arrays(saved, arrays)
     _write_json(f, res)
     return res
 

@@ -183,6 +183,10 @@ class SuperNet(nn.Module):
         return {name: {"kind": h.kind, "num_labels": h.num_labels, "pooling": h.pooling}
                 for name, h in self.task_heads.items()}
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The V×e token embedding (tied to the MLM head), as HF models name it."""
+        return self.embeddings.word_embeddings
+
     def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
         """B×N×d (or R×d) -> B×N×V through the MLM head tied to the token embedding."""
         return self.mlm_head(h, self.embeddings.word_embeddings.weight)

@@ -73,6 +73,11 @@ def _results(ctx: Context) -> list[str]:
         lines += ["### Where the found model wins and loses", "", *said]
     elif "found" not in metrics:
         lines += ["_No `found` entry in `metrics.json` yet, so no comparison._", ""]
+    sig = ctx.files.json(rel(RUN.significance))
+    if sig:
+        lines += ["### Which differences are real", "", *tables.significance_lines(sig)]
+    elif "found" in metrics:
+        lines += [f"_No `{rel(RUN.significance)}`, so no intervals: rerun `elasticlm compare` with this version._", ""]
     return lines
 
 

@@ -157,6 +157,35 @@ def verdicts(metrics: dict, metric: str) -> list[str]:
     return out
 
 
+def significance_lines(data: dict) -> list[str]:
+    """significance.json as a table (difference, 95% interval, win rate, verdict per model) and one
+    sentence each for the differences that are real and for those within the noise."""
+    pairs = data.get("pairs") or {}
+    if not pairs:
+        return []
+    metric, split = data.get("metric", "?"), data.get("split", "?")
+    rows, real, noise = [], [], []
+    for name, p in pairs.items():
+        lo, hi = p["ci95"]
+        rows.append([name, f"{100 * p['diff']:+.2f}", f"[{100 * lo:+.2f}, {100 * hi:+.2f}]",
+                     f"{100 * p['win_rate']:.0f}%", p.get("verdict", "")])
+        (noise if lo <= 0 <= hi else real).append(f"{name} ({100 * p['diff']:+.1f})")
+    out = [f"Found minus each other model on {split} {metric}, ×100, with the 95% paired-bootstrap interval over "
+           f"the split's examples ({data.get('resamples', '?'):,} resamples"
+           f"{'' if data.get('seeds', 1) == 1 else ', each model the mean of its ' + str(data['seeds']) + ' seeds'}"
+           f"; `significance.json`):", "",
+           *md_table(["against", "difference", "95% interval", "found wins", "verdict"], rows,
+                     ["l", "r", "r", "r", "l"]), ""]
+    if real:
+        out.append(f"Real differences (the interval excludes 0): {', '.join(real)}.")
+    if noise:
+        out.append(f"Within the noise (the interval includes 0, so this split cannot tell them apart): "
+                   f"{', '.join(noise)}.")
+    for name, why in (data.get("missing") or {}).items():
+        out.append(f"Not compared with {name}: {why}.")
+    return out + [""]
+
+
 def ablation_table(data: dict) -> tuple[list[str], list[str]]:
     """(table, sentences): each variant's found-model metric (mean ± std over seeds, ×100), and how far each
     variant lands from the full method."""

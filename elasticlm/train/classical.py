@@ -12,8 +12,9 @@ from elasticlm.errors import ElasticLMError
 
 
 def tfidf_logreg(task: str, *, data_dir: str | None = None, grid=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
-                 say: Callable[[str], None] = print) -> dict:
-    """`{"params", "latency_ms", "dev", "test", "C"}` for a classification task."""
+                 say: Callable[[str], None] = print, predictions: dict | None = None) -> dict:
+    """`{"params", "latency_ms", "dev", "test", "C"}` for a classification task. `predictions`, when
+    given, receives the class ids predicted for dev (and test) and their labels ("dev", "dev_labels", ...)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -41,12 +42,14 @@ def tfidf_logreg(task: str, *, data_dir: str | None = None, grid=(0.25, 0.5, 1.0
         if best is None or score > best[0]:
             best = (score, c, clf)
     _, c, clf = best
+    found = {"dev": clf.predict(x_dev), "dev_labels": y_dev}
     out = {"params": int(clf.coef_.size + clf.intercept_.size), "C": c,
-           "dev": compute_metrics(spec, clf.predict(x_dev), y_dev)}
+           "dev": compute_metrics(spec, found["dev"], y_dev)}
     if data.eval_split() == "test":
         test = data.splits["test"]
         x_test = vec.transform(texts(test))
-        out["test"] = compute_metrics(spec, clf.predict(x_test), np.asarray(test["label"]))
+        found.update(test=clf.predict(x_test), test_labels=np.asarray(test["label"]))
+        out["test"] = compute_metrics(spec, found["test"], found["test_labels"])
         one = texts(test)[:1]
         t1 = time.perf_counter()
         for _ in range(20):
@@ -55,6 +58,8 @@ def tfidf_logreg(task: str, *, data_dir: str | None = None, grid=(0.25, 0.5, 1.0
     else:
         out["latency_ms"] = float("nan")
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    if predictions is not None:
+        predictions.update(found)
     say(f"tf-idf + logistic regression (C={c}): " + ", ".join(
         f"{split} {out[split][spec.main_metric]:.4f}" for split in ("dev", "test") if split in out))
     return out

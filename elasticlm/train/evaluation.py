@@ -109,12 +109,17 @@ def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def evaluate_model(model, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
     """The task's metrics for a standalone HF model with the task kind's head."""
+    return batches.metrics(spec, model_predictions(model, batches, spec, bf16=bf16))
+
+
+def model_predictions(model, batches: Batches, spec, *, bf16: bool) -> np.ndarray:
+    """A standalone HF model's outputs (its task kind's logits layout) for every row, in split order."""
     kind = kind_of(spec)
     was = model.training
     model.eval()
     preds = batches.predict(lambda b: kind.logits(model(**model_inputs(model, b))), bf16=bf16)
     model.train(was)
-    return batches.metrics(spec, preds)
+    return preds
 
 
 def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:

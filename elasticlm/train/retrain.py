@@ -29,11 +29,13 @@ from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS, kind_of
+from elasticlm.io import save_arrays
+from elasticlm.run_layout import RunLayout
 from elasticlm.runtime import Dist
 from elasticlm.space import Architecture, SearchSpace
 from elasticlm.stage_folder import StageFolder
 from elasticlm.train.engine import TrainConfig, fit, step_rows
-from elasticlm.train.evaluation import Batches, evaluate_model
+from elasticlm.train.evaluation import Batches, model_predictions
 from elasticlm.train.objectives import Distiller
 
 Say = Callable[[str], None]
@@ -59,9 +61,18 @@ class RetrainConfig:
     """Train on the first N training examples only (quick runs and tests)."""
     max_eval_examples: int | None = None
     """Evaluate on the first N rows of dev and test only."""
+    embedding_init: str = "teacher"
+    """A from-scratch model's token embedding: "teacher" (the task teacher's, projected onto its top-e
+    principal components) or "random"."""
+    embedding_std: float = 0.05
+    """Standard deviation the teacher-initialised embedding is scaled to."""
+    scratch_pretrain: bool = True
+    """In `elasticlm run`/`compare`: a from-scratch model (uniform-bert, or every model with init=scratch)
+    is first pretrained along its own path with the supernet's stage-1 recipe and token budget (its
+    steps, batch, learning rate and losses), so that no baseline is handicapped by its recipe."""
     pretrain_steps: int = 0
-    """Steps of MLM + distillation pretraining on the corpus before task training (0: none; the
-    supernet's own pretraining is what an inherited model starts from)."""
+    """Steps of MLM + distillation pretraining on the corpus before task training, for every model
+    (0: none; the supernet's own pretraining is what an inherited model starts from)."""
     pretrain_lr: float = 1e-4
     """Peak learning rate of that pretraining."""
     pretrain_batch_size: int = 256
@@ -82,6 +93,10 @@ class RetrainConfig:
     def validate(self) -> None:
         if self.init not in ("supernet", "scratch"):
             raise ElasticLMError(f"retrain.init must be 'supernet' or 'scratch', got {self.init!r}")
+        if self.embedding_init not in ("teacher", "random"):
+            raise ElasticLMError(f"retrain.embedding_init={self.embedding_init!r}: choose teacher or random")
+        if not self.embedding_std > 0:
+            raise ElasticLMError(f"retrain.embedding_std={self.embedding_std!r} must be > 0")
         if not self.seeds:
             raise ElasticLMError("retrain.seeds: give at least one seed")
         self.train.validate("retrain.train")
@@ -205,41 +220,59 @@ def path_net(net, arch: Architecture, task: str | None = None, spec=None):
     return net
 
 
-def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed: int):
+def scratch_net(space: SearchSpace, arch: Architecture, spec, task: str, *, seed: int, teacher_model=None,
+                cfg: RetrainConfig | None = None, say: Say | None = None):
     """A fresh supernet (weights depend only on `seed`) ready to carry `arch`, with a head for `task`:
-    a from-scratch model is its path, so it can be pretrained exactly like an inherited one."""
+    a from-scratch model is its path, so it can be pretrained exactly like an inherited one. Its token
+    embedding starts from `teacher_model`'s when `cfg.embedding_init` says so."""
+    from elasticlm.distill.init import init_embedding
     from elasticlm.train.supernet import build_supernet
 
     net = build_supernet(space, fixed=False, seed=seed,
                          task_heads={task: {"kind": spec.kind, "num_labels": kind_of(spec).num_labels(spec)}})
+    if cfg is not None and teacher_model is not None:
+        init_embedding(net, teacher_model, cfg.embedding_init, std=cfg.embedding_std, seed=seed, say=say)
     return path_net(net, arch)
 
 
-def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain_out: Path, *, say: Say = print):
-    """The standalone model (its task kind's model class) for `arch` from the path of `net` (see `path_net`), pretrained on the
-    corpus first when `cfg.pretrain_steps` > 0."""
+def build_model(net, arch: Architecture, task: str, cfg: RetrainConfig, pretrain_out: Path, *, say: Say = print,
+                pretrain=None):
+    """The standalone model (its task kind's model class) for `arch` from the path of `net` (see
+    `path_net`), pretrained on the corpus first with `pretrain` (a `PretrainConfig`; its
+    `train.max_steps` steps), or with `cfg.pretrain_steps` > 0 steps of `cfg`'s own pretraining recipe."""
     net = path_net(net, arch, task)
-    if cfg.pretrain_steps > 0:
+    pretrain = pretrain or (retrain_pretraining(cfg, net.space) if cfg.pretrain_steps > 0 else None)
+    if pretrain is not None:
         net = copy.deepcopy(net)
-        pretrain_path(net, arch, cfg, pretrain_out, say=say)
+        pretrain_path(net, arch, pretrain, pretrain_out, say=say)
         net.cpu()
     return net.extract(arch, head=net.task_heads[task].task_kind.extract_head, task=task)
 
 
-def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say: Say = print) -> None:
+def retrain_pretraining(cfg: RetrainConfig, space: SearchSpace):
+    """The pretraining `cfg.pretrain_steps` asks for: MLM + distillation on `cfg.corpus` at
+    `cfg.pretrain_lr`, `cfg.pretrain_batch_size` blocks a step."""
+    from elasticlm.train.supernet import PretrainConfig
+
+    return PretrainConfig(corpus=cfg.corpus, teacher=cfg.teacher, max_length=min(128, space.max_position_embeddings),
+                          train=replace(cfg.train, lr=cfg.pretrain_lr, max_steps=cfg.pretrain_steps, epochs=1.0,
+                                        batch_size=cfg.pretrain_batch_size),
+                          distill=DistillConfig(kind=cfg.distill.kind))
+
+
+def pretrain_path(net, arch: Architecture, pcfg, out: Path, *, say: Say = print) -> None:
     """MLM + distillation on the corpus along one fixed path of `net` (so exactly the standalone model's
-    weights train), `cfg.pretrain_steps` steps into `out` (resumable; skipped when done)."""
+    weights train) with `pcfg` (a `PretrainConfig`, `pcfg.train.max_steps` steps; no growth) into `out`
+    (resumable; skipped when done)."""
     from safetensors.torch import load_file
 
     from elasticlm.models.folder import save_supernet
     from elasticlm.train.objectives import MLMDistill
-    from elasticlm.train.supernet import PretrainConfig
     from elasticlm.train.supernet_stages import Stage1
 
-    pcfg = PretrainConfig(corpus=cfg.corpus, teacher=cfg.teacher, max_length=min(128, net.space.max_position_embeddings),
-                          train=replace(cfg.train, lr=cfg.pretrain_lr, max_steps=cfg.pretrain_steps, epochs=1.0,
-                                        batch_size=cfg.pretrain_batch_size),
-                          distill=DistillConfig(kind=cfg.distill.kind))
+    steps = pcfg.train.max_steps
+    if not steps or steps <= 0:
+        raise ElasticLMError(f"pretraining a path needs train.max_steps > 0, got {steps!r}")
     folder = StageFolder(out, "retrain-pretrain", {**to_dict(pcfg), "arch": arch.to_list()})
     if folder.done() is not None:
         net.load_state_dict(load_file(str(out / "supernet.safetensors")))
@@ -248,12 +281,12 @@ def pretrain_path(net, arch: Architecture, cfg: RetrainConfig, out: Path, *, say
     s1 = Stage1.setup(pcfg, dist, net=net)
     folder.claim(dist)
     net.to(pcfg.train.torch_device(dist))
-    say(f"pretraining {arch.short()} on {cfg.corpus}: {cfg.pretrain_steps} steps of {pcfg.train.batch_size}")
+    say(f"pretraining {arch.short()} on {pcfg.corpus}: {steps} steps of {pcfg.train.batch_size}")
     objective = MLMDistill(net, s1.projection, s1.teacher, s1.train, s1.collator, pcfg, dist, arch=arch)
-    fit(objective, pcfg.train, out, total=cfg.pretrain_steps, dist=dist, say=say)
+    fit(objective, pcfg.train, out, total=steps, dist=dist, say=say)
     if dist.main:
         save_supernet(net, out, {"stage": "retrain-pretrain", "arch": arch.to_list()})
-    folder.finish({"stage": "retrain-pretrain", "steps": cfg.pretrain_steps}, dist)
+    folder.finish({"stage": "retrain-pretrain", "steps": steps}, dist)
     dist.barrier()
 
 
@@ -319,11 +352,17 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     model.eval()
     result = {"stage": "retrain", "params": int(sum(p.numel() for p in model.elasticlm.parameters())),
               "params_with_head": int(sum(p.numel() for p in model.parameters())), "seed": seed,
-              "steps": state["step"], "seconds": round(state["seconds"], 1),
-              "dev": evaluate_model(model, data.batches("dev", device), data.spec, bf16=train.bf16)}
-    if data.test is not None:
-        result["test"] = evaluate_model(model, data.batches("test", device), data.spec, bf16=train.bf16)
+              "steps": state["step"], "seconds": round(state["seconds"], 1)}
+    arrays = {}
+    for split in ("dev", "test") if data.test is not None else ("dev",):
+        batches = data.batches(split, device)
+        preds = model_predictions(model, batches, data.spec, bf16=train.bf16)
+        result[split] = batches.metrics(data.spec, preds)
+        if len(batches.references) == len(preds):  # one prediction a labelled example (not QA windows)
+            arrays.update({split: preds, f"{split}_labels": batches.references})
     if dist.main:
+        if arrays:
+            save_arrays(RunLayout.predictions(out), arrays)
         model.save_pretrained(out)
         data.tokenizer.save_pretrained(out)
     folder.finish(result, dist)
@@ -341,4 +380,5 @@ def summarize(results: list[dict]) -> dict:
             if len(results) > 1:
                 out.setdefault("std", {})[split] = {k: float(np.std([r[split][k] for r in results], ddof=1))
                                                    for k in names}
+                out.setdefault("per_seed", {})[split] = {k: [float(r[split][k]) for r in results] for k in names}
     return out

@@ -84,6 +84,11 @@ class PretrainConfig:
     max_blocks: int | None = None
     """Train on the first N corpus blocks only (quick runs and tests)."""
     paths: PathRange = field(default_factory=PathRange)
+    embedding_init: str = "teacher"
+    """The supernet's token embedding: "teacher" (the teacher's, projected onto its top-e principal
+    components, `elasticlm.distill.init`) or "random" (N(0, 0.02), learned from scratch)."""
+    embedding_std: float = 0.05
+    """Standard deviation the teacher-initialised embedding is scaled to."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, batch_size=32))
     distill: DistillConfig = field(default_factory=DistillConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)

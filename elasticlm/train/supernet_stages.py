@@ -116,7 +116,7 @@ class Stage1:
     """torch.Generator → an MLM collator (the masking draws from that generator)."""
 
     @classmethod
-    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None) -> "Stage1":
+    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None, say: Say | None = None) -> "Stage1":
         """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the projection."""
         from elasticlm.data.corpus import MLMCollator, packed_blocks
         from elasticlm.distill.losses import HiddenProjection
@@ -136,8 +136,12 @@ class Stage1:
         if cfg.max_blocks:
             train = train._view(train.start, min(train.stop, train.start + cfg.max_blocks))
         if net is None:
+            from elasticlm.distill.init import init_embedding
+
             net = build_supernet(space, fixed=cfg.growth.mode == "fixed", seed=cfg.train.seed)
             check_range(space, net.widths(), cfg.paths)
+            init_embedding(net, teacher.model, cfg.embedding_init, std=cfg.embedding_std, seed=cfg.train.seed,
+                           say=say if dist.main else None)
         proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
                                 generator=torch.Generator().manual_seed(cfg.train.seed + 2))
         collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
@@ -151,6 +155,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     cfg.train.validate("train")
     cfg.distill.validate()
     cfg.growth.validate()
+    if cfg.embedding_init not in ("teacher", "random"):
+        raise ElasticLMError(f"pretrain.embedding_init={cfg.embedding_init!r}: choose teacher or random")
+    if not cfg.embedding_std > 0:
+        raise ElasticLMError(f"pretrain.embedding_std={cfg.embedding_std!r} must be > 0")
     out, dist = Path(out), Dist.setup()
     space = resolve_space(cfg.preset, cfg.space)
     if cfg.max_length > space.max_position_embeddings:
@@ -161,7 +169,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
         say(f"{out}: pretraining already complete")
         return done
     talk = say if dist.main else (lambda s: None)
-    s1 = Stage1.setup(cfg, dist, space=space)
+    s1 = Stage1.setup(cfg, dist, space=space, say=say)
     net, teacher, blocks, train, collator = s1.net, s1.teacher, s1.blocks, s1.train, s1.collator
     folder.claim(dist)
     objective = MLMDistill(net, s1.projection, teacher, train, collator, cfg, dist)
