@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,9 @@ def test_rank_check_end_to_end_writes_ranking_resumes_and_reports(tiny_run, caps
     assert again == ranking
     assert {p: p.stat().st_mtime_ns for p in (folder / "models").rglob("*") if p.is_file()} == models
     assert sum("already retrained" in line for line in lines) == 4
+    said = next(line for line in lines if line.startswith("teacher agreement on"))
+    held, extra = (int(n.replace(",", "")) for n in re.findall(r"\(([\d,]+) held-out \+ ([\d,]+) augmented", said)[0])
+    assert held > 0 and extra > 0  # the held-out split and its teacher-labelled copies
     with pytest.raises(ElasticLMError, match="another config"):
         rank_check(tiny_run, RankCheckConfig(archs=5, seeds=[0], resamples=200), say=lines.append)
     text = write_report(tiny_run).read_text()
@@ -232,3 +236,23 @@ def test_rank_check_end_to_end_writes_ranking_resumes_and_reports(tiny_run, caps
     assert "| **held-out metric** |" in text and "| teacher agreement (−KL) |" in text
     assert "![supernet fitness vs retrained metric" in text and (tiny_run / "report" / "rank_check.png").exists()
     assert "uniform-bert is left out" in text
+
+
+def test_search_with_the_agreement_fitness(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from elasticlm.experiment.rank_check import load_run
+    from elasticlm.run_layout import RunLayout
+    from elasticlm.search.search_stages import run_search
+
+    cfg, _ = load_run(tiny_run)
+    # a search folder of the default fitness does not name it (so folders made before the field resume)
+    assert "fitness" not in json.loads((tiny_run / "search" / "run_config.json").read_text())["config"]
+    lines: list[str] = []
+    res = run_search(replace(cfg.search, fitness="agreement", random_baseline=False), RunLayout(tiny_run).supernet_ft,
+                     tmp_path / "search", say=lines.append)
+    assert res["fitness"] == "agreement" and res["best"]["fitness"] <= 0
+    claim = json.loads((tmp_path / "search" / "run_config.json").read_text())["config"]
+    assert (claim["fitness"], claim["fitness_augment"]) == ("agreement", 2)
+    assert json.loads((tmp_path / "search" / "pareto.json").read_text())["metric"] == "agreement"
+    assert any("fitness agreement" in line for line in lines)
