@@ -233,7 +233,7 @@ def test_rank_check_end_to_end_writes_ranking_resumes_and_reports(tiny_run, caps
         rank_check(tiny_run, RankCheckConfig(archs=5, seeds=[0], resamples=200), say=lines.append)
     text = write_report(tiny_run).read_text()
     assert "## Can the supernet tell architectures apart?" in text
-    assert "| **held-out metric** |" in text and "| teacher agreement (−KL) |" in text
+    assert "| **held-out accuracy** |" in text and "| teacher agreement (−KL) |" in text
     assert "![supernet fitness vs retrained metric" in text and (tiny_run / "report" / "rank_check.png").exists()
     assert "uniform-bert is left out" in text
 
@@ -256,3 +256,29 @@ def test_search_with_the_agreement_fitness(tiny_run, tmp_path):
     assert (claim["fitness"], claim["fitness_augment"]) == ("agreement", 2)
     assert json.loads((tmp_path / "search" / "pareto.json").read_text())["metric"] == "agreement"
     assert any("fitness agreement" in line for line in lines)
+
+
+def test_report_section_from_ranking_json_alone(tmp_path):
+    """The report draws ranking.json whatever it holds: undefined τ as a dash, a fitness scored for no
+    architecture left out of the figure; without the file the section is not there at all."""
+    from elasticlm.report import write_report
+
+    run = tmp_path / "run"
+    (run / "rank-check").mkdir(parents=True)
+    (run / "run_config.json").write_text(json.dumps({"stage": "run", "config": {}}))
+    assert "Can the supernet" not in write_report(run).read_text()
+    archs = [{"arch": [], "name": f"a{i}", "params": 1000 * i, "role": role, "fitness": 0.5 + 0.1 * i,
+              "fitnesses": {"metric": 0.5 + 0.1 * i, "agreement": None},
+              "retrained": {"mean": 0.6 + 0.05 * i, "std": 0.01, "per_seed": [0.6 + 0.05 * i]}}
+             for i, role in enumerate(["found", "uniform-mobile", "drawn", "drawn"])]
+    ranking = {"fitness": "agreement", "kendall_tau": None, "ci95": [None, None], "spearman": None,
+               "metric": "f1", "split": "dev", "seeds": [0], "archs": archs, "notes": ["a note"],
+               "fitnesses": {"metric": {"kendall_tau": 1.0, "ci95": [1.0, 1.0], "spearman": 1.0},
+                             "agreement": {"kendall_tau": None, "ci95": [None, None], "spearman": None}}}
+    (run / "rank-check" / "ranking.json").write_text(json.dumps(ranking))
+    text = write_report(run).read_text()
+    assert "## Can the supernet tell architectures apart?" in text
+    assert "| held-out f1 | +1.00 | [+1.00, +1.00] | +1.00 |" in text
+    assert "| **teacher agreement (−KL)** | – | – | – |" in text
+    assert "4 architectures (1 found, 1 uniform-mobile, 2 drawn)" in text and "_Note: a note._" in text
+    assert (run / "report" / "rank_check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,6 +12,13 @@ ROLE_COLOURS = {"found": "#d62728", "uniform-mobile": "#2ca02c", "drawn": "#4C72
 FITNESS_WORDS = {"metric": "held-out metric", "agreement": "teacher agreement (−KL)"}
 
 
+def fitness_words(name: str, ranking: dict) -> str:
+    """A fitness as the report names it ("metric": the held-out main metric by name)."""
+    if name == "metric" and isinstance(ranking.get("metric"), str):
+        return f"held-out {ranking['metric']}"
+    return FITNESS_WORDS.get(name, name)
+
+
 def usable_archs(ranking: dict) -> list[dict]:
     """The architectures of ranking.json with a retrained mean (malformed entries left out)."""
     return [a for a in ranking.get("archs", []) if isinstance(a, dict) and isinstance(a.get("retrained"), dict)
@@ -32,7 +39,7 @@ def tau_table(ranking: dict) -> list[str]:
         if not isinstance(r, dict):
             continue
         tau, rho = number(r.get("kendall_tau")), number(r.get("spearman"))
-        label = FITNESS_WORDS.get(name, name)
+        label = fitness_words(name, ranking)
         label = f"**{label}**" if name == ranking.get("fitness") else label
         rows.append(f"| {label} | {'–' if tau is None else f'{tau:+.2f}'} | {_interval(r)} | "
                     f"{'–' if rho is None else f'{rho:+.2f}'} |")
@@ -57,9 +64,11 @@ def plot_ranking(ranking: dict, path: Path) -> Path:
                         yerr=[100 * (number(a["retrained"].get("std")) or 0.0) for a in mine], fmt="o" if
                         role == "drawn" else "*", ms=7 if role == "drawn" else 13, color=colour, ecolor=colour,
                         capsize=3, label=role, zorder=3 if role != "drawn" else 2)
-        tau = number((ranking["fitnesses"].get(name) or {}).get("kendall_tau"))
-        ax.set_title(f"{FITNESS_WORDS.get(name, name)}: τ = {'–' if tau is None else f'{tau:+.2f}'}", fontsize=10)
-        ax.set_xlabel(f"supernet fitness: {FITNESS_WORDS.get(name, name)}")
+        r = ranking["fitnesses"].get(name) or {}
+        tau = number(r.get("kendall_tau"))
+        ax.set_title(f"{fitness_words(name, ranking)}: τ = {'–' if tau is None else f'{tau:+.2f}'} {_interval(r)}",
+                     fontsize=10)
+        ax.set_xlabel(f"supernet fitness: {fitness_words(name, ranking)}")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
