@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "elasticlm.commands.retrain",    # retrain
     "elasticlm.commands.evaluate",   # evaluate
     "elasticlm.commands.compare",    # compare
+    "elasticlm.commands.rank_check", # rank-check
     "elasticlm.commands.ablate",     # ablate
     "elasticlm.commands.run",        # run (the whole pipeline)
     "elasticlm.commands.config",     # config dump
@@ -47,6 +48,7 @@ EXAMPLES = """examples (each command's --help has more):
   elasticlm retrain --supernet DIR2 --arch DIR4/arch.json --out DIR5     the final model
   elasticlm evaluate DIR5 --task rt-polarity               score a saved model
   elasticlm compare runs/demo                              found model vs equal-budget baselines
+  elasticlm rank-check runs/demo                           does the supernet's fitness rank as retraining?
   elasticlm ablate --preset demo --out runs/ablate         the ablation grid
   elasticlm export runs/demo --out my-model --onnx         a self-contained HF folder (+ ONNX)
   elasticlm report runs/demo                               report.md with plots

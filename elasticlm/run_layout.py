@@ -15,6 +15,8 @@
       metrics.json      every model: params, latency, dev and test metrics (mean ± std over seeds)
       significance.json found against every other model: paired differences with 95% bootstrap intervals
       export/           the found model as a self-contained HF folder
+      rank-check/       `elasticlm rank-check`: ranking.json (supernet fitness vs retrained metric), the
+                        retrained models/ARCH/seed-K/ (and pretrain/ARCH/seed-K/ for from-scratch runs)
       report.md         the report; its figures in report/
       timings.json      seconds per stage
 
@@ -125,6 +127,31 @@ class RunLayout:
     @property
     def ablation(self) -> Path:
         return self.root / "ablation"
+
+    @property
+    def rank_check(self) -> Path:
+        """`elasticlm rank-check`'s default folder."""
+        return self.root / "rank-check"
+
+    @property
+    def ranking(self) -> Path:
+        """rank-check's result in its default folder (the report reads it)."""
+        return self.ranking_file(self.rank_check)
+
+    @staticmethod
+    def ranking_file(folder: Path) -> Path:
+        """A rank-check folder's ranking.json: every fitness's Kendall τ against the retrained metric."""
+        return Path(folder) / "ranking.json"
+
+    @staticmethod
+    def rank_model(folder: Path, name: str, seed: int) -> Path:
+        """A rank-check folder's retraining of architecture `name` (its `arch_name`) with seed `seed`."""
+        return Path(folder) / "models" / name / f"seed-{seed}"
+
+    @staticmethod
+    def rank_pretrain(folder: Path, name: str, seed: int) -> Path:
+        """A rank-check folder's pretraining of a from-scratch architecture's path."""
+        return Path(folder) / "pretrain" / name / f"seed-{seed}"
 
     @property
     def growth(self) -> Path:

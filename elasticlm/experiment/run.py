@@ -258,7 +258,7 @@ def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say, *, seed
     task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
     inherit = cfg.retrain.init == "supernet"
-    alike = _pretraining_alike(cfg, run) if cfg.retrain.scratch_pretrain and not cfg.retrain.pretrain_steps else None
+    alike = pretraining_alike(cfg, run) if cfg.retrain.scratch_pretrain and not cfg.retrain.pretrain_steps else None
 
     def source(sp, arch, scratch=False):
         """(seed -> (a net whose path is `arch`, arch), recipe): inherited from the supernet, or fresh
@@ -343,7 +343,7 @@ def _reference_predictions(cfg: RunConfig, run: RunLayout, data) -> dict:
     return maj
 
 
-def _pretraining_alike(cfg: RunConfig, run: RunLayout):
+def pretraining_alike(cfg: RunConfig, run: RunLayout):
     """The supernet's stage-1 recipe for a from-scratch model's own path: as many steps (so tokens) as
     the supernet trained, at its batch, learning rate and losses; no growth (the path is fixed)."""
     from dataclasses import replace

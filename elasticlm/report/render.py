@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Callable
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.report import plots, searchplots, tables
+from elasticlm.report import plots, rankplots, searchplots, tables
 from elasticlm.report.facts import facts_section, space_of
 from elasticlm.report.files import REPORT_FILES, RUN, RunFiles, number, rel
 
 # Every figure the report may write (a figure of an earlier report whose section is now skipped is removed).
 FIGURES: tuple[str, ...] = ("growth.png", "pca_scores.png", "cka_heads.png", "block_similarity.png",
-                            "architecture.png", "search_progress.png", "pareto.png")
+                            "architecture.png", "search_progress.png", "pareto.png", "rank_check.png")
 
 
 class Skip(Exception):
@@ -257,6 +257,26 @@ def _ablation(ctx: Context) -> list[str]:
             *table, "", *said, *([""] if said else [])]
 
 
+def _rank_check(ctx: Context) -> list[str]:
+    data = ctx.need(ctx.files.json(rel(RUN.ranking)), rel(RUN.ranking))
+    archs = rankplots.usable_archs(data)
+    if not archs or not data.get("fitnesses"):
+        raise Skip(f"`{rel(RUN.ranking)}` holds no retrained architecture")
+    roles = {r: sum(a.get("role") == r for a in archs) for r in rankplots.ROLE_COLOURS}
+    seeds = data.get("seeds") or []
+    lines = [f"{len(archs)} architectures ({', '.join(f'{n} {r}' for r, n in roles.items() if n)}) scored by each "
+             f"supernet fitness and retrained with the run's recipe ({len(seeds)} seed{'s' * (len(seeds) != 1)} "
+             f"each: {data.get('metric', 'metric')} on {data.get('split', 'test')}, mean ± std). Kendall's τ between "
+             f"a fitness and the retrained metric says how well the supernet orders architectures (1: as "
+             f"retraining does, 0: no better than chance); the interval is a bootstrap over the architectures. "
+             f"In bold, the fitness the search used.", "", *rankplots.tau_table(data), ""]
+    lines += ctx.figure("rank_check.png", lambda p: rankplots.plot_ranking(data, p),
+                        "supernet fitness vs retrained metric, one panel per fitness")
+    for note in (n for n in data.get("notes", []) if isinstance(n, str)):
+        lines += [f"_Note: {note}._", ""]
+    return lines
+
+
 def _facts(ctx: Context) -> list[str]:
     lines = facts_section(ctx.files)
     if lines is None:
@@ -274,6 +294,10 @@ SECTIONS: tuple[tuple[str, Callable[[Context], list[str]]], ...] = (
     ("Block similarity: relational vs classic distillation", _similarity),
     ("Ablation", _ablation),
     ("How it was made, what it cost", _facts),
+)
+# Sections drawn only when their file exists (the output of an optional command): (title, section, file).
+OPTIONAL_SECTIONS: tuple[tuple[str, Callable[[Context], list[str]], str], ...] = (
+    ("Can the supernet tell architectures apart?", _rank_check, rel(RUN.ranking)),
 )
 
 
@@ -297,7 +321,8 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
         raise ElasticLMError(f"--out {out} is a folder; give a file name such as {out / 'report.md'}")
     ctx = Context(RunFiles(run_dir), out.parent, out.parent / out.stem)
     body, skipped = [], []
-    for title, make in SECTIONS:
+    sections = [*SECTIONS, *((title, make) for title, make, f in OPTIONAL_SECTIONS if ctx.files.exists(f))]
+    for title, make in sections:
         body += [f"## {title}", ""]
         try:
             body += make(ctx)
@@ -311,7 +336,7 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     head = [f"# elasticlm report: {run_dir.resolve().name}", "",
             f"Made by `elasticlm report` from the files of `{run_dir}`; every number below is read from them.", ""]
     if skipped:
-        head += [f"{len(SECTIONS) - len(skipped)} of {len(SECTIONS)} sections drawn; skipped for want of files: "
+        head += [f"{len(sections) - len(skipped)} of {len(sections)} sections drawn; skipped for want of files: "
                  + ", ".join(skipped) + ".", ""]
     for name in FIGURES:  # figures of an earlier report that this one did not draw
         stale = ctx.fig_dir / name

@@ -22,6 +22,10 @@ from elasticlm.space import Architecture
 from elasticlm.stage_folder import StageFolder, input_path
 
 Say = Callable[[str], None]
+FITNESSES = ("metric", "agreement")
+"""What a candidate can be scored by (`SearchConfig.fitness`)."""
+AUGMENT_P = 0.4
+"""Probability that a word of an augmented held-out copy is swapped (the agreement fitness)."""
 
 
 @dataclass
@@ -46,6 +50,14 @@ class SearchConfig:
     """Also run random search with as many evaluations as the evolution made (a baseline)."""
     max_eval_examples: int | None = None
     """Score candidates on the first N held-out rows only (quick runs)."""
+    fitness: str = "metric"
+    """What a candidate is scored by on the held-out split: "metric" (the task's main metric) or
+    "agreement" (minus the mean KL(teacher || path) of the class logits, minus the MSE for regression,
+    over the split and fitness_augment teacher-labelled copies of it; continuous, so it separates paths
+    the metric ties). Not for extractive QA."""
+    fitness_augment: int = 2
+    """Augmented copies of each held-out example (words swapped for embedding neighbours) the
+    "agreement" fitness scores on too (0: the held-out rows only)."""
     batch_size: int = 256
     """Examples per inference batch."""
     device: str = "auto"
@@ -58,6 +70,10 @@ class SearchConfig:
     def validate(self) -> None:
         if self.mode not in ("evolution", "pareto"):
             raise ElasticLMError(f"search.mode must be 'evolution' or 'pareto', got {self.mode!r}")
+        if self.fitness not in FITNESSES:
+            raise ElasticLMError(f"search.fitness must be one of {', '.join(FITNESSES)}, got {self.fitness!r}")
+        if not isinstance(self.fitness_augment, int) or self.fitness_augment < 0:
+            raise ElasticLMError(f"search.fitness_augment must be an integer >= 0, got {self.fitness_augment!r}")
         self.evolution.validate()
         if not 0.0 < self.heads.eta <= 1.0:
             raise ElasticLMError(f"heads.eta must lie in (0, 1], got {self.heads.eta}")
@@ -67,7 +83,8 @@ def _say(s: str) -> None:
     print(s, flush=True)
 
 
-def _runtime(cfg: SearchConfig):
+def search_runtime(cfg: SearchConfig):
+    """(device, bf16) the search scores on."""
     from elasticlm.runtime import resolve_bf16, resolve_device
 
     return resolve_device(cfg.device), resolve_bf16(cfg.precision)
@@ -141,27 +158,26 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
     """Evolution (or NSGA-II) on the held-out 10%; writes generations.jsonl, pareto.json, result.json."""
     from elasticlm.models.folder import widths_from_json
     from elasticlm.runtime import Dist
-    from elasticlm.search.evaluator import SupernetFitness
 
     cfg.validate()
     out, dist = Path(out), Dist.setup()
-    folder = StageFolder(out, "search", {**to_dict(cfg), "supernet": input_path(supernet_dir, out)})
+    folder = StageFolder(out, "search", {**_stage_config(cfg), "supernet": input_path(supernet_dir, out)})
     if (done := folder.done()) is not None:
         say(f"{out}: search already complete")
         return done
-    device, bf16 = _runtime(cfg)
+    device, bf16 = search_runtime(cfg)
     inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.max_eval_examples, device=device)
     space, widths = inp.net.space, widths_from_json(inp.config["widths"])
     budget = Budget(cfg.ceiling if cfg.ceiling is not None else space.param_ceiling, cfg.floor)
     budget.check(space, widths)
     accept = _latency_constraint(space, cfg.latency_ms, device, say)
     folder.claim(dist)
-    batches = inp.batches(cfg.batch_size, device)
-    fitness = SupernetFitness(inp.net, inp.task, inp.spec, batches, bf16=bf16, dist=dist)
     talk = say if dist.main else (lambda s: None)
+    fitness = make_fitness(cfg, inp, device=device, bf16=bf16, dist=dist, say=talk)
+    batches = fitness.batches
     talk(f"searching {space.num_layers}-layer architectures ≤ {budget.ceiling:,} parameters for {inp.task} "
-         f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations) on "
-         f"{len(inp.heldout):,} held-out examples"
+         f"({cfg.mode}, population {cfg.evolution.population}, {cfg.evolution.generations} generations, "
+         f"fitness {cfg.fitness}) on {len(inp.heldout):,} held-out examples"
          + (f" ({len(batches.order):,} {kind_of(inp.spec).unit})" if kind_of(inp.spec).fills_window else "")
          + f", {'bf16' if bf16 else 'fp32'} on {device}")
     t0 = time.perf_counter()
@@ -175,7 +191,8 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
         res = evolve(space, fitness, cfg.evolution, budget=budget, widths=widths, accept=accept, log=log, say=talk)
         scores, best = res.scores, res.best
     seconds = time.perf_counter() - t0
-    result = {"stage": "search", "task": inp.task, "metric": inp.spec.main_metric, "mode": cfg.mode,
+    result = {"stage": "search", "task": inp.task, "metric": inp.spec.main_metric, "fitness": cfg.fitness,
+              "mode": cfg.mode,
               "best": candidate(space, best, scores[best]), "evaluated": len(scores),
               "seconds": round(seconds, 2), "forward_seconds": round(fitness.seconds, 2),
               "candidates_per_s": round(fitness.scored / max(fitness.seconds, 1e-9), 2),
@@ -189,10 +206,64 @@ def run_search(cfg: SearchConfig, supernet_dir: str | Path, out: str | Path, *, 
         result["random"] = {**candidate(space, rnd.best, rnd.best_fitness), "evaluated": len(rnd.scores)}
         talk(f"random search, {len(rnd.scores)} architectures: best {rnd.best_fitness:.4f}: {rnd.best.short()}")
     if dist.main:
-        write_pareto(out / "pareto.json", pareto_json(space, scores, inp.spec.main_metric, cfg.budgets))
+        write_pareto(out / "pareto.json", pareto_json(space, scores, inp.spec.main_metric if cfg.fitness == "metric"
+                                                     else cfg.fitness, cfg.budgets))
     folder.finish(result, dist)
     dist.barrier()
     return result
+
+
+def _stage_config(cfg: SearchConfig) -> dict:
+    """The search folder's config: the default fitness is left out, so a folder searched before the
+    fitness fields existed still resumes."""
+    out = to_dict(cfg)
+    if cfg.fitness == "metric":
+        del out["fitness"], out["fitness_augment"]
+    return out
+
+
+def make_fitness(cfg: SearchConfig, inp: SearchInputs, *, device, bf16: bool, name: str | None = None,
+                 dist=None, say: Say = _say):
+    """The fitness `name` (default `cfg.fitness`) of `inp.net`'s paths on its held-out split (see
+    `elasticlm.search.evaluator`); for "agreement" the task teacher's logits are computed here, once."""
+    from elasticlm.search.evaluator import AgreementFitness, SupernetFitness
+    from elasticlm.train.evaluation import Batches
+
+    name = name or cfg.fitness
+    if name not in FITNESSES:
+        raise ElasticLMError(f"unknown fitness {name!r}; choose from {', '.join(FITNESSES)}")
+    if name == "metric":
+        return SupernetFitness(inp.net, inp.task, inp.spec, inp.batches(cfg.batch_size, device), bf16=bf16, dist=dist)
+    if kind_of(inp.spec).label_dtype is None:
+        raise ElasticLMError(f"fitness 'agreement' needs one output per example (classification or regression); "
+                             f"task {inp.task} is {inp.spec.kind}: use search.fitness=metric")
+    rows, logits = teacher_rows(cfg, inp, device=device, bf16=bf16, say=say)
+    batches = Batches.build(rows, inp.pad_id, batch_size=cfg.batch_size, device=device)
+    return AgreementFitness(inp.net, inp.task, inp.spec, batches, logits, bf16=bf16, dist=dist)
+
+
+def teacher_rows(cfg: SearchConfig, inp: SearchInputs, *, device, bf16: bool, say: Say = _say):
+    """(rows, n×C teacher logits): the held-out rows and `cfg.fitness_augment` augmented copies of each
+    (`elasticlm.distill.augment`, seeded by the search's seed), with the logits of the task teacher the
+    supernet was fine-tuned with (its cached fine-tuned copy)."""
+    import datasets
+
+    from elasticlm.distill.augment import as_columns, augment, neighbour_table
+    from elasticlm.distill.teachers import load_teacher
+    from elasticlm.train.retrain import teacher_logits
+
+    teacher = load_teacher(inp.config["task_teachers"][inp.task], task_kinds=KINDS.values(),
+                           dtype="bf16" if bf16 else "fp32", device=device)
+    rows = as_columns(inp.heldout)
+    if cfg.fitness_augment > 0:
+        ids = sorted({t for r in rows["input_ids"] for t in r})
+        table = neighbour_table(teacher.model.get_input_embeddings().weight.detach().cpu(), inp.tokenizer, ids)
+        extra = augment(rows, table, cfg.fitness_augment, p=AUGMENT_P, seed=cfg.evolution.seed)
+        rows = {k: v + extra[k] for k, v in rows.items()}
+    ds = datasets.Dataset.from_dict(rows).with_format("torch")
+    say(f"teacher agreement on {len(ds):,} rows ({len(inp.heldout):,} held-out + {len(ds) - len(inp.heldout):,} "
+        f"augmented copies), teacher logits computed once")
+    return ds, teacher_logits(teacher, ds, inp.pad_id, bf16=bf16, device=device)
 
 
 def _latency_constraint(space, limit_ms: float | None, device, say: Say):
@@ -217,7 +288,7 @@ def run_heads(cfg: SearchConfig, supernet_dir: str | Path, arch: Architecture, o
     if (done := folder.done()) is not None:
         say(f"{out}: head search already complete")
         return done
-    device, _ = _runtime(cfg)
+    device, _ = search_runtime(cfg)
     inp = load_inputs(supernet_dir, cfg.task, cfg.data_dir, max_eval_examples=cfg.heads.probe_examples,
                       device=device)
     inp.net.space.validate(arch)

@@ -125,6 +125,11 @@ def model_predictions(model, batches: Batches, spec, *, bf16: bool) -> np.ndarra
 def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) -> dict[str, float]:
     """The task's metrics for one supernet path with inherited weights, through the supernet's own head
     for `task` (equal to the extracted standalone model's on the same split)."""
+    return batches.metrics(spec, path_predictions(net, arch, task, batches, bf16=bf16))
+
+
+def path_predictions(net, arch, task: str, batches: Batches, *, bf16: bool) -> np.ndarray:
+    """One supernet path's outputs through its head for `task` for every row, in split order."""
     was = net.training
     net.eval()
     preds = batches.predict(
@@ -132,7 +137,7 @@ def path_metrics(net, arch, task: str, batches: Batches, spec, *, bf16: bool) ->
                                             token_type_ids=b["token_type_ids"]).last_hidden_state,
                                   b["attention_mask"]), bf16=bf16)
     net.train(was)
-    return batches.metrics(spec, preds)
+    return preds
 
 
 def majority_metrics(spec, train_labels, refs) -> dict[str, Any]:
