@@ -111,15 +111,18 @@ class Stage1:
     train: Any
     """The training blocks (`blocks.train`, cut to `max_blocks`)."""
     projection: Any
-    """The student→teacher hidden projection (its own generator, seed + 2)."""
+    """The student→teacher hidden projections (per block or per layer, `distill.projection`; their own
+    generator, seed + 2)."""
     collator: Callable
     """torch.Generator → an MLM collator (the masking draws from that generator)."""
 
     @classmethod
-    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None, say: Say | None = None) -> "Stage1":
-        """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the projection."""
+    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None, say: Say | None = None,
+              projection: str | None = None) -> "Stage1":
+        """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the hidden
+        projections: per `projection` ("block" or "layer"; None: `cfg.distill.projection`)."""
         from elasticlm.data.corpus import MLMCollator, packed_blocks
-        from elasticlm.distill.losses import HiddenProjection
+        from elasticlm.distill.losses import supernet_projection
         from elasticlm.distill.teachers import check_vocab, load_teacher
 
         space = net.space if net is not None else space
@@ -142,8 +145,8 @@ class Stage1:
             check_range(space, net.widths(), cfg.paths)
             init_embedding(net, teacher.model, cfg.embedding_init, std=cfg.embedding_std, seed=cfg.train.seed,
                            say=say if dist.main else None)
-        proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
-                                generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+        proj = supernet_projection(space, teacher.hidden_size, projection or cfg.distill.projection,
+                                   generator=torch.Generator().manual_seed(cfg.train.seed + 2))
         collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
         return cls(net, teacher, blocks, train, proj, collator)
 
@@ -247,7 +250,7 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
 
 def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 2 (see the module docstring). Returns result.json's contents."""
-    from elasticlm.distill.losses import HiddenProjection
+    from elasticlm.distill.losses import supernet_projection
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -264,8 +267,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     talk = say if dist.main else (lambda s: None)
     tasks, evals, lengths, sources = _load_tasks(cfg, net, dist, talk)
     check_range(net.space, net.widths(), cfg.paths)
-    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    proj = supernet_projection(net.space, tasks[0].teacher.hidden_size, cfg.distill.projection,
+                               generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     folder.claim(dist)
     objective = TaskDistill(net, proj, tasks, cfg, dist)
     total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
