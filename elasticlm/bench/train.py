@@ -144,9 +144,9 @@ def path_ffn_work(space, widths: dict, rounds: list[dict], steps: int) -> list[f
 def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf16: bool, out: Path,
                      device: torch.device):
     """Wall seconds of `steps` pretraining steps: dynamic (FFNs from d/4, a growth round every
-    steps/10, as one per epoch over ten epochs) vs fixed widths (all d). The growth rounds themselves
-    are timed apart (seconds per round): in a real run they come once per epoch, thousands of steps
-    apart, while here ten of them fall into a few dozen steps."""
+    steps/10) vs fixed widths (all d). The growth rounds themselves are timed apart (seconds per
+    round): in a real run about a dozen of them spread over the first 80% of the steps, thousands of
+    steps apart, while here ten of them fall into a few dozen steps."""
     space = get_preset(preset).space
     blocks = synthetic_blocks(teacher.tokenizer, steps * batch, seq)
     # the PCA probe: enough tokens for the widest FFN (2·f ≤ 4d tokens), at least 32 blocks

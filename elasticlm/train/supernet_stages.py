@@ -43,14 +43,24 @@ def _say(s: str) -> None:
 
 
 class Growth:
-    """One PCA-guided growth round per call; appends a line to growth.jsonl."""
+    """One PCA-guided growth round per call, widening `k` blocks; appends a line to growth.jsonl."""
 
-    def __init__(self, net, probe: list[dict], cfg: PretrainConfig, out: Path, dist: Dist):
+    def __init__(self, net, probe: list[dict], cfg: PretrainConfig, out: Path, dist: Dist, *, k: int | None = None):
         from elasticlm.analysis.pca import default_k
 
         self.net, self.probe, self.cfg, self.out, self.dist = net, probe, cfg, out, dist
-        self.k = cfg.growth.k or default_k(len(net.widths()))
+        self.k = k or cfg.growth.k or default_k(len(net.widths()))
         self.rounds, self.done = 0, False
+
+    @staticmethod
+    def schedule(cfg: PretrainConfig, space, total: int) -> tuple[int, int]:
+        """(every, k) of a run of `total` steps: `growth.every`/`growth.k` where set, the rest derived so
+        that the mean FFN width grows from d/4 to d before the last `growth.settle` share of the steps."""
+        from elasticlm.analysis.pca import growth_schedule
+
+        g = cfg.growth
+        return growth_schedule(space.num_layers * len(space.candidates), space.ffn_step, space.hidden_size,
+                               space.ffn_step, total, every=g.every, k=g.k, settle=g.settle)
 
     def state(self) -> dict:
         return {"growth_rounds": self.rounds, "growth_done": self.done}
@@ -181,9 +191,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     periodic = {}
     growth = None
     if cfg.growth.mode == "dynamic":
-        growth = Growth(net, probe, cfg, out, dist)
-        every = cfg.growth.every or max(1, math.ceil(len(train) / cfg.train.batch_size))
+        every, k = Growth.schedule(cfg, space, total)
+        growth = Growth(net, probe, cfg, out, dist, k=k)
         periodic["growth"] = Periodic(every, growth)
+        talk(f"growth: a round of {k} blocks every {every} steps until the mean FFN width reaches d={space.hidden_size}")
     talk(f"pretraining the {cfg.preset} supernet ({len(net.widths())} blocks, {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M "
          f"parameters now) on {cfg.corpus}: {len(train):,} blocks of {cfg.max_length}, {total} steps of "
          f"{cfg.train.batch_size}, teacher {cfg.teacher} ({teacher.num_layers} layers), "
