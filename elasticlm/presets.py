@@ -18,17 +18,17 @@ from elasticlm.search.search_stages import SearchConfig
 from elasticlm.space import get_preset
 from elasticlm.train.engine import TrainConfig
 from elasticlm.train.retrain import RetrainConfig
-from elasticlm.train.supernet import FinetuneConfig, GrowthConfig, PretrainConfig
+from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
 
 
 def demo() -> RunConfig:
     """The embedded default: d=192, L=4, rt-polarity, the whole pipeline in ~20 min on 2 CPU cores."""
     return RunConfig(
         preset="demo",
-        # ~1M tokens: 240 steps of 32 × 128, a growth round every 50 steps (4 rounds)
+        # ~1M tokens: 240 steps of 32 × 128; growth derived from the steps: 11 rounds of 7 blocks, every 17
+        # steps, take the mean FFN width from d/4 to d by step 187
         pretrain=PretrainConfig(train=TrainConfig(lr=5e-4, batch_size=32, max_steps=240,
-                                                                 checkpoint_every=60, log_every=10),
-                                growth=GrowthConfig(every=50)),
+                                                                 checkpoint_every=60, log_every=10)),
         # 2 epochs of rt-polarity's first 90%
         finetune=FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=2.0, checkpoint_every=200,
                                                   log_every=10)),
@@ -44,10 +44,12 @@ def _paper(preset: str) -> RunConfig:
     """The paper's training settings on the search space `preset`."""
     return RunConfig(
         preset=preset,
-        # batch 256, lr 1e-4, 10 epochs, growth once per epoch
+        # batch 256, lr 1e-4, 10 epochs; growth rounds spread over the first 80% of the steps until the mean
+        # FFN width reaches d (K = 21 of 72 blocks, 11 rounds at L=12)
         pretrain=PretrainConfig(train=TrainConfig(lr=1e-4, batch_size=256, epochs=10.0,
                                                                  checkpoint_every=1000, log_every=50)),
-        finetune=FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=32, epochs=10.0, checkpoint_every=1000,
+        # batch 256 with the paper's lr 4e-4 for it (only the final model's fine-tuning runs at 32)
+        finetune=FinetuneConfig(train=TrainConfig(lr=4e-4, batch_size=256, epochs=10.0, checkpoint_every=1000,
                                                   log_every=50)),
         # the final model is pretrained with distillation, then fine-tuned (lr 5e-5, 10 epochs)
         retrain=RetrainConfig(seeds=[0, 1, 2], pretrain_steps=10000, pretrain_lr=1e-4, pretrain_batch_size=256,

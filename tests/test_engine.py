@@ -104,6 +104,39 @@ def test_fit_learns_logs_checkpoints_and_resumes(tmp_path):
     assert [r["step"] for r in lines] == list(range(5, 41, 5))  # no duplicated lines after resume
 
 
+class Calibrated(Line):
+    """`Line` with a value fixed on its first batch that its checkpoints keep (`state` / `restore`)."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        self.scale, self.restored = None, None
+
+    def losses(self, batch, step):
+        if self.scale is None:
+            self.scale = float(batch["x"].abs().mean()) + step  # differs on any other first batch
+        return super().losses(batch, step)
+
+    def state(self):
+        return {"scale": self.scale}
+
+    def restore(self, saved):
+        self.scale = self.restored = saved["scale"]
+
+
+def test_an_objectives_own_state_is_checkpointed_and_restored(tmp_path):
+    cfg = TrainConfig(lr=0.1, batch_size=16, max_steps=6, precision="fp32", progress=False, checkpoint_every=3)
+    a = Calibrated(cfg)
+    fit(a, cfg, tmp_path, total=6, say=lambda s: None)
+    assert json.loads((tmp_path / "checkpoints" / "step-6" / "state.json").read_text())["scale"] == a.scale
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoints" / "step-6")
+    (tmp_path / "checkpoints" / "LAST").write_text("step-3\n")
+    b = Calibrated(cfg)
+    fit(b, cfg, tmp_path, total=6, say=lambda s: None)  # resumes at step 3: keeps the first batch's value
+    assert b.restored == b.scale == a.scale
+
+
 def test_checkpoint_round_trip_and_refusal(tmp_path):
     model = nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters())

@@ -18,3 +18,18 @@ def test_table_has_a_row_per_model_and_a_column_per_split_and_metric():
     metrics["found"].update(seeds=3, std={"dev": {"accuracy": 0.0125}})
     assert table(metrics).splitlines()[1].split()[3:5] == ["0.7500±0.0125", "0.5000"]
     assert table(metrics).splitlines()[1].split()[-1] == "3"
+
+
+def test_ablation_notes_say_the_logit_term_is_the_same_on_two_class_tasks():
+    from elasticlm.experiment.ablation import variant_notes
+    from elasticlm.presets import get_config
+    from elasticlm.report.tables import ablation_table
+
+    cfg = get_config("demo")  # rt-polarity: two classes
+    notes = variant_notes(cfg, ["full", "classic-kd"])
+    assert "same KL" in notes["classic-kd"] and variant_notes(cfg, ["full", "fixed-dims"]) == {}
+    cfg.task = "mnli"  # three classes: relational's logit term is a Pearson term there
+    assert variant_notes(cfg, ["classic-kd"]) == {}
+    rows = [{"variant": "full", "dev_mean": 0.8}, {"variant": "classic-kd", "dev_mean": 0.79}]
+    _, said = ablation_table({"metric": "accuracy", "rows": rows, "notes": notes})
+    assert said[-1].startswith("- Note on classic-kd: rt-polarity has two classes") and "same KL" in said[-1]

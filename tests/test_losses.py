@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_loss, attention_losses, hidden_loss,
-                                      layer_map, logit_loss, pearson_distance, weighted_total)
+from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention_loss, attention_losses,
+                                      attention_scale, hidden_loss, layer_map, logit_loss, pearson_distance,
+                                      weighted_total)
 from elasticlm.distill.teachers import teacher_layer
 from elasticlm.errors import ElasticLMError
 
@@ -176,6 +177,29 @@ def test_classic_losses_equal_torch_on_real_rows():
     torch.testing.assert_close(attention_loss(ps, pt, kind="classic"), F.mse_loss(ps, pt))
 
 
+def test_classic_attention_is_calibrated_to_the_size_of_the_relational_term():
+    """Unrelated maps: the probability MSE alone is ~100x smaller than 1 − ρ (the classic ablation would
+    have no attention distillation to speak of); times `attention_scale` both start at the same size."""
+    g = gen(21)
+    for mask in (torch.ones(3, 24, dtype=torch.long), ragged_mask(3, 24)):
+        s_maps = [probs(3, 4, 24, mask, g) for _ in range(3)]
+        t_maps = [probs(3, 4, 24, mask, g) for _ in range(2)]
+        lmap = [1, 1, 2]
+        rel = attention_losses(s_maps, t_maps, lmap, mask).item()
+        cls = attention_losses(s_maps, t_maps, lmap, mask, kind="classic").item()
+        assert cls < rel / 50  # before: not the same size at all
+        scale = attention_scale(s_maps, t_maps, lmap, mask)
+        assert 0.5 < scale * cls / rel < 2.0 and scale * cls == pytest.approx(rel, rel=1e-5)
+        # the weighted classic term against a naive loop (mean squared difference over real query × key)
+        m = mask.bool()
+        naive = np.mean([np.mean([float(s_maps[l][b, h, q, k] - t_maps[lmap[l] - 1][b, h, q, k]) ** 2
+                                  for b in range(3) for h in range(4) for q in range(24) for k in range(24)
+                                  if m[b, q] and m[b, k]]) for l in range(3)])
+        assert scale * cls == pytest.approx(scale * naive, rel=1e-4)
+    same = [probs(1, 2, 5, torch.ones(1, 5), g)]
+    assert attention_scale(same, same, [1]) == 1.0  # nothing to calibrate on: weight 1
+
+
 def test_one_output_regression_uses_mse_whatever_the_kind():
     g = gen(9)
     s, t = torch.randn(5, 1, generator=g), torch.randn(5, 1, generator=g)
@@ -248,6 +272,7 @@ def test_bad_shapes_and_kinds_are_user_errors():
 def test_config_validation_names_the_field():
     DistillConfig().validate()
     DistillConfig(kind="classic", alpha_attn=0, temperature=4).validate()
+    DistillConfig(classic_attn_scale=3.0, projection="layer").validate()
     with pytest.raises(ElasticLMError, match="distill.kind"):
         DistillConfig(kind="kl").validate()
     for field in ("alpha_logit", "alpha_attn", "alpha_hidden", "alpha_task"):
@@ -258,6 +283,10 @@ def test_config_validation_names_the_field():
     for bad in (0.0, -1.0, float("inf")):
         with pytest.raises(ElasticLMError, match="temperature"):
             DistillConfig(temperature=bad).validate()
+        with pytest.raises(ElasticLMError, match="classic_attn_scale"):
+            DistillConfig(classic_attn_scale=bad).validate()
+    with pytest.raises(ElasticLMError, match="distill.projection"):
+        DistillConfig(projection="head").validate()
 
 
 def test_layer_map_rounds_halves_up():
@@ -282,6 +311,19 @@ def test_hidden_projection_init_and_shapes():
     assert torch.equal(same.layers[1].weight, proj.layers[1].weight)
     assert not torch.equal(other.layers[1].weight, proj.layers[1].weight)
     assert not torch.equal(proj.layers[0].weight, proj.layers[1].weight)
+
+
+def test_hidden_projection_per_block_is_one_linear_per_layer_and_candidate():
+    cands = [("bert", "none"), ("bert", "qv"), ("mobile", "kv")]
+    proj = HiddenProjection(2, 8, 12, generator=gen(0), candidates=cands)
+    assert len(proj.layers) == 6 and proj.index(1, ("bert", "qv")) == 4
+    h = torch.randn(1, 3, 8)
+    torch.testing.assert_close(proj(1, h, ("mobile", "kv")), proj.layers[5](h))
+    with pytest.raises(ElasticLMError, match="candidates"):
+        proj(0, h)
+    per_layer, old = HiddenProjection(2, 8, 12, generator=gen(0)), HiddenProjection(2, 8, 12, generator=gen(0))
+    assert per_layer.index(1, ("mobile", "kv")) == 1  # per layer: the block is ignored
+    torch.testing.assert_close(per_layer(1, h, ("mobile", "kv")), old(1, h))
 
 
 def test_weighted_total_sums_the_present_losses():

@@ -4,7 +4,8 @@ growth selection."""
 import pytest
 import torch
 
-from elasticlm.analysis.pca import default_k, pca_components, pca_score, probe_scores, select_growth
+from elasticlm.analysis.pca import (default_k, growth_schedule, pca_components, pca_score, probe_scores,
+                                   select_growth)
 from elasticlm.errors import ElasticLMError
 from elasticlm.models import Capture, SuperNet, SupernetConfig
 from elasticlm.space import Architecture, LayerChoice, SearchSpace
@@ -117,6 +118,39 @@ def test_select_growth_top_k_cap_stop_and_ties():
     assert select_growth(scores, {key: 64 for key in widths}, k=2, max_width=64, target_mean=100) == []
     with pytest.raises(ElasticLMError, match="no PCA score"):
         select_growth({("a",): 1.0}, widths, k=2, max_width=64, target_mean=32)
+
+
+def simulate(n: int, d: int, every: int, k: int, total: int) -> tuple[float, int]:
+    """(mean width after the run, step of the last round that grew): uniform scores, widths from d/4."""
+    widths = {(i,): d // 4 for i in range(n)}
+    last = 0
+    for step in range(every, total + 1, every):
+        grown = select_growth({key: 1.0 for key in widths}, widths, k=k, max_width=2 * d, target_mean=d)
+        for key in grown:
+            widths[key] += d // 4
+        last = step if grown else last
+    return sum(widths.values()) / n, last
+
+
+@pytest.mark.parametrize("n,d,total", [(24, 192, 240), (72, 528, 4000), (12, 32, 16), (72, 528, 30), (6, 32, 5)])
+def test_growth_schedule_reaches_d_before_the_settling_steps(n, d, total):
+    every, k = growth_schedule(n, d / 4, d, d // 4, total)
+    mean, last = simulate(n, d, every, k, total)
+    assert mean >= d and last <= int(total * 0.8)
+    assert k >= min(n, default_k(n))
+
+
+def test_growth_schedule_keeps_what_is_given_and_fits_the_rest():
+    assert growth_schedule(24, 48, 192, 48, 240) == (17, 7)  # the demo: 11 rounds of 7, the last at step 187
+    assert growth_schedule(24, 48, 192, 48, 240, every=50, k=7) == (50, 7)  # both given: as they are
+    every, k = growth_schedule(24, 48, 192, 48, 240, every=50)  # 3 rounds fit in 192 steps: K = 24
+    assert (every, k) == (50, 24) and simulate(24, 192, every, k, 240)[0] >= 192
+    assert growth_schedule(24, 48, 192, 48, 240, k=12) == (32, 12)  # 6 rounds of 12
+    assert growth_schedule(24, 192, 192, 48, 240)[1] == 7  # nothing to grow: the default K
+    with pytest.raises(ElasticLMError):
+        growth_schedule(24, 48, 192, 48, 0)
+    with pytest.raises(ElasticLMError):
+        growth_schedule(24, 48, 192, 48, 240, settle=1.0)
 
 
 def test_default_k():

@@ -166,7 +166,7 @@ def make_run(root: Path, *, metrics: dict | None = None, parts: tuple[str, ...] 
             {"variant": "fixed-dims", "dev_mean": 0.781, "dev_std": 0.006, "test_mean": 0.790, "test_std": 0.005,
              "seeds": 3},
             {"variant": "classic-kd", "dev_mean": 0.795, "dev_std": 0.004, "test_mean": 0.799, "test_std": 0.004,
-             "seeds": 3}]})
+             "seeds": 3}], "notes": {"classic-kd": "the task logit term is the same KL in both rows"}})
     return root
 
 
@@ -211,6 +211,7 @@ def test_finished_run_renders_every_section_with_valid_pngs(tmp_path):
     assert "On test accuracy, the found model beats 5 of 6 other models and loses to 1 (teacher)." in text
     assert "| fixed-dims | 3 | 78.1 ± 0.6 | 79.0 ± 0.5 |" in text
     assert "fixed-dims: dev -1.1 points, test -1.1 points against the full method (switching it off hurts here)" in text
+    assert "- Note on classic-kd: the task logit term is the same KL in both rows." in text
     assert "under relational distillation" in text
     assert "| supernet pretraining | 240 | 0.98M | 4.9 min |" in text
     assert "| retraining found | 2,700 |" in text

@@ -84,6 +84,21 @@ def test_pretrain_writes_its_folder_and_grows(pretrained, teacher_dir, corpus):
     assert again == json.loads((pretrained / "result.json").read_text())
 
 
+def test_derived_growth_takes_the_mean_ffn_width_to_d(teacher_dir, corpus, tmp_path):
+    """growth.every / growth.k unset: rounds and K follow from the 10 steps (4 blocks: 6 rounds of 2 by
+    step 8), the mean width reaches d = 32 and the last round leaves the final 20% of the steps to settle."""
+    from elasticlm.train.supernet_stages import pretrain
+
+    cfg = pre_cfg(teacher_dir, corpus, max_steps=10, checkpoint_every=None, log_every=5)
+    cfg.space["sharings"] = ["none"]
+    cfg.growth = GrowthConfig(probe_blocks=8)
+    result = pretrain(cfg, tmp_path / "grow", say=lambda s: None)
+    rounds = [json.loads(line) for line in (tmp_path / "grow" / "growth.jsonl").read_text().splitlines()]
+    grew = [r for r in rounds if r.get("grown")]
+    assert grew[-1]["mean_width"] >= 32 and grew[-1]["step"] <= 8 and len(grew) >= 2
+    assert result["mean_ffn_width"] >= 32 and result["growth_rounds"] == len(grew)
+
+
 KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})

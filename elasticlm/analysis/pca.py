@@ -19,6 +19,8 @@ eigenvalues are the PCA spectrum (the squared singular values of the centred T×
 
 A growth round then widens, by one grid step, the top-K growable blocks (width below 2d) by score,
 ties going to the block listed first; once the mean width of all blocks reaches d it widens nothing.
+How often rounds come and K follow from the steps pretraining has (`growth_schedule`): enough rounds
+of K for the mean to go from d/4 to d, all before the last `settle` share of the steps.
 """
 
 from __future__ import annotations
@@ -190,6 +192,32 @@ def default_k(num_blocks: int, fraction: float = 0.29) -> int:
     if not 0 < fraction <= 1:
         raise ElasticLMError(f"growth fraction must be in (0, 1], got {fraction!r}")
     return max(1, round(fraction * num_blocks))
+
+
+def growth_schedule(num_blocks: int, start_mean: float, target_mean: float, width_step: int, total_steps: int, *,
+                    every: int | None = None, k: int | None = None, settle: float = 0.2) -> tuple[int, int]:
+    """(every, K): steps between growth rounds and blocks widened per round, so that the mean FFN width
+    goes from `start_mean` to `target_mean` (each round adds K·width_step/num_blocks to it) by a last
+    round no later than step (1 − settle)·total_steps. A given `every` or `k` is kept and the other
+    fitted to it; with neither, K = `default_k` and the rounds spread evenly over the growth span (K
+    rises only when there are fewer steps than rounds). K never exceeds num_blocks."""
+    if num_blocks <= 0 or width_step <= 0 or total_steps <= 0:
+        raise ElasticLMError(f"a growth schedule needs blocks, a width step and steps, got {num_blocks}, "
+                             f"{width_step}, {total_steps}")
+    if not 0 <= settle < 1:
+        raise ElasticLMError(f"growth settle share must be in [0, 1), got {settle!r}")
+    if every is not None and k is not None:
+        return every, k
+    needed = max(0, math.ceil(num_blocks * (target_mean - start_mean) / width_step - 1e-9))  # block-steps
+    span = max(1, math.floor(total_steps * (1 - settle)))  # the last round comes at or before this step
+    if k is not None:
+        return every or max(1, span // max(1, math.ceil(needed / k))), k
+    if every is not None:
+        rounds = max(1, span // every)
+    else:
+        rounds = min(span, max(1, math.ceil(needed / default_k(num_blocks))))
+        every = span // rounds
+    return every, min(num_blocks, max(default_k(num_blocks), math.ceil(needed / rounds)))
 
 
 def select_growth(scores: Mapping[K, float], widths: Mapping[K, int], *, k: int, max_width: int,

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elasticlm.bench.core import alternate, sync
 from elasticlm.data.corpus import MLMCollator, probe_batches
-from elasticlm.distill.losses import DistillConfig, HiddenProjection, weighted_total
+from elasticlm.distill.losses import DistillConfig, HiddenProjection, supernet_projection, weighted_total
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.kinds import KINDS
 from elasticlm.models import Capture
@@ -89,7 +89,7 @@ def kd_steps(preset: str, batch: int, seq: int, repeats: int, teacher, bf16: boo
     for (l, kind, sharing), _ in net.blocks():  # realistic grown widths
         net.grow_ffn(l, kind, sharing, rng.choice(space.ffn_grid))
     net.to(device)
-    proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size).to(device)
+    proj = supernet_projection(space, teacher.hidden_size, cfg.distill.projection).to(device)
     blocks = synthetic_blocks(teacher.tokenizer, 4 * batch, seq)
     collate = lambda g: MLMCollator(teacher.tokenizer, generator=g)  # noqa: E731
     sup = MLMDistill(net, proj, teacher, blocks, collate, cfg, Dist())
@@ -144,9 +144,9 @@ def path_ffn_work(space, widths: dict, rounds: list[dict], steps: int) -> list[f
 def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf16: bool, out: Path,
                      device: torch.device):
     """Wall seconds of `steps` pretraining steps: dynamic (FFNs from d/4, a growth round every
-    steps/10, as one per epoch over ten epochs) vs fixed widths (all d). The growth rounds themselves
-    are timed apart (seconds per round): in a real run they come once per epoch, thousands of steps
-    apart, while here ten of them fall into a few dozen steps."""
+    steps/10) vs fixed widths (all d). The growth rounds themselves are timed apart (seconds per
+    round): in a real run about a dozen of them spread over the first 80% of the steps, thousands of
+    steps apart, while here ten of them fall into a few dozen steps."""
     space = get_preset(preset).space
     blocks = synthetic_blocks(teacher.tokenizer, steps * batch, seq)
     # the PCA probe: enough tokens for the widest FFN (2·f ≤ 4d tokens), at least 32 blocks
@@ -162,7 +162,7 @@ def dynamic_vs_fixed(preset: str, batch: int, seq: int, steps: int, teacher, bf1
                              growth=GrowthConfig(mode=kind, every=max(1, steps // 10)))
         net = build_supernet(space, fixed=kind == "fixed", seed=0)
         start_widths = dict(net.widths())
-        proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size)
+        proj = supernet_projection(space, teacher.hidden_size, cfg.distill.projection)
         obj = MLMDistill(net, proj, teacher, blocks, collate, cfg, Dist())
         run = out / mode
         periodic = {}

@@ -15,7 +15,12 @@ free to keep its own scale and offset while it learns the teacher's relations.
 
 Classic losses (the ablation): KL(teacher ‖ student) at temperature T on logits, multiplied by T²
 (torch's ``kl_div(..., reduction="batchmean") · T²`` on the real rows); MSE on the projected hidden
-states (real tokens) and on attention probabilities (real query × real key entries).
+states (real tokens) and on attention probabilities (real query × real key entries). A probability
+MSE is some 250× smaller than 1 − ρ on the same maps (each row's entries are ~1/N), which would leave
+the classic ablation with practically no attention distillation; the trainer therefore multiplies it
+by a weight calibrated on the first batch (`attention_scale`: relational / classic on that batch,
+kept in the checkpoints), so both kinds start with attention terms of the same size. On a two-class
+task the logit term is the same KL in both kinds (see `logit_loss`).
 
 Conventions shared by every loss:
 
@@ -40,12 +45,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from elasticlm.distill.projection import PROJECTIONS, HiddenProjection, supernet_projection  # noqa: F401 (re-exported)
 from elasticlm.errors import ElasticLMError
 
-__all__ = ["KINDS", "DistillConfig", "HiddenProjection", "attention_loss", "attention_losses", "hidden_loss", "layer_map",
-           "logit_loss", "pearson_distance", "weighted_total"]
+__all__ = ["KINDS", "PROJECTIONS", "DistillConfig", "HiddenProjection", "attention_loss", "attention_losses",
+           "attention_scale", "hidden_loss", "layer_map", "logit_loss", "pearson_distance", "supernet_projection",
+           "weighted_total"]
 
 KINDS = ("relational", "classic")
 LOSS_NAMES = ("logit", "attn", "hidden", "task")
@@ -67,6 +73,12 @@ class DistillConfig:
     """Weight of the ground-truth loss (masked LM in pretraining, the task loss in fine-tuning)."""
     temperature: float = 1.0
     """Softmax temperature of the classic KL logit loss (which is multiplied by T²); unused by relational."""
+    classic_attn_scale: float | None = None
+    """Weight multiplying the classic attention MSE; None = calibrated on the first batch so that it starts
+    the size of the relational attention term (kept in the checkpoints); unused by relational."""
+    projection: str = "block"
+    """Hidden-state projections of supernet training: "block" (one per candidate block, (layer, kind,
+    sharing)) or "layer" (one per layer, shared by its candidates); retraining one path has one per layer."""
 
     def validate(self) -> None:
         """Raise `ElasticLMError` naming the first bad field."""
@@ -79,6 +91,11 @@ class DistillConfig:
         t = self.temperature
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
             raise ElasticLMError(f"distill.temperature={t!r} must be a finite number > 0")
+        c = self.classic_attn_scale
+        if c is not None and (not isinstance(c, (int, float)) or isinstance(c, bool) or not math.isfinite(c) or c <= 0):
+            raise ElasticLMError(f"distill.classic_attn_scale={c!r} must be a finite number > 0 (or null: calibrated)")
+        if self.projection not in PROJECTIONS:
+            raise ElasticLMError(f"distill.projection={self.projection!r} must be one of {', '.join(PROJECTIONS)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,6 +349,16 @@ def attention_losses(s_maps: list[torch.Tensor], t_maps: list[torch.Tensor], lma
     return total / len(s_maps)
 
 
+def attention_scale(s_maps: list[torch.Tensor], t_maps: list[torch.Tensor], lmap: list[int],
+                    attention_mask: torch.Tensor | None = None) -> float:
+    """The weight that brings the classic attention MSE to the size of the relational term on these
+    maps (as `attention_losses` takes them): relational / classic; 1.0 when either is 0."""
+    with torch.no_grad():
+        rel = float(attention_losses(s_maps, t_maps, lmap, attention_mask, kind="relational"))
+        cls = float(attention_losses(s_maps, t_maps, lmap, attention_mask, kind="classic"))
+    return rel / cls if rel > 0 and cls > 0 and math.isfinite(rel / cls) else 1.0
+
+
 def _classic_attention(s: torch.Tensor, t: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     """MSE over the real query × real key entries (all entries without a mask)."""
     if real is None:
@@ -345,30 +372,8 @@ def _classic_attention(s: torch.Tensor, t: torch.Tensor, real: torch.Tensor | No
 
 
 # --------------------------------------------------------------------------------------------------
-# Projection, layer map, total
+# Layer map, total (the hidden projections: `elasticlm.distill.projection`)
 # --------------------------------------------------------------------------------------------------
-
-
-class HiddenProjection(nn.Module):
-    """One learned Linear(d, d_t) per student layer, mapping student block outputs to the teacher's
-    width for the hidden loss. BERT-style init (weights N(0, std²), zero bias), drawn from
-    `generator` when given. Lives in the trainer's checkpoint, never in an extracted model."""
-
-    def __init__(self, num_layers: int, hidden_size: int, teacher_hidden_size: int, std: float = 0.02,
-                 generator: torch.Generator | None = None):
-        super().__init__()
-        if num_layers < 1 or hidden_size < 1 or teacher_hidden_size < 1:
-            raise ElasticLMError(f"HiddenProjection needs positive sizes, got layers={num_layers}, "
-                                 f"d={hidden_size}, d_t={teacher_hidden_size}")
-        self.layers = nn.ModuleList(nn.Linear(hidden_size, teacher_hidden_size) for _ in range(num_layers))
-        with torch.no_grad():
-            for lin in self.layers:
-                lin.weight.normal_(0.0, std, generator=generator)
-                lin.bias.zero_()
-
-    def forward(self, layer: int, h: torch.Tensor) -> torch.Tensor:
-        """`layer` is the 0-based student layer; h: B×N×d -> B×N×d_t."""
-        return self.layers[layer](h)
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:

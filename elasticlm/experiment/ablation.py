@@ -2,7 +2,8 @@
 
 Each variant × seed is a whole pipeline run (no baselines, export or report) in its own run folder,
 so the grid resumes like any run. `ablation.json` holds one row per variant: the found model's main
-metric on dev and test, mean ± std over the seeds (the table `elasticlm report` draws).
+metric on dev and test, mean ± std over the seeds (the table `elasticlm report` draws), and `notes`:
+what a variant leaves the same as the full method on this task (drawn under the table).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
             row.update(test_mean=float(np.mean(test)), test_std=float(np.std(test, ddof=1)) if len(test) > 1 else 0.0)
         rows.append(row)
     result = {"metric": metric, "rows": rows}
+    notes = variant_notes(cfg, variants)
+    if notes:
+        result["notes"] = notes
     out.mkdir(parents=True, exist_ok=True)
     sim = block_similarity_file(out, seeds[0], say=say)
     if sim is not None:
@@ -66,6 +70,27 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
                 say(f"note: switching off {r['variant']!r} did not hurt here (dev {r['dev_mean']:.4f} ≥ "
                     f"{full['dev_mean']:.4f} with the full method)")
     return result
+
+
+def variant_notes(cfg: RunConfig, variants: list[str]) -> dict[str, str]:
+    """{variant: a sentence} for what a variant does not change on `cfg.task`: classic-kd on a two-class
+    task keeps the task logit term (Pearson ρ of two logits is always ±1, so the relational method uses
+    the same KL there)."""
+    if "classic-kd" not in variants:
+        return {}
+    from elasticlm.data.tasks import get_spec
+    from elasticlm.kinds import kind_of
+
+    try:
+        spec = get_spec(cfg.task)
+        binary = kind_of(spec).classes and kind_of(spec).num_labels(spec) == 2
+    except ElasticLMError:
+        return {}
+    if not binary:
+        return {}
+    return {"classic-kd": f"{spec.name} has two classes, so the task logit term of supernet fine-tuning and "
+                          f"retraining is the same KL in both rows (ρ of two logits is ±1); classic-kd differs "
+                          f"in the attention and hidden terms and in pretraining's MLM logit term"}
 
 
 def block_similarity_file(out: Path, seed: int, *, probe_blocks: int = 32,

@@ -187,8 +187,8 @@ def significance_lines(data: dict) -> list[str]:
 
 
 def ablation_table(data: dict) -> tuple[list[str], list[str]]:
-    """(table, sentences): each variant's found-model metric (mean ± std over seeds, ×100), and how far each
-    variant lands from the full method."""
+    """(table, sentences): each variant's found-model metric (mean ± std over seeds, ×100), how far each
+    variant lands from the full method, and the file's notes (what a variant leaves unchanged)."""
     metric = data.get("metric") or "metric"
     rows_in = [r for r in data.get("rows", []) if isinstance(r, dict)]
     rows = []
@@ -216,6 +216,9 @@ def ablation_table(data: dict) -> tuple[list[str], list[str]]:
                 word = ("switching it off hurts here" if all(worse) else
                         "switching it off did not hurt here" if not any(worse) else "worse on one split, not the other")
                 sentences.append(f"- {r.get('variant')}: {', '.join(parts)} against the full method ({word}).")
+    notes = data.get("notes") if isinstance(data.get("notes"), dict) else {}
+    sentences += [f"- Note on {variant}: {text}." for variant, text in notes.items()
+                  if any(r.get("variant") == variant for r in rows_in)]
     return table, sentences
 
 

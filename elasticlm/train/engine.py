@@ -10,6 +10,8 @@ An objective is any object with
     modules: dict[str, nn.Module]        trained and checkpointed (one safetensors file each)
     batch(step, micro) -> dict           this rank's micro-batch `micro` of optimizer step `step`
     losses(batch, step) -> dict          named scalar losses; "loss" is the one minimised
+and optionally
+    state() -> dict, restore(saved)      what its checkpoints keep beside the weights (state.json)
 Everything random in a step is derived from (seed, step), never from global RNG state, so a resumed
 run and every data-parallel rank see the same paths and masks as an uninterrupted one.
 
@@ -272,7 +274,8 @@ def fit(objective, cfg: TrainConfig, out: Path, *, total: int, dist: Dist | None
                 bar.update(1)
             if itstime(step, cfg.checkpoint_every, total, last=True):
                 if dist.main:
-                    extra = extra_state() if extra_state else {}
+                    extra = {**(objective.state() if hasattr(objective, "state") else {}),
+                             **(extra_state() if extra_state else {})}
                     last_good = save_checkpoint(out, step, modules, optimizer, scheduler,
                                                 {"tokens": state["tokens"], **extra}, cfg.keep_checkpoints)
                 dist.barrier()
@@ -294,6 +297,8 @@ def _resume(objective, cfg: TrainConfig, out: Path, total: int, dist: Dist, talk
     if ckpt is not None:
         saved = load_checkpoint_weights(ckpt, modules)
         step = int(saved["step"])
+        if hasattr(objective, "restore"):
+            objective.restore(saved)
         if restore_state:
             restore_state(saved)
         talk(f"resuming from {ckpt} (step {step}/{total})")

@@ -278,7 +278,7 @@ def pretrain_path(net, arch: Architecture, pcfg, out: Path, *, say: Say = print)
         net.load_state_dict(load_file(str(out / "supernet.safetensors")))
         return
     dist = Dist.setup()
-    s1 = Stage1.setup(pcfg, dist, net=net)
+    s1 = Stage1.setup(pcfg, dist, net=net, projection="layer")  # one path: one projection per layer
     folder.claim(dist)
     net.to(pcfg.train.torch_device(dist))
     say(f"pretraining {arch.short()} on {pcfg.corpus}: {steps} steps of {pcfg.train.batch_size}")
@@ -304,8 +304,15 @@ class RetrainTask:
                                          generator=torch.Generator().manual_seed(train.seed + 2))
             self.modules["projection"] = self.proj
         self.lmap = layer_map(L, data.teacher.num_layers)
-        self.distiller = Distiller(d, self.proj, self.lmap)
+        self.distiller = Distiller(d, self.proj, self.lmap, dist)  # one path: one projection per layer
         self.needs_teacher = self.distiller.wants_teacher or (d.alpha_logit > 0 and data.teacher_logits is None)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps beside the weights (the calibrated classic attention weight)."""
+        return self.distiller.state()
+
+    def restore(self, saved: dict) -> None:
+        self.distiller.restore(saved)
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist)

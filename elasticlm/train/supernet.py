@@ -33,9 +33,13 @@ class GrowthConfig:
     mode: str = "dynamic"
     """"dynamic": FFNs start at d/4 and grow; "fixed": every FFN at d, no growth (ablation)."""
     every: int | None = None
-    """Steps between growth rounds; None = once per epoch over the corpus."""
+    """Steps between growth rounds; None = derived from the steps: enough rounds of K for the mean FFN width
+    to reach d, spread over the first (1 − settle) of pretraining (`analysis.pca.growth_schedule`)."""
     k: int | None = None
-    """Blocks grown per round; None = round(0.29 · 6L) (21 of 72 at L=12)."""
+    """Blocks grown per round; None = round(0.29 · 6L) (21 of 72 at L=12), raised when the rounds that fit
+    (a given `every`, or fewer steps than rounds) would not bring the mean FFN width to d."""
+    settle: float = 0.2
+    """Share of pretraining steps left after the last growth round when `every` or `k` is derived."""
     tau: float = 0.99
     """Share of the activation variance the counted principal components must explain."""
     score: str = "ratio"
@@ -47,6 +51,7 @@ class GrowthConfig:
         checks = [("mode", self.mode in ("dynamic", "fixed"), "must be dynamic or fixed"),
                   ("every", self.every is None or self.every > 0, "must be > 0"),
                   ("k", self.k is None or self.k > 0, "must be > 0"),
+                  ("settle", 0 <= self.settle < 1, "must be in [0, 1)"),
                   ("tau", 0 < self.tau <= 1, "must be in (0, 1]"),
                   ("score", self.score in ("ratio", "count"), "must be ratio or count"),
                   ("probe_blocks", self.probe_blocks > 0, "must be > 0")]

@@ -43,14 +43,24 @@ def _say(s: str) -> None:
 
 
 class Growth:
-    """One PCA-guided growth round per call; appends a line to growth.jsonl."""
+    """One PCA-guided growth round per call, widening `k` blocks; appends a line to growth.jsonl."""
 
-    def __init__(self, net, probe: list[dict], cfg: PretrainConfig, out: Path, dist: Dist):
+    def __init__(self, net, probe: list[dict], cfg: PretrainConfig, out: Path, dist: Dist, *, k: int | None = None):
         from elasticlm.analysis.pca import default_k
 
         self.net, self.probe, self.cfg, self.out, self.dist = net, probe, cfg, out, dist
-        self.k = cfg.growth.k or default_k(len(net.widths()))
+        self.k = k or cfg.growth.k or default_k(len(net.widths()))
         self.rounds, self.done = 0, False
+
+    @staticmethod
+    def schedule(cfg: PretrainConfig, space, total: int) -> tuple[int, int]:
+        """(every, k) of a run of `total` steps: `growth.every`/`growth.k` where set, the rest derived so
+        that the mean FFN width grows from d/4 to d before the last `growth.settle` share of the steps."""
+        from elasticlm.analysis.pca import growth_schedule
+
+        g = cfg.growth
+        return growth_schedule(space.num_layers * len(space.candidates), space.ffn_step, space.hidden_size,
+                               space.ffn_step, total, every=g.every, k=g.k, settle=g.settle)
 
     def state(self) -> dict:
         return {"growth_rounds": self.rounds, "growth_done": self.done}
@@ -111,15 +121,18 @@ class Stage1:
     train: Any
     """The training blocks (`blocks.train`, cut to `max_blocks`)."""
     projection: Any
-    """The student→teacher hidden projection (its own generator, seed + 2)."""
+    """The student→teacher hidden projections (per block or per layer, `distill.projection`; their own
+    generator, seed + 2)."""
     collator: Callable
     """torch.Generator → an MLM collator (the masking draws from that generator)."""
 
     @classmethod
-    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None, say: Say | None = None) -> "Stage1":
-        """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the projection."""
+    def setup(cls, cfg: PretrainConfig, dist: Dist, *, space=None, net=None, say: Say | None = None,
+              projection: str | None = None) -> "Stage1":
+        """Load the teacher and the corpus, build a supernet of `space` (or train `net`), and the hidden
+        projections: per `projection` ("block" or "layer"; None: `cfg.distill.projection`)."""
         from elasticlm.data.corpus import MLMCollator, packed_blocks
-        from elasticlm.distill.losses import HiddenProjection
+        from elasticlm.distill.losses import supernet_projection
         from elasticlm.distill.teachers import check_vocab, load_teacher
 
         space = net.space if net is not None else space
@@ -142,8 +155,8 @@ class Stage1:
             check_range(space, net.widths(), cfg.paths)
             init_embedding(net, teacher.model, cfg.embedding_init, std=cfg.embedding_std, seed=cfg.train.seed,
                            say=say if dist.main else None)
-        proj = HiddenProjection(space.num_layers, space.hidden_size, teacher.hidden_size,
-                                generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+        proj = supernet_projection(space, teacher.hidden_size, projection or cfg.distill.projection,
+                                   generator=torch.Generator().manual_seed(cfg.train.seed + 2))
         collator = lambda g: MLMCollator(teacher.tokenizer, cfg.mlm_probability, generator=g)  # noqa: E731
         return cls(net, teacher, blocks, train, proj, collator)
 
@@ -178,9 +191,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, say: Say = _say) -> dict[s
     periodic = {}
     growth = None
     if cfg.growth.mode == "dynamic":
-        growth = Growth(net, probe, cfg, out, dist)
-        every = cfg.growth.every or max(1, math.ceil(len(train) / cfg.train.batch_size))
+        every, k = Growth.schedule(cfg, space, total)
+        growth = Growth(net, probe, cfg, out, dist, k=k)
         periodic["growth"] = Periodic(every, growth)
+        talk(f"growth: a round of {k} blocks every {every} steps until the mean FFN width reaches d={space.hidden_size}")
     talk(f"pretraining the {cfg.preset} supernet ({len(net.widths())} blocks, {sum(p.numel() for p in net.parameters()) / 1e6:.1f}M "
          f"parameters now) on {cfg.corpus}: {len(train):,} blocks of {cfg.max_length}, {total} steps of "
          f"{cfg.train.batch_size}, teacher {cfg.teacher} ({teacher.num_layers} layers), "
@@ -247,7 +261,7 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
 
 def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 2 (see the module docstring). Returns result.json's contents."""
-    from elasticlm.distill.losses import HiddenProjection
+    from elasticlm.distill.losses import supernet_projection
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -264,8 +278,8 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     talk = say if dist.main else (lambda s: None)
     tasks, evals, lengths, sources = _load_tasks(cfg, net, dist, talk)
     check_range(net.space, net.widths(), cfg.paths)
-    proj = HiddenProjection(net.space.num_layers, net.space.hidden_size, tasks[0].teacher.hidden_size,
-                            generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+    proj = supernet_projection(net.space, tasks[0].teacher.hidden_size, cfg.distill.projection,
+                               generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     folder.claim(dist)
     objective = TaskDistill(net, proj, tasks, cfg, dist)
     total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
