@@ -214,11 +214,20 @@ def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp
 
     cfg = tiny_config(teacher_dir, word_corpus, sentiment)
     notes: list[str] = []
-    res = ablate(cfg, tmp_path / "abl", variants=["full", "no-head-search"], seeds=[0], say=notes.append)
+    res = ablate(cfg, tmp_path / "abl", variants=["full", "no-head-search"], seeds=[0], rank_archs=3,
+                 say=notes.append)
     saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert saved == res and [r["variant"] for r in res["rows"]] == ["full", "no-head-search"]
     for r in res["rows"]:
         assert 0 <= r["dev_mean"] <= 1 and r["seeds"] == 1 and "test_mean" in r
+        ranking = json.loads((tmp_path / "abl" / r["variant"] / "seed-0" / "rank-check" / "ranking.json").read_text())
+        assert set(r["kendall_tau"]) == set(ranking["fitnesses"]) >= {"metric"}
+        for fit, t in r["kendall_tau"].items():  # τ beside the accuracy, from that run's rank-check
+            assert t["per_seed"] == [ranking["fitnesses"][fit]["kendall_tau"]]
+    from elasticlm.report.tables import ablation_table
+
+    table, _ = ablation_table(res)
+    assert "τ (metric)" in table[0]
     arch = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "arch.json").read_text())
     searched = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "search" / "result.json").read_text())
     assert arch["layers"] == searched["best"]["arch"]  # heads left as searched

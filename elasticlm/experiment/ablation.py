@@ -31,7 +31,10 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seeds: list[int] = (0,),
-           say: Callable[[str], None] = print) -> dict:
+           rank_archs: int = 0, say: Callable[[str], None] = print) -> dict:
+    """Run every variant × seed and write ablation.json. `rank_archs` > 0: also `rank-check` each run
+    folder with that many architectures (retrained with the run's seed) and record every fitness's
+    Kendall τ beside the variant's accuracy, since τ is what the method's losses claim to improve."""
     variants = list(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -39,11 +42,18 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
     base = override(cfg, ["baselines=[]", "tfidf=false", "export=false", "report=false"])
     rows, metric = [], None
     for name in variants:
-        dev, test = [], []
+        dev, test, taus = [], [], {}
         for seed in seeds:
             say(f"=== ablation {name}, seed {seed} ===")
             vcfg = override(base, VARIANTS[name] + [f"seed={seed}"])
             m = run_pipeline(vcfg, out / name / f"seed-{seed}", say=say)["found"]
+            if rank_archs:
+                from elasticlm.experiment.rank_check import RankCheckConfig, rank_check
+
+                ranking = rank_check(out / name / f"seed-{seed}", RankCheckConfig(archs=rank_archs, seeds=[seed]),
+                                     say=say)
+                for fit, r in ranking["fitnesses"].items():
+                    taus.setdefault(fit, []).append(r["kendall_tau"])
             metric = metric or next(iter(m["dev"]))
             dev.append(m["dev"][metric])
             if "test" in m:
@@ -52,6 +62,8 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
                "dev_std": float(np.std(dev, ddof=1)) if len(dev) > 1 else 0.0}
         if test:
             row.update(test_mean=float(np.mean(test)), test_std=float(np.std(test, ddof=1)) if len(test) > 1 else 0.0)
+        if taus:
+            row["kendall_tau"] = {fit: _spread(values) for fit, values in taus.items()}
         rows.append(row)
     result = {"metric": metric, "rows": rows}
     notes = variant_notes(cfg, variants)
@@ -70,6 +82,13 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
                 say(f"note: switching off {r['variant']!r} did not hurt here (dev {r['dev_mean']:.4f} ≥ "
                     f"{full['dev_mean']:.4f} with the full method)")
     return result
+
+
+def _spread(values: list) -> dict:
+    """{"mean", "std", "per_seed"} of τ values over seeds (an undefined τ, None, is left out of the mean)."""
+    ok = [v for v in values if v is not None]
+    return {"mean": float(np.mean(ok)) if ok else None,
+            "std": float(np.std(ok, ddof=1)) if len(ok) > 1 else 0.0 if ok else None, "per_seed": values}
 
 
 def variant_notes(cfg: RunConfig, variants: list[str]) -> dict[str, str]:

@@ -192,13 +192,19 @@ def ablation_table(data: dict) -> tuple[list[str], list[str]]:
     metric = data.get("metric") or "metric"
     rows_in = [r for r in data.get("rows", []) if isinstance(r, dict)]
     rows = []
+    fits = sorted({f for r in rows_in for f in (r.get("kendall_tau") or {})})
     for r in rows_in:
         cells = [str(r.get("variant", "?")), str(r.get("seeds", "–"))]
         for split in SPLITS:
             v, s = number(r.get(f"{split}_mean")), number(r.get(f"{split}_std"))
             cells.append("–" if v is None else points(v) + (f" ± {points(s)}" if s is not None else ""))
+        for fit in fits:
+            t = (r.get("kendall_tau") or {}).get(fit) or {}
+            m, s = number(t.get("mean")), number(t.get("std"))
+            cells.append("–" if m is None else f"{m:.2f}" + (f" ± {s:.2f}" if s else ""))
         rows.append(cells)
-    table = md_table(["variant", "seeds", f"dev {metric}", f"test {metric}"], rows, ["l", "r", "r", "r"])
+    table = md_table(["variant", "seeds", f"dev {metric}", f"test {metric}", *[f"τ ({fit})" for fit in fits]], rows,
+                     ["l", "r", "r", "r", *["r"] * len(fits)])
     full = next((r for r in rows_in if r.get("variant") == "full"), None)
     sentences = []
     if full:
