@@ -22,7 +22,7 @@ from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
 
 
 def demo() -> RunConfig:
-    """The embedded default: d=192, L=4, rt-polarity, the whole pipeline in ~20 min on 2 CPU cores."""
+    """The embedded default: d=192, L=4, rt-polarity, the whole pipeline in ~23 min on 2 CPU cores."""
     return RunConfig(
         preset="demo",
         # 0.66M tokens: 160 steps of 32 × 128 (uniform-bert is pretrained as long along its own path, and
