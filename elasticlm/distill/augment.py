@@ -55,6 +55,14 @@ def augment(rows: dict[str, list], table: dict[int, list[int]], copies: int, *, 
     return out
 
 
+def neighbour_copies(rows: dict[str, list], embeddings: torch.Tensor, tokenizer, copies: int, *, p: float,
+                     seed: int) -> dict[str, list]:
+    """`augment` with the neighbour table of the tokens `rows` use, in the space of `embeddings` (a
+    teacher's V×d input embedding): the augmented copies retraining and the agreement fitness score on."""
+    ids = sorted({t for r in rows["input_ids"] for t in r})
+    return augment(rows, neighbour_table(embeddings, tokenizer, ids), copies, p=p, seed=seed)
+
+
 def as_columns(ds) -> dict[str, list]:
     """The token columns of an encoded `datasets.Dataset` as plain lists."""
     return {k: [list(map(int, np.asarray(v))) for v in ds[k]] for k in ("input_ids", "attention_mask",

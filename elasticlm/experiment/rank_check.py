@@ -17,7 +17,7 @@ is a stage folder (OUT/models/ARCH/seed-K/) skipped when done, so the command re
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import numpy as np
 from elasticlm.config import from_dict
 from elasticlm.errors import ElasticLMError
 from elasticlm.experiment.ranking import RESAMPLES, arch_name, draw_stratified, rank_agreement
-from elasticlm.experiment.run import RunConfig, Say, pretraining_alike
+from elasticlm.experiment.run import RunConfig, Say, pretraining_alike, retrain_seed
 from elasticlm.io import atomic_file
 from elasticlm.run_layout import RunLayout
 from elasticlm.space import Architecture
@@ -132,32 +132,22 @@ def retrain_candidates(cfg: RunConfig, run_dir: Path, out: Path, net, cands: lis
                 say: Say) -> list[list[dict]]:
     """Each candidate retrained with the run's recipe for each seed into OUT/models/ARCH/seed-K/ (skipped
     when done): their result.json contents, per candidate per seed."""
-    from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net
+    from elasticlm.train.retrain import prepare_task
 
     space = net.space
     todo = any(not RunLayout.done(RunLayout.rank_model(out, c.name, s)).exists() for c in cands for s in seeds)
     data = prepare_task(cfg.retrain, vocab_size=space.vocab_size, say=say, targets=todo,
                         max_positions=space.max_position_embeddings)
     scratch = cfg.retrain.init == "scratch"
-    alike = (pretraining_alike(cfg, RunLayout(run_dir)) if scratch and cfg.retrain.scratch_pretrain
-             and not cfg.retrain.pretrain_steps else None)
+    alike = pretraining_alike(cfg, RunLayout(run_dir)) if scratch else None
     results = []
     for c in cands:
         per_seed = []
         for seed in seeds:
-            folder = RunLayout.rank_model(out, c.name, seed)
             say(f"-- retraining {c.role} {c.arch.short()} (seed {seed}) --")
-            model = None
-            if not RunLayout.done(folder).exists():
-                src, pre = net, None
-                if scratch:
-                    src = scratch_net(space, c.arch, data.spec, data.spec.name, seed=seed,
-                                      teacher_model=data.teacher.model, cfg=cfg.retrain, say=say)
-                    pre = replace(alike, train=replace(alike.train, seed=seed)) if alike is not None else None
-                model = build_model(src, c.arch, data.spec.name, cfg.retrain, RunLayout.rank_pretrain(out, c.name, seed),
-                                    say=say, pretrain=pre)
-            per_seed.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
-                                          run_config={"model": c.name, "init": cfg.retrain.init}))
+            per_seed.append(retrain_seed(cfg, data, None if scratch else net, space, c.arch, c.name, seed,
+                                         RunLayout.rank_model(out, c.name, seed),
+                                         RunLayout.rank_pretrain(out, c.name, seed), alike=alike, say=say))
         results.append(per_seed)
     return results
 

@@ -237,13 +237,11 @@ def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say, *, seed
     """Retrain the found model and the baselines (each of `seeds`, default the run's `retrain.seeds`),
     then measure teacher and majority (`elasticlm run` and `elasticlm compare`). A model's first run
     seed lives in models/NAME/, the others in models/NAME/seed-K/."""
-    from dataclasses import replace
-
     from elasticlm.kinds import KINDS, kind_of
     from elasticlm.models.folder import load_supernet
     from elasticlm.search.baselines import uniform_bert, uniform_mobile
     from elasticlm.space import Architecture
-    from elasticlm.train.retrain import build_model, prepare_task, retrain_model, scratch_net, summarize
+    from elasticlm.train.retrain import prepare_task, summarize
 
     run = RunLayout(out)
     seeds = list(seeds or cfg.retrain.seeds)
@@ -257,42 +255,25 @@ def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say, *, seed
                         max_positions=space.max_position_embeddings)
     task, spec = data.spec.name, data.spec
     ceiling = cfg.search.ceiling or space.param_ceiling or int(found["best"]["params"])
-    inherit = cfg.retrain.init == "supernet"
-    alike = pretraining_alike(cfg, run) if cfg.retrain.scratch_pretrain and not cfg.retrain.pretrain_steps else None
-
-    def source(sp, arch, scratch=False):
-        """(seed -> (a net whose path is `arch`, arch), recipe): inherited from the supernet, or fresh
-        (its embedding from the teacher's, pretrained like the supernet when `alike`)."""
-        if inherit and not scratch:
-            return (lambda seed: (net, arch)), {"weights": "supernet path", "pretrain_steps": 0}
-        make = lambda seed: (scratch_net(sp, arch, spec, task, seed=seed, teacher_model=data.teacher.model,  # noqa: E731
-                                         cfg=cfg.retrain, say=say), arch)
-        steps = alike.train.max_steps if alike is not None else cfg.retrain.pretrain_steps
-        return make, {"weights": "scratch", "embedding": cfg.retrain.embedding_init, "pretrain_steps": steps}
-
-    models = {"found": source(space, final)}
+    alike = pretraining_alike(cfg, run)
+    scratch_all = cfg.retrain.init == "scratch"
+    models = {"found": (space, final, scratch_all)}  # name -> (its space, arch, from scratch)
     if "uniform-bert" in cfg.baselines:
-        models["uniform-bert"] = source(*uniform_bert(space, ceiling), scratch=True)  # its own width d'
+        models["uniform-bert"] = (*uniform_bert(space, ceiling), True)  # its own width d': always from scratch
     if "uniform-mobile" in cfg.baselines:
-        models["uniform-mobile"] = source(space, uniform_mobile(space, ceiling))
+        models["uniform-mobile"] = (space, uniform_mobile(space, ceiling), scratch_all)
     if "random-search" in cfg.baselines and "random" in found:
-        models["random-search"] = source(space, Architecture.from_list(found["random"]["arch"]))
+        models["random-search"] = (space, Architecture.from_list(found["random"]["arch"]), scratch_all)
     metrics: dict[str, Any] = {}
-    for name, (make, recipe) in models.items():
+    for name, (sp, arch, scratch) in models.items():
         results = []
-        scratch = recipe["weights"] == "scratch"
         for seed in seeds:
-            folder = folder_of(name, seed)
             say(f"-- retraining {name} (seed {seed}) --")
-            if run.done(folder).exists():
-                model = None
-            else:
-                src, arch = make(seed)
-                pre = replace(alike, train=replace(alike.train, seed=seed)) if scratch and alike is not None else None
-                model = build_model(src, arch, task, cfg.retrain, run.path_pretrain(name, seed), say=say, pretrain=pre)
-            results.append(retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
-                                         run_config={"model": name, "init": cfg.retrain.init if not scratch
-                                                     else "scratch"}))
+            results.append(retrain_seed(cfg, data, net if not scratch else None, sp, arch, name, seed,
+                                        folder_of(name, seed), run.path_pretrain(name, seed), alike=alike, say=say))
+        recipe = ({"weights": "scratch", "embedding": cfg.retrain.embedding_init,
+                   "pretrain_steps": alike.train.max_steps if alike is not None else cfg.retrain.pretrain_steps}
+                  if scratch else {"weights": "supernet path", "pretrain_steps": 0})
         metrics[name] = {**summarize(results), "recipe": recipe,
                          "latency_ms": _latency(folder_of(name, seeds[0]), run.model_latency(name), kind=kind_of(spec))}
     metrics["teacher"] = _teacher_entry(data, run, spec)
@@ -343,11 +324,35 @@ def _reference_predictions(cfg: RunConfig, run: RunLayout, data) -> dict:
     return maj
 
 
-def pretraining_alike(cfg: RunConfig, run: RunLayout):
-    """The supernet's stage-1 recipe for a from-scratch model's own path: as many steps (so tokens) as
-    the supernet trained, at its batch, learning rate and losses; no growth (the path is fixed)."""
+def retrain_seed(cfg: RunConfig, data, net, space, arch, name: str, seed: int, folder: Path, pretrain_dir: Path, *,
+                 alike, say: Say) -> dict:
+    """One model, one seed, into `folder` (skipped when done): `arch` on the path of `net`, or, when `net`
+    is None, from scratch in `space` (teacher embedding; first pretrained with `alike`, the supernet's
+    recipe, when given); then `retrain_model`. Its result.json contents."""
     from dataclasses import replace
 
+    from elasticlm.train.retrain import build_model, retrain_model, scratch_net
+
+    scratch, model = net is None, None
+    if not RunLayout.done(folder).exists():
+        pre = None
+        if scratch:
+            net = scratch_net(space, arch, data.spec, data.spec.name, seed=seed, teacher_model=data.teacher.model,
+                              cfg=cfg.retrain, say=say)
+            pre = replace(alike, train=replace(alike.train, seed=seed)) if alike is not None else None
+        model = build_model(net, arch, data.spec.name, cfg.retrain, pretrain_dir, say=say, pretrain=pre)
+    return retrain_model(model, data, cfg.retrain, folder, seed=seed, say=say,
+                         run_config={"model": name, "init": "scratch" if scratch else cfg.retrain.init})
+
+
+def pretraining_alike(cfg: RunConfig, run: RunLayout):
+    """The supernet's stage-1 recipe for a from-scratch model's own path: as many steps (so tokens) as
+    the supernet trained, at its batch, learning rate and losses; no growth (the path is fixed). None
+    unless `retrain.scratch_pretrain` asks for it and `retrain.pretrain_steps` does not say otherwise."""
+    from dataclasses import replace
+
+    if not cfg.retrain.scratch_pretrain or cfg.retrain.pretrain_steps:
+        return None
     done = run.done(run.supernet)
     steps = json.loads(done.read_text())["steps"] if done.exists() else cfg.pretrain.train.max_steps
     if not steps:

@@ -180,13 +180,11 @@ def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> N
     """Append teacher-labelled augmented copies of the training rows (label -100: no task loss)."""
     import datasets
 
-    from elasticlm.distill.augment import as_columns, augment, neighbour_table
+    from elasticlm.distill.augment import as_columns, neighbour_copies
 
-    rows = as_columns(data.train)
-    ids = sorted({t for r in rows["input_ids"] for t in r})
     emb = data.teacher.model.get_input_embeddings().weight.detach().cpu()
-    table = neighbour_table(emb, data.tokenizer, ids)
-    extra = augment(rows, table, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    extra = neighbour_copies(as_columns(data.train), emb, data.tokenizer, cfg.augment, p=cfg.augment_p,
+                             seed=cfg.train.seed)
     extra["labels"] = [-100] * len(extra["input_ids"])
     aug = datasets.Dataset.from_dict(extra).with_format("torch")
     say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
