@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from elasticlm.config import from_dict, override, to_dict
-from elasticlm.data.batching import pad_batch
+from elasticlm.data.batching import pad_batch, rows_of
 from elasticlm.errors import ElasticLMError
 from elasticlm.runtime import Dist, resolve_bf16, resolve_device
 from elasticlm.train.engine import TrainConfig, fit, itstime, step_rows
@@ -39,6 +39,33 @@ def test_pad_batch_trims_to_the_longest_real_row():
     b = pad_batch(rows, pad_id=0, multiple=1)
     assert b["input_ids"].tolist() == [[2, 5, 6, 3], [2, 7, 3, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]] and b["labels"].tolist() == [1, 0]
+
+
+def test_rows_of_a_dataset_equal_its_torch_format_rows():
+    """The columnar fast path gives the rows (and padded batches) the torch-formatted dataset gives:
+    same values, int64 / float32 dtypes, formatted columns only, selections and re-formatting honoured."""
+    import datasets
+
+    g = torch.Generator().manual_seed(0)
+    lens = torch.randint(1, 12, (40,), generator=g).tolist()
+    data = {"input_ids": [torch.randint(5, 99, (k,), generator=g).tolist() for k in lens],
+            "attention_mask": [[1] * k for k in lens], "token_type_ids": [[0] * k for k in lens],
+            "labels": torch.rand(40, generator=g).tolist(), "text": [str(k) for k in lens]}
+    cols = ["input_ids", "attention_mask", "token_type_ids", "labels"]
+    ds = datasets.Dataset.from_dict(data).with_format("torch", columns=cols).select(list(range(39, 0, -2)))
+    idx = [3, 0, 7, 7, 19]
+    got = rows_of(ds, idx)
+    want = [ds[i] for i in idx]
+    assert [sorted(r) for r in got] == [sorted(cols)] * len(idx)
+    for a, b in zip(got, want):
+        for k in cols:
+            torch.testing.assert_close(torch.as_tensor(a[k]), b[k])
+    pa_, pb = pad_batch(got, 0), pad_batch(want, 0)
+    assert pa_.keys() == pb.keys() and pa_["labels"].dtype == torch.float32
+    for k in pb:
+        torch.testing.assert_close(pa_[k], pb[k])
+    ds.set_format("torch", columns=["input_ids", "attention_mask"])  # in place: the cache follows
+    assert sorted(rows_of(ds, [0])[0]) == ["attention_mask", "input_ids"]
 
 
 def test_itstime():

@@ -28,6 +28,7 @@ one all-reduce, so idle supernet blocks cost nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import sys
@@ -139,10 +140,16 @@ def fmt_time(seconds: float) -> str:
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
     """The order of `n` items in epoch `epoch` (a fresh seeded permutation per epoch)."""
+    return list(_epoch_order(n, seed, epoch, shuffle))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> tuple[int, ...]:
+    """`epoch_order`, kept for the few epochs in use (every step of an epoch reads the same one)."""
     order = list(range(n))
     if shuffle:
         random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
-    return order
+    return tuple(order)
 
 
 def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, shuffle: bool = True) -> list[int]:
@@ -161,7 +168,7 @@ def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, 
     for pos in range(start, start + per_micro):
         epoch, i = divmod(pos, n)
         if epoch not in orders:
-            orders[epoch] = epoch_order(n, cfg.seed, epoch, shuffle)
+            orders[epoch] = _epoch_order(n, cfg.seed, epoch, shuffle)
         out.append(orders[epoch][i])
     return out
 

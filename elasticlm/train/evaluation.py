@@ -50,15 +50,15 @@ class Batches:
         if len(ds) == 0:
             raise ElasticLMError("cannot evaluate on an empty split")
         inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
-        rows_ds = ds.select_columns(inputs) if hasattr(ds, "select_columns") else ds
-        lengths = np.asarray([int(sum(m)) for m in ds["attention_mask"]])
+        rows = [{k: r[k] for k in inputs if k in r} for r in rows_of(ds, list(range(len(ds))))]
+        lengths = np.asarray([int(np.asarray(r["attention_mask"]).sum()) for r in rows])
         order = np.argsort(-lengths, kind="stable")
         batches = []
         for s in range(0, len(order), batch_size):
-            b = pad_batch(rows_of(rows_ds, [int(i) for i in order[s:s + batch_size]]), pad_id)
-            batches.append({k: v.to(device) for k, v in b.items() if k in inputs})
+            b = pad_batch([rows[int(i)] for i in order[s:s + batch_size]], pad_id)
+            batches.append({k: v.to(device) for k, v in b.items()})
         refs = np.asarray(ds["labels"]) if "labels" in ds.column_names else np.zeros(0)
-        width = max(len(ids) for ids in ds["input_ids"])
+        width = max(len(r["input_ids"]) for r in rows)
         return cls(batches, order, refs, int(lengths.sum()), int(width), scorer)
 
     @classmethod
