@@ -37,8 +37,9 @@ def demo() -> RunConfig:
         search=SearchConfig(evolution=EvolutionConfig(population=16, generations=6, parents=5)),
         # at this scale the task teacher carries most of the transfer: each sentence is also seen in 2
         # teacher-labelled word-swapped copies, for 1 epoch over the 3x data (the cost of 3 plain epochs)
-        retrain=RetrainConfig(augment=2, train=TrainConfig(lr=1e-4, batch_size=32, epochs=1.0, checkpoint_every=500,
-                                                           log_every=20)),
+        # the 4 models two at a time, one thread each: their steps are too small to keep 2 cores busy
+        retrain=RetrainConfig(augment=2, workers=2,
+                              train=TrainConfig(lr=1e-4, batch_size=32, epochs=1.0, checkpoint_every=500, log_every=20)),
     )
 
 

@@ -144,3 +144,61 @@ class Dist:
         box = [obj]
         td.broadcast_object_list(box, src=0)
         return box[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Independent jobs side by side (CPU)
+# --------------------------------------------------------------------------------------------------
+
+_JOBS: list[Callable[[Callable[[str], None]], Any]] = []
+"""The jobs of the `run_jobs` call in progress (a forked worker finds its job here by index)."""
+_MESSAGES: list[Any] = []
+"""[the queue] a forked worker's `say` puts its lines on, for the parent to say."""
+
+
+def _run_job(i: int, threads: int) -> Any:
+    torch.set_num_threads(threads)
+    return _JOBS[i](_MESSAGES[0].put)
+
+
+def run_jobs(jobs: list[Callable[[Callable[[str], None]], Any]], workers: int = 1,
+             say: Callable[[str], None] = print) -> list[Any]:
+    """Run independent `jobs`, each `job(say) -> something picklable`; their results, in order.
+
+    With `workers` > 1, that many run at once in forked processes (copy-on-write: what the parent
+    prepared, e.g. teacher logits, is not copied), the CPU threads split between them; what a job says
+    comes back through a queue and is said here. A training step of a model with a few million
+    parameters is too small to keep 2 cores busy, so two of them at 1 thread each finish sooner than
+    one after the other at 2 (`elasticlm bench --only workers`). One worker, a GPU, or a distributed
+    run: the jobs run here, in order. Numbers differ from a run with another thread count only by
+    float summation order. A job's error is raised here once the others have finished."""
+    workers = min(max(1, workers), len(jobs))
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if workers == 1 or distributed or torch.cuda.is_initialized():
+        return [job(say) for job in jobs]
+    import multiprocessing as mp
+    import queue
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("fork")
+    threads = max(1, torch.get_num_threads() // workers)
+    _JOBS[:], _MESSAGES[:] = jobs, [ctx.Queue()]
+    sys.stdout.flush(), sys.stderr.flush()  # or the workers print the parent's pending output again
+
+    def drain(wait: float) -> None:
+        while True:
+            try:
+                say(_MESSAGES[0].get(timeout=wait))
+            except queue.Empty:
+                return
+
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_job, i, threads) for i in range(len(jobs))]
+            while not all(f.done() for f in futures):
+                drain(0.2)
+            drain(0.5)  # lines still in the pipe when the last job returned
+            return [f.result() for f in futures]
+    finally:
+        _JOBS.clear(), _MESSAGES.clear()

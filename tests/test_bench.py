@@ -30,8 +30,8 @@ def test_every_benchmark_runs_and_every_ratio_reaches_the_json(tmp_path, cache, 
     assert not report["errors"]
     names = [r["name"] for r in report["ratios"]]
     # core: path fwd+bwd, inference vs BertModel; train: KD step, MFU, dynamic/fixed; latency predictor; search;
-    # generate: cached tokens/s vs Llama, cached vs uncached
-    assert len(names) == 9 and len(set(names)) == 9
+    # generate: cached tokens/s vs Llama, cached vs uncached; workers: side by side vs one after the other
+    assert len(names) == 10 and len(set(names)) == 10
     for r in report["ratios"]:
         assert r["ratio"] == r["ratio"] and r["ratio"] > 0 and isinstance(r["ok"], bool)
         assert f"target {r['cmp']} {r['target']:g}" in printed and r["name"] in printed

@@ -219,3 +219,26 @@ def test_config_tree_round_trip_overrides_and_errors():
         from_dict(Outer, {"bogus": 1})
     with pytest.raises(ElasticLMError, match="inner.steps: expected an integer"):
         override(cfg, ["inner.steps=1.5"])
+
+
+def _job(i: int, say):
+    say(f"job {i}")
+    if i == 3:
+        raise ElasticLMError("job 3 failed")
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3) * i
+    return {"i": i, "sum": float(x.sum()), "threads": torch.get_num_threads()}
+
+
+def test_run_jobs_side_by_side_equal_one_after_the_other():
+    from elasticlm.runtime import run_jobs
+
+    jobs = [lambda say, i=i: _job(i, say) for i in (0, 1, 2, 4, 5)]
+    said_here, said_forked = [], []
+    here = run_jobs(jobs, 1, said_here.append)
+    forked = run_jobs(jobs, 2, said_forked.append)
+    assert [r["i"] for r in forked] == [0, 1, 2, 4, 5]  # in order
+    assert [r["sum"] for r in forked] == [r["sum"] for r in here]
+    assert all(r["threads"] == max(1, torch.get_num_threads() // 2) for r in forked)
+    assert sorted(said_forked) == sorted(said_here) == [f"job {i}" for i in (0, 1, 2, 4, 5)]  # nothing lost
+    with pytest.raises(ElasticLMError, match="job 3 failed"):  # a worker's error reaches the caller
+        run_jobs([lambda say: _job(0, say), lambda say: _job(3, say)], 2, said_forked.append)

@@ -35,6 +35,7 @@ def finished(teacher_dir, word_corpus, sentiment, tmp_path_factory):
     os.environ["ELASTICLM_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
     out = tmp_path_factory.mktemp("run") / "tiny"
     cfg = tiny_config(teacher_dir, word_corpus, sentiment)
+    cfg.retrain.workers = 2  # the four models retrained side by side, in forked workers
     lines: list[str] = []
     metrics = run_pipeline(cfg, out, say=lines.append)
     return out, cfg, metrics, lines

@@ -5,6 +5,7 @@
     latency_error  the search's latency predictor (`search.latency`) against measured standalone models
     search         search wall time vs the bare forward passes of its candidates
     generate       causal generation: tokens/s vs `LlamaForCausalLM`, cached vs uncached
+    workers        retraining several small models side by side (`retrain.workers`) vs one after the other
     models         `--run`: a run's found model vs `BertModel` of its budget and the uniform baselines
     runner         runs the registered benchmarks and checks each ratio against its target
 
@@ -48,6 +49,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "per-block latency table's prediction vs measured standalone models, median relative error (≤ 0.10)"),
     Benchmark("search", "elasticlm.bench.search:search_speed",
               "search wall time vs the bare forward passes of its distinct candidates (≤ 1.2)"),
+    Benchmark("workers", "elasticlm.bench.workers:workers_speed",
+              "4 small models retrained by 2 forked workers vs one after the other, wall time (≤ 0.85)"),
     Benchmark("generate", "elasticlm.bench.generate:generate_speed",
               "cached generation tokens/s vs LlamaForCausalLM of the same shape (≥ 0.9), cached vs uncached (≥ 3)"),
 )

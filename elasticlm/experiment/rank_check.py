@@ -30,6 +30,7 @@ from elasticlm.experiment.ranking import RESAMPLES, arch_name, draw_stratified, 
 from elasticlm.experiment.run import RunConfig, Say, pretraining_alike, retrain_seed
 from elasticlm.io import atomic_file
 from elasticlm.run_layout import RunLayout
+from elasticlm.runtime import run_jobs
 from elasticlm.space import Architecture
 from elasticlm.stage_folder import StageFolder, input_path
 
@@ -140,16 +141,18 @@ def retrain_candidates(cfg: RunConfig, run_dir: Path, out: Path, net, cands: lis
                         max_positions=space.max_position_embeddings)
     scratch = cfg.retrain.init == "scratch"
     alike = pretraining_alike(cfg, RunLayout(run_dir)) if scratch else None
-    results = []
-    for c in cands:
-        per_seed = []
-        for seed in seeds:
-            say(f"-- retraining {c.role} {c.arch.short()} (seed {seed}) --")
-            per_seed.append(retrain_seed(cfg, data, None if scratch else net, space, c.arch, c.name, seed,
-                                         RunLayout.rank_model(out, c.name, seed),
-                                         RunLayout.rank_pretrain(out, c.name, seed), alike=alike, say=say))
-        results.append(per_seed)
-    return results
+
+    def job(c: Candidate, seed: int):
+        def train(to: Say) -> dict:
+            tell = to if cfg.retrain.workers == 1 else (lambda s: to(f"[{c.name} seed {seed}] {s}"))
+            tell(f"-- retraining {c.role} {c.arch.short()} (seed {seed}) --")
+            return retrain_seed(cfg, data, None if scratch else net, space, c.arch, c.name, seed,
+                                RunLayout.rank_model(out, c.name, seed), RunLayout.rank_pretrain(out, c.name, seed),
+                                alike=alike, say=tell)
+        return train
+
+    done = run_jobs([job(c, seed) for c in cands for seed in seeds], cfg.retrain.workers, say)
+    return [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(cands))]
 
 
 def _retrained(results: list[dict], metric: str) -> dict:

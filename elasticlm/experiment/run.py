@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar
 from elasticlm.config import from_dict, to_dict
 from elasticlm.errors import ElasticLMError
 from elasticlm.run_layout import RunLayout
+from elasticlm.runtime import run_jobs
 from elasticlm.search.search_stages import SearchConfig
 from elasticlm.train.retrain import RetrainConfig
 from elasticlm.train.supernet import FinetuneConfig, PretrainConfig
@@ -264,13 +265,22 @@ def retrain_all(cfg: RunConfig, out: Path, final, found: dict, say: Say, *, seed
         models["uniform-mobile"] = (space, uniform_mobile(space, ceiling), scratch_all)
     if "random-search" in cfg.baselines and "random" in found:
         models["random-search"] = (space, Architecture.from_list(found["random"]["arch"]), scratch_all)
+    def job(name: str, seed: int):
+        sp, arch, scratch = models[name]
+
+        def train(out: Say) -> dict:
+            tell = out if cfg.retrain.workers == 1 else (lambda s: out(f"[{name} seed {seed}] {s}"))
+            tell(f"-- retraining {name} (seed {seed}) --")
+            return retrain_seed(cfg, data, net if not scratch else None, sp, arch, name, seed, folder_of(name, seed),
+                                run.path_pretrain(name, seed), alike=alike, say=tell)
+        return train
+
+    # the longest first (from scratch: pretrained too), so that side-by-side workers finish together
+    order = sorted(((n, s) for n in models for s in seeds), key=lambda ns: not models[ns[0]][2])
+    done = dict(zip(order, run_jobs([job(n, s) for n, s in order], cfg.retrain.workers, say)))
     metrics: dict[str, Any] = {}
     for name, (sp, arch, scratch) in models.items():
-        results = []
-        for seed in seeds:
-            say(f"-- retraining {name} (seed {seed}) --")
-            results.append(retrain_seed(cfg, data, net if not scratch else None, sp, arch, name, seed,
-                                        folder_of(name, seed), run.path_pretrain(name, seed), alike=alike, say=say))
+        results = [done[name, seed] for seed in seeds]
         recipe = ({"weights": "scratch", "embedding": cfg.retrain.embedding_init,
                    "pretrain_steps": alike.train.max_steps if alike is not None else cfg.retrain.pretrain_steps}
                   if scratch else {"weights": "supernet path", "pretrain_steps": 0})

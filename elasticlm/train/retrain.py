@@ -86,6 +86,10 @@ class RetrainConfig:
     """Probability that a word of an augmented copy is swapped."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One retraining per seed; metrics are reported as mean ± std over them."""
+    workers: int = 1
+    """Models (and seeds) retrained at once, in forked processes that split the CPU threads (CPU only;
+    `elasticlm.runtime.run_jobs`): a few-million-parameter model's steps are too small to keep 2 cores
+    busy, so 2 workers finish a run's 4 models sooner. Numbers change only by float summation order."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, batch_size=32, epochs=3.0,
                                                                    checkpoint_every=500, log_every=20))
     distill: DistillConfig = field(default_factory=lambda: DistillConfig(alpha_attn=0.0, alpha_hidden=0.0))
@@ -99,6 +103,8 @@ class RetrainConfig:
             raise ElasticLMError(f"retrain.embedding_std={self.embedding_std!r} must be > 0")
         if not self.seeds:
             raise ElasticLMError("retrain.seeds: give at least one seed")
+        if self.workers < 1:
+            raise ElasticLMError(f"retrain.workers={self.workers!r} must be >= 1")
         self.train.validate("retrain.train")
         self.distill.validate()
 
