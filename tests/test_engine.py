@@ -33,6 +33,24 @@ def test_step_rows_cover_each_epoch_and_shard_like_one_process():
         step_rows(n, TrainConfig(batch_size=6, grad_accum=4), 0, 0, Dist())
 
 
+def test_step_rows_grouped_by_length_cover_each_epoch_with_batches_of_like_length():
+    import random
+
+    n, B = 1000, 8
+    rng = random.Random(1)
+    lengths = tuple(rng.randint(3, 60) for _ in range(n))
+    cfg = TrainConfig(batch_size=B, seed=3, group_by_length=True)
+    steps = [step_rows(n, cfg, s, 0, Dist(), lengths=lengths) for s in range(n // B)]
+    assert sorted(i for rows in steps for i in rows) == list(range(n))  # one epoch, each row once
+    spread = lambda batches: sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)  # noqa: E731
+    plain = [step_rows(n, TrainConfig(batch_size=B, seed=3), s, 0, Dist()) for s in range(n // B)]
+    assert spread(steps) < 0.2 * spread(plain)  # far less padding
+    assert steps != sorted(steps, key=lambda b: -lengths[b[0]])  # batch order still shuffled
+    two = [[step_rows(n, cfg, s, 0, Dist(r, 2), lengths=lengths) for r in range(2)] for s in range(5)]
+    assert [a + b for a, b in two] == steps[:5]  # sharded like one process, and deterministic
+    assert step_rows(n, cfg, 7, 0, Dist(), lengths=None) == plain[7]  # no lengths: the plain order
+
+
 def test_pad_batch_trims_to_the_longest_real_row():
     rows = [{"input_ids": [2, 5, 6, 3, 0, 0], "attention_mask": [1, 1, 1, 1, 0, 0], "labels": 1},
             {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1], "labels": 0}]

@@ -58,6 +58,7 @@ class Columns:
         table = ds.with_format("arrow")[:]
         self.flat: dict[str, np.ndarray] = {}
         """Per-row scalar columns (labels, ...): n."""
+        self._lengths: tuple[int, ...] | None = None
         self.seqs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         """Sequence columns: (values, offsets); row i is values[offsets[i]:offsets[i + 1]]."""
         for name in names:
@@ -68,6 +69,14 @@ class Columns:
             else:
                 self.flat[name] = _as_torch_dtype(col.to_numpy(zero_copy_only=False))
 
+    def lengths(self) -> tuple[int, ...]:
+        """Each row's real length (its attention mask's sum): what `group_by_length` sorts by."""
+        if self._lengths is None:
+            values, offsets = self.seqs["attention_mask"]
+            sums = np.concatenate([[0], np.cumsum(values)])
+            self._lengths = tuple(int(x) for x in sums[offsets[1:]] - sums[offsets[:-1]])
+        return self._lengths
+
     def rows(self, idx: list[int]) -> list[dict[str, Any]]:
         out = []
         for i in idx:
@@ -75,6 +84,11 @@ class Columns:
             row.update({k: v[i] for k, v in self.flat.items()})
             out.append(row)
         return out
+
+
+def row_lengths(ds) -> tuple[int, ...]:
+    """The real length of each row of an encoded dataset (`Columns.lengths`)."""
+    return columns_of(ds).lengths()
 
 
 def _as_torch_dtype(a: np.ndarray) -> np.ndarray:

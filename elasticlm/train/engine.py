@@ -77,6 +77,10 @@ class TrainConfig:
     than fp32 (AMX and most AVX512-BF16 CPUs, GPUs), else fp32 (measured once per process)."""
     seed: int = 0
     """Seeds data order, masks, sampled paths and new weights (each derived from (seed, step))."""
+    group_by_length: bool = False
+    """Batches of rows of similar length, where a stage gives lengths (task fine-tuning and retraining):
+    each window of 50 batches of the epoch's shuffled order is sorted by length and cut into batches,
+    whose order is shuffled again (transformers' `group_by_length`); far less padding is computed."""
     log_every: int = 10
     """Write a metrics line every this many steps."""
     checkpoint_every: int | None = None
@@ -152,12 +156,29 @@ def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> tuple[int, ...
     return tuple(order)
 
 
-def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, shuffle: bool = True) -> list[int]:
+@functools.lru_cache(maxsize=4)
+def _grouped_order(n: int, seed: int, epoch: int, shuffle: bool, batch: int, lengths: tuple[int, ...],
+                   window: int = 50) -> tuple[int, ...]:
+    """`epoch_order` with batches of similar length: each window of `window` batches of it is sorted by
+    length (longest first) and cut into batches, whose order is then shuffled (seeded by the epoch)."""
+    order = _epoch_order(n, seed, epoch, shuffle)
+    out: list[int] = []
+    for s in range(0, n, window * batch):
+        chunk = sorted(order[s:s + window * batch], key=lambda i: -lengths[i])
+        batches = [chunk[j:j + batch] for j in range(0, len(chunk), batch)]
+        random.Random(f"{seed}:group:{epoch}:{s}").shuffle(batches)
+        out.extend(i for b in batches for i in b)
+    return tuple(out)
+
+
+def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, shuffle: bool = True,
+              lengths: tuple[int, ...] | None = None) -> list[int]:
     """Indices (into `n` items) of this rank's micro-batch `micro` of optimizer step `step` (0-based).
 
     The global batch of step s is items [s·B, (s+1)·B) of the concatenated per-epoch permutations
     (an epoch's tail joins the next epoch's head); it is cut into `grad_accum` micro-batches, and
-    each micro-batch into `world` equal shards, rank r taking shard r.
+    each micro-batch into `world` equal shards, rank r taking shard r. With `cfg.group_by_length` and
+    the items' `lengths`, each epoch's permutation is grouped by length first (`_grouped_order`).
     """
     per_micro = cfg.batch_size // (cfg.grad_accum * dist.world)
     if per_micro < 1 or cfg.batch_size % (cfg.grad_accum * dist.world):
@@ -168,7 +189,8 @@ def step_rows(n: int, cfg: TrainConfig, step: int, micro: int, dist: "Dist", *, 
     for pos in range(start, start + per_micro):
         epoch, i = divmod(pos, n)
         if epoch not in orders:
-            orders[epoch] = _epoch_order(n, cfg.seed, epoch, shuffle)
+            orders[epoch] = (_grouped_order(n, cfg.seed, epoch, shuffle, cfg.batch_size, lengths)
+                             if cfg.group_by_length and lengths is not None else _epoch_order(n, cfg.seed, epoch, shuffle))
         out.append(orders[epoch][i])
     return out
 

@@ -32,7 +32,7 @@ from elasticlm.distill.losses import (DistillConfig, HiddenProjection, attention
 from elasticlm.kinds import kind_of
 from elasticlm.models import Capture, SuperNet
 from elasticlm.space import Architecture
-from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.data.batching import pad_batch, row_lengths, rows_of
 from elasticlm.runtime import Dist
 from elasticlm.train.engine import step_rows
 from elasticlm.train.supernet import FinetuneConfig, PretrainConfig, hash_seed, sample_path
@@ -204,7 +204,8 @@ class TaskDistill:
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         task, k = self.task_of(step)
-        rows = step_rows(len(task.train), self.cfg.train, k, micro, self.dist)
+        lengths = row_lengths(task.train) if self.cfg.train.group_by_length else None
+        rows = step_rows(len(task.train), self.cfg.train, k, micro, self.dist, lengths=lengths)
         return pad_batch(rows_of(task.train, rows), task.pad_id)
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:

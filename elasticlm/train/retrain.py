@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.data.batching import pad_batch, row_lengths, rows_of
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS, kind_of
@@ -310,6 +310,7 @@ class RetrainTask:
         self.lmap = layer_map(L, data.teacher.num_layers)
         self.distiller = Distiller(d, self.proj, self.lmap, dist)  # one path: one projection per layer
         self.needs_teacher = self.distiller.wants_teacher or (d.alpha_logit > 0 and data.teacher_logits is None)
+        self.lengths = row_lengths(data.train) if train.group_by_length else None
 
     def state(self) -> dict:
         """What a checkpoint keeps beside the weights (the calibrated classic attention weight)."""
@@ -319,7 +320,7 @@ class RetrainTask:
         self.distiller.restore(saved)
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist)
+        rows = step_rows(len(self.data.train), self.train_cfg, step, micro, self.dist, lengths=self.lengths)
         b = pad_batch(rows_of(self.data.train, rows), self.data.pad_id)
         if self.data.teacher_logits is not None:
             b["teacher_logits"] = torch.as_tensor(self.data.teacher_logits[rows])

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from elasticlm.config import to_dict
-from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.data.batching import pad_batch, row_lengths, rows_of
 from elasticlm.data.cache import cache_key, cache_root, fingerprint
 from elasticlm.errors import ElasticLMError
 from elasticlm.io import atomic_dir
@@ -204,8 +204,9 @@ class TaskObjective:
         self.modules = {"model": model}
 
     def batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
-        return pad_batch(rows_of(self.train_ds, step_rows(len(self.train_ds), self.train, step, micro, Dist())),
-                         self.pad_id)
+        lengths = row_lengths(self.train_ds) if self.train.group_by_length else None
+        return pad_batch(rows_of(self.train_ds, step_rows(len(self.train_ds), self.train, step, micro, Dist(),
+                                                          lengths=lengths)), self.pad_id)
 
     def losses(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         out = self.model(**model_inputs(self.model, batch))
