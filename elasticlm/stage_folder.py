@@ -46,7 +46,7 @@ class StageFolder:
         mine = {"stage": self.stage, "config": self.config}
         if marker.exists():
             theirs = json.loads(marker.read_text())
-            if theirs != mine:
+            if not same_config(theirs, mine):
                 diff = first_difference(theirs, mine)
                 raise ElasticLMError(f"{self.out} holds a {theirs.get('stage')} run made with another config "
                                      f"({diff}); use another --out, or delete the folder to start over")
@@ -82,10 +82,28 @@ def input_path(folder: str | Path, out: str | Path) -> str:
     return os.path.relpath(Path(folder).resolve(), Path(out).resolve())
 
 
+EXECUTION_ONLY = frozenset({"workers"})
+"""Config keys that change how fast a stage runs, not what it computes (beyond float summation order):
+a folder made with other values of them is the same run."""
+ADDED_LATER = {"group_by_length": False}
+"""Config keys added after folders were made, with the value that does what those folders did: a folder
+without the key is the same run as one with that value."""
+
+
+def same_config(theirs, mine) -> bool:
+    """Whether a folder's claimed config `theirs` is the run `mine` asks for (JSON values), up to
+    `EXECUTION_ONLY` keys and `ADDED_LATER` keys at their old behaviour."""
+    if isinstance(theirs, dict) and isinstance(mine, dict):
+        keys = (set(theirs) | set(mine)) - EXECUTION_ONLY
+        return all(same_config(theirs[k], mine[k]) if k in theirs and k in mine
+                   else k in ADDED_LATER and (theirs.get(k, mine.get(k)) == ADDED_LATER[k]) for k in keys)
+    return theirs == mine
+
+
 def first_difference(a, b, prefix: str = "") -> str:
     """The first key path where two JSON values differ, with both values (for a refusal message)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
+            if k not in EXECUTION_ONLY and not same_config({k: a[k]} if k in a else {}, {k: b[k]} if k in b else {}):
                 return first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
     return f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"

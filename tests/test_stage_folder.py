@@ -77,3 +77,21 @@ def test_run_layout_names_the_run_folder(tmp_path):
     assert RunLayout().heads / "heads.json" == RunLayout("").heads / "heads.json"  # relative to the run folder
     assert (RunLayout().teacher_latency.as_posix(), RunLayout().tfidf.as_posix(), RunLayout().export.as_posix(),
             RunLayout().report_figures.as_posix()) == ("models/teacher-latency.json", "tfidf", "export", "report")
+
+
+def test_execution_only_and_later_added_keys_do_not_make_another_run(tmp_path):
+    from elasticlm.stage_folder import same_config
+
+    old = {"stage": "retrain", "config": {"seed": 0, "retrain": {"train": {"lr": 1e-4}, "augment": 2}}}
+    new = {"stage": "retrain", "config": {"seed": 0, "retrain": {"train": {"lr": 1e-4, "group_by_length": False},
+                                                                 "augment": 2, "workers": 2}}}
+    assert same_config(old, new) and same_config(new, old)
+    grouped = json.loads(json.dumps(new))
+    grouped["config"]["retrain"]["train"]["group_by_length"] = True
+    assert not same_config(old, grouped)  # a later key away from its old behaviour is another run
+    folder = StageFolder(tmp_path / "s", "retrain", old["config"])
+    folder.claim()
+    folder.finish({"ok": 1})
+    assert StageFolder(tmp_path / "s", "retrain", new["config"]).done() == {"ok": 1}
+    with pytest.raises(ElasticLMError, match="group_by_length: None there, True now"):
+        StageFolder(tmp_path / "s", "retrain", grouped["config"]).done()

@@ -13,6 +13,7 @@ RANK_CHECK = "elasticlm.experiment.rank_check:RankCheckConfig"
 EXAMPLE = """examples:
   elasticlm rank-check runs/demo                                 # 12 architectures, seeds 0 1 -> runs/demo/rank-check/
   elasticlm rank-check runs/demo --archs 20 --seeds 0 1 2 --out runs/demo/rank-20
+  elasticlm rank-check runs/demo --workers 2                     # two models at a time (CPU)
 Rerun the same command to resume: retrained models are reused; `elasticlm report runs/demo` draws the result.
 """
 
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
                               "and write how well each fitness ranks them (Kendall τ with its interval)",
                               epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a run folder of `elasticlm run` (search done)")
-    add_fields(p, RANK_CHECK, ["archs", "seeds", "seed", "resamples"])
+    add_fields(p, RANK_CHECK, ["archs", "seeds", "seed", "resamples", "workers"])
     p.add_argument("--out", help="output folder (default: RUN/rank-check)")
     p.set_defaults(func=_rank_check)
 

@@ -17,7 +17,7 @@ is a stage folder (OUT/models/ARCH/seed-K/) skipped when done, so the command re
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,16 @@ class RankCheckConfig:
     """Seeds the draw and the bootstrap (None: the run's seed)."""
     resamples: int = RESAMPLES
     """Bootstrap resamples over the architectures for τ's 95% interval."""
+    workers: int | None = None
+    """Models retrained at once (None: the run's `retrain.workers`; see `elasticlm.runtime.run_jobs`)."""
 
     def validate(self) -> None:
         if self.archs < 3:
             raise ElasticLMError(f"--archs {self.archs}: give at least 3 (the found one, uniform-mobile, one drawn)")
         if not self.seeds:
             raise ElasticLMError("--seeds: give at least one retraining seed")
+        if self.workers is not None and self.workers < 1:
+            raise ElasticLMError(f"--workers {self.workers}: give at least 1")
         if self.resamples < 100:
             raise ElasticLMError(f"resamples={self.resamples}: give at least 100")
 
@@ -187,6 +191,8 @@ def rank_check(run_dir: str | Path, cfg: RankCheckConfig | None = None, out: str
     scores, skipped = score_all(rc, inp, [c.arch for c in cands], say=say)
     net = inp.net.cpu()
     del inp
+    if cfg.workers is not None:
+        rc = replace(rc, retrain=replace(rc.retrain, workers=cfg.workers))
     results = retrain_candidates(rc, run_dir, out, net, cands, list(cfg.seeds), say=say)
     ranking = ranking_json(rc.search.fitness, found["metric"], cands, scores, results, seed=seed,
                            resamples=cfg.resamples, notes=notes + skipped, seeds=list(cfg.seeds))

@@ -138,9 +138,10 @@ def _claim_run(cfg: RunConfig, out: Path, force: bool) -> None:
             theirs["config"] = to_dict(from_dict(RunConfig, theirs["config"]))
         except (ElasticLMError, KeyError, TypeError):
             pass
-        if theirs != mine:
+        from elasticlm.stage_folder import first_difference, same_config
+
+        if not same_config(theirs, mine):
             if not force:
-                from elasticlm.stage_folder import first_difference
 
                 raise ElasticLMError(f"{out} holds a run made with another config "
                                      f"({first_difference(theirs, mine)}); use another --out, or --force to "
