@@ -40,14 +40,16 @@ def _retrain(args) -> int:
     cfg.validate()
     net, _ = load_supernet(args.supernet, KINDS)
     arch = net.space.validate(load_arch(args.arch))
-    data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings)
+    folders = [Path(args.out) / ("" if i == 0 else f"seed-{seed}") for i, seed in enumerate(cfg.seeds)]
+    todo = not all((f / "result.json").exists() for f in folders)  # else no teacher logits are needed
+    data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings,
+                        targets=todo)
     results = []
-    for i, seed in enumerate(cfg.seeds):
-        src = net if cfg.init == "supernet" else scratch_net(net.space, arch, data.spec, data.spec.name, seed=seed,
-                                                             teacher_model=data.teacher.model, cfg=cfg, say=print)
-        folder = Path(args.out) / ("" if i == 0 else f"seed-{seed}")
-        model = None if (folder / "result.json").exists() else build_model(
-            src, arch, data.spec.name, cfg, Path(args.out) / "pretrain" / f"seed-{seed}")
+    for folder, seed in zip(folders, cfg.seeds):
+        done = (folder / "result.json").exists()
+        src = net if cfg.init == "supernet" or done else scratch_net(
+            net.space, arch, data.spec, data.spec.name, seed=seed, teacher_model=data.teacher.model, cfg=cfg, say=print)
+        model = None if done else build_model(src, arch, data.spec.name, cfg, Path(args.out) / "pretrain" / f"seed-{seed}")
         results.append(retrain_model(model, data, cfg, folder, seed=seed,
                                      run_config={"arch": arch.to_list(), "supernet": str(Path(args.supernet).resolve())}))
     s = summarize(results)
