@@ -124,7 +124,8 @@ def test_killed_run_resumes_to_the_same_weights(pretrained, teacher_dir, corpus,
     out = tmp_path / "killed"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_at=kill_at, teacher=str(teacher_dir),
                                 corpus=str(corpus), out=str(out))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy())
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the resumed half runs here: same threads
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (out / "checkpoints" / f"step-{kill_at}").is_dir() and not (out / "result.json").exists()
     pretrain(pre_cfg(teacher_dir, corpus), out, say=lambda s: None)
