@@ -36,7 +36,7 @@ def pad_batch(rows: list[dict[str, Any]], pad_id: int, multiple: int = 8) -> dic
            "token_type_ids": torch.from_numpy(types)}
     for name in ("labels", "start_positions", "end_positions"):
         if name in rows[0]:
-            out[name] = torch.stack([torch.as_tensor(r[name]) for r in rows])
+            out[name] = torch.from_numpy(np.stack([np.asarray(r[name]) for r in rows]))  # a copy: writable
     return out
 
 
