@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from elasticlm.data.batching import pad_batch, rows_of
+from elasticlm.data.batching import pad_batch, row_lengths, rows_of
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import SpanQA, compute_metrics, kind_of
 from elasticlm.runtime import autocast
@@ -51,7 +51,7 @@ class Batches:
             raise ElasticLMError("cannot evaluate on an empty split")
         inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
         rows = [{k: r[k] for k in inputs if k in r} for r in rows_of(ds, list(range(len(ds))))]
-        lengths = np.asarray([int(np.asarray(r["attention_mask"]).sum()) for r in rows])
+        lengths = np.asarray(row_lengths(ds))
         order = np.argsort(-lengths, kind="stable")
         batches = []
         for s in range(0, len(order), batch_size):
