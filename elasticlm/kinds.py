@@ -200,10 +200,13 @@ class Classification(_Sequence):
         return " (" + ", ".join(parts) + ")"
 
     def loss(self, logits, batch: dict):
-        """Cross-entropy on B×C logits."""
+        """Cross-entropy on B×C logits, averaged over the labelled rows (label -100, a teacher-labelled
+        augmented copy, has no task loss); 0 for a batch with none (not NaN, as a plain mean would be)."""
         import torch.nn.functional as F
 
-        return F.cross_entropy(logits.float(), batch["labels"].long())
+        labels = batch["labels"].long()
+        total = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+        return total / (labels != -100).sum().clamp(min=1)
 
 
 class Regression(_Sequence):

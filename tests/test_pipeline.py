@@ -233,3 +233,7 @@ def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp
     searched = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "search" / "result.json").read_text())
     assert arch["layers"] == searched["best"]["arch"]  # heads left as searched
     assert not (tmp_path / "abl" / "full" / "seed-0" / "models" / "uniform-bert").exists()
+    # run again without rank_archs: every run is done, and τ comes from the rank-checks already there
+    again = ablate(cfg, tmp_path / "abl", variants=["full", "no-head-search"], seeds=[0], say=notes.append)
+    assert [r["kendall_tau"] for r in again["rows"]] == [r["kendall_tau"] for r in res["rows"]]
+    assert any("Kendall tau from the rank-check already there" in n for n in notes)

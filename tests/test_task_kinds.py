@@ -42,6 +42,14 @@ def test_classification_kind():
     logits, labels = torch.randn(5, 3, generator=gen), torch.tensor([0, 2, 1, 1, 0])
     naive = -torch.stack([logits[i].log_softmax(-1)[labels[i]] for i in range(5)]).mean()
     assert float(kind.loss(logits, {"labels": labels})) == pytest.approx(float(naive), abs=1e-6)
+    # teacher-labelled augmented rows (-100) carry no task loss; a batch of only those gives 0, not NaN
+    mixed = torch.tensor([0, -100, 1, -100, 0])
+    naive = -torch.stack([logits[i].log_softmax(-1)[mixed[i]] for i in (0, 2, 4)]).mean()
+    assert float(kind.loss(logits, {"labels": mixed})) == pytest.approx(float(naive), abs=1e-6)
+    unlabelled = logits.clone().requires_grad_()
+    none = kind.loss(unlabelled, {"labels": torch.full((5,), -100)})
+    none.backward()
+    assert float(none) == 0.0 and torch.equal(unlabelled.grad, torch.zeros(5, 3))
     preds = np.eye(3)[[0, 2, 1, 0]]  # logits arg-maxing to 0, 2, 1, 0
     assert kind.metrics(SENTIMENT, preds, np.array([0, 2, 1, 1]), None)["accuracy"] == pytest.approx(0.75)
 

@@ -47,13 +47,9 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
             say(f"=== ablation {name}, seed {seed} ===")
             vcfg = override(base, VARIANTS[name] + [f"seed={seed}"])
             m = run_pipeline(vcfg, out / name / f"seed-{seed}", say=say)["found"]
-            if rank_archs:
-                from elasticlm.experiment.rank_check import RankCheckConfig, rank_check
-
-                ranking = rank_check(out / name / f"seed-{seed}", RankCheckConfig(archs=rank_archs, seeds=[seed]),
-                                     say=say)
-                for fit, r in ranking["fitnesses"].items():
-                    taus.setdefault(fit, []).append(r["kendall_tau"])
+            ranking = _ranking(out / name / f"seed-{seed}", rank_archs, seed, say)
+            for fit, r in (ranking or {}).get("fitnesses", {}).items():
+                taus.setdefault(fit, []).append(r["kendall_tau"])
             metric = metric or next(iter(m["dev"]))
             dev.append(m["dev"][metric])
             if "test" in m:
@@ -82,6 +78,21 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
                 say(f"note: switching off {r['variant']!r} did not hurt here (dev {r['dev_mean']:.4f} ≥ "
                     f"{full['dev_mean']:.4f} with the full method)")
     return result
+
+
+def _ranking(run: Path, rank_archs: int, seed: int, say: Callable[[str], None]) -> dict | None:
+    """The run's ranking.json: made by `rank-check` with `rank_archs` architectures (retrained with the
+    run's seed) when `rank_archs` > 0, else the one an earlier `elasticlm rank-check RUN` left in the
+    run folder (its own architecture count and seeds), else None."""
+    if rank_archs:
+        from elasticlm.experiment.rank_check import RankCheckConfig, rank_check
+
+        return rank_check(run, RankCheckConfig(archs=rank_archs, seeds=[seed]), say=say)
+    done = RunLayout(run).rank_check / "ranking.json"
+    if done.is_file():
+        say(f"{run}: Kendall tau from the rank-check already there ({done})")
+        return json.loads(done.read_text())
+    return None
 
 
 def _spread(values: list) -> dict:
