@@ -84,7 +84,9 @@ def test_execution_only_and_later_added_keys_do_not_make_another_run(tmp_path):
 
     old = {"stage": "retrain", "config": {"seed": 0, "retrain": {"train": {"lr": 1e-4}, "augment": 2}}}
     new = {"stage": "retrain", "config": {"seed": 0, "retrain": {"train": {"lr": 1e-4, "group_by_length": False},
-                                                                 "augment": 2, "workers": 2}}}
+                                                                 "augment": 2, "workers": 2},
+                                          "finetune": {"augment": 0, "augment_p": 0.4}}}
+    old["config"]["finetune"] = {}
     assert same_config(old, new) and same_config(new, old)
     grouped = json.loads(json.dumps(new))
     grouped["config"]["retrain"]["train"]["group_by_length"] = True

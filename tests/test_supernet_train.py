@@ -5,6 +5,7 @@ processes equal one, fine-tuning with heads that survive extraction, and bad inp
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -237,10 +238,16 @@ def test_finetune_trains_heads_that_survive_extraction(pretrained, teacher_dir, 
     from elasticlm.train.supernet_stages import finetune
 
     cfg = FinetuneConfig(tasks=[str(sentiment)], teacher=str(teacher_dir), teacher_epochs=3.0, eval_paths=2,
-                         train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, precision="fp32", progress=False,
-                                           checkpoint_every=10))
+                         augment=1, train=TrainConfig(lr=1e-3, batch_size=8, epochs=2.0, precision="fp32",
+                                                      progress=False, checkpoint_every=10))
     out = tmp_path / "ft"
-    result = finetune(cfg, pretrained, out, say=lambda s: None)
+    said: list[str] = []
+    result = finetune(cfg, pretrained, out, say=said.append)
+    copies = next(s for s in said if "augmented copies" in s)  # teacher-labelled copies joined the rows
+    n_copies = int(copies.split()[0].replace(",", ""))
+    steps = result["steps"]
+    assert n_copies > 0 and steps == math.ceil(2.0 * (int(next(s for s in said if s.startswith("task ")).split(
+        ": ")[1].split()[0].replace(",", "")) + n_copies) / 8)
     task = next(iter(result["tasks"]))
     summary = result["tasks"][task]["summary"]
     assert set(summary) == {"heldout", "dev"} and 0 <= summary["dev"]["mean"] <= 1
@@ -275,6 +282,13 @@ def test_bad_input_is_one_line_and_overwrites_nothing(pretrained, teacher_dir, c
     cfg.paths = PathRange(max_params=1000)
     with pytest.raises(ElasticLMError, match="parameter range"):
         pretrain(cfg, tmp_path / "r", say=lambda s: None)
+    from elasticlm.train.supernet_stages import finetune
+
+    with pytest.raises(ElasticLMError, match=r"finetune.augment must be an integer >= 0"):
+        finetune(FinetuneConfig(augment=-1), pretrained, tmp_path / "a", say=lambda s: None)
+    with pytest.raises(ElasticLMError, match=r"finetune.augment_p must be in \(0, 1\]"):
+        finetune(FinetuneConfig(augment=1, augment_p=0.0), pretrained, tmp_path / "a", say=lambda s: None)
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("how", ["teacher", "random"])

@@ -15,6 +15,16 @@ import random
 import numpy as np
 import torch
 
+from elasticlm.errors import ElasticLMError
+
+
+def check_augment(where: str, copies, p) -> None:
+    """A one-line error for a bad `augment` (copies per example) or `augment_p` under config section `where`."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise ElasticLMError(f"{where}.augment must be an integer >= 0 (copies per example), got {copies!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+        raise ElasticLMError(f"{where}.augment_p must be in (0, 1] (share of words swapped), got {p!r}")
+
 
 def neighbour_table(embeddings: torch.Tensor, tokenizer, ids: list[int], k: int = 15,
                     chunk: int = 1024) -> dict[int, list[int]]:
@@ -67,3 +77,22 @@ def as_columns(ds) -> dict[str, list]:
     """The token columns of an encoded `datasets.Dataset` as plain lists."""
     return {k: [list(map(int, np.asarray(v))) for v in ds[k]] for k in ("input_ids", "attention_mask",
                                                                         "token_type_ids")}
+
+
+def copies_dataset(ds, embeddings: torch.Tensor, tokenizer, copies: int, *, p: float, seed: int):
+    """`neighbour_copies` of an encoded dataset's rows as a dataset of their own, labelled -100 (no
+    task loss: a teacher's output is their only target)."""
+    import datasets
+
+    extra = neighbour_copies(as_columns(ds), embeddings, tokenizer, copies, p=p, seed=seed)
+    extra["labels"] = [-100] * len(extra["input_ids"])
+    return datasets.Dataset.from_dict(extra)
+
+
+def concatenated(ds, extra):
+    """The rows of encoded `ds` followed by those of `extra` (as `copies_dataset` makes), torch-formatted."""
+    import datasets
+
+    cols = ["input_ids", "attention_mask", "token_type_ids", "labels"]
+    return datasets.concatenate_datasets([ds.select_columns(cols).cast(extra.features),
+                                          extra.select_columns(cols)]).with_format("torch")

@@ -26,6 +26,7 @@ import torch
 
 from elasticlm.config import to_dict
 from elasticlm.data.batching import pad_batch, row_lengths, rows_of
+from elasticlm.distill.augment import check_augment
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS, kind_of
@@ -105,6 +106,7 @@ class RetrainConfig:
             raise ElasticLMError("retrain.seeds: give at least one seed")
         if self.workers < 1:
             raise ElasticLMError(f"retrain.workers={self.workers!r} must be >= 1")
+        check_augment("retrain", self.augment, self.augment_p)
         self.train.validate("retrain.train")
         self.distill.validate()
 
@@ -184,21 +186,14 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
 
 def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> None:
     """Append teacher-labelled augmented copies of the training rows (label -100: no task loss)."""
-    import datasets
-
-    from elasticlm.distill.augment import as_columns, neighbour_copies
+    from elasticlm.distill.augment import concatenated, copies_dataset
 
     emb = data.teacher.model.get_input_embeddings().weight.detach().cpu()
-    extra = neighbour_copies(as_columns(data.train), emb, data.tokenizer, cfg.augment, p=cfg.augment_p,
-                             seed=cfg.train.seed)
-    extra["labels"] = [-100] * len(extra["input_ids"])
-    aug = datasets.Dataset.from_dict(extra).with_format("torch")
+    aug = copies_dataset(data.train, emb, data.tokenizer, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
     say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
         f"space, p={cfg.augment_p}), labelled by the teacher's logits")
-    logits = teacher_logits(data.teacher, aug, data.pad_id, bf16=cfg.train.bf16, device=device)
-    cols = ["input_ids", "attention_mask", "token_type_ids", "labels"]
-    data.train = datasets.concatenate_datasets([data.train.select_columns(cols).cast(aug.features),
-                                                aug.select_columns(cols)]).with_format("torch")
+    logits = teacher_logits(data.teacher, aug.with_format("torch"), data.pad_id, bf16=cfg.train.bf16, device=device)
+    data.train = concatenated(data.train, aug)
     data.teacher_logits = np.concatenate([data.teacher_logits, logits])
 
 

@@ -115,6 +115,12 @@ class FinetuneConfig:
     """Tokens per example; None = the task teacher's (64 single sentences, 128 pairs)."""
     max_train_examples: int | None = None
     """Use only the first N examples of each task's 90% split (quick runs and tests)."""
+    augment: int = 0
+    """Teacher-labelled copies of each training example with words swapped for neighbours in the teacher's
+    embedding space (as retraining's `augment`), added for classification tasks: distillation only, no
+    task loss; `train.epochs` counts passes over the enlarged set. 0: none."""
+    augment_p: float = 0.4
+    """Probability that a word of an augmented copy is swapped."""
     eval_paths: int = 5
     """Random paths scored on the held-out 10% and dev at the end (inherited weights)."""
     max_eval_examples: int | None = None

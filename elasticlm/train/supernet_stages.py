@@ -263,8 +263,11 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
     """Stage 2 (see the module docstring). Returns result.json's contents."""
     from elasticlm.distill.losses import supernet_projection
 
+    from elasticlm.distill.augment import check_augment
+
     cfg.train.validate("train")
     cfg.distill.validate()
+    check_augment("finetune", cfg.augment, cfg.augment_p)
     if not cfg.tasks:
         raise ElasticLMError("finetune: give at least one task")
     out, dist = Path(out), Dist.setup()
@@ -342,8 +345,10 @@ def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[T
         if cfg.max_train_examples:
             fit_part = fit_part.select(range(min(cfg.max_train_examples, len(fit_part))))
         pad_id = teacher.tokenizer.pad_token_id or 0
-        tasks.append(TaskData(spec.name, spec, kind.encode(fit_part, spec, teacher.tokenizer, max_length),
-                              teacher, pad_id))
+        encoded = kind.encode(fit_part, spec, teacher.tokenizer, max_length)
+        if cfg.augment > 0:
+            encoded = _with_copies(encoded, kind, teacher, cfg, talk)
+        tasks.append(TaskData(spec.name, spec, encoded, teacher, pad_id))
         splits = {"heldout": held}
         if "dev" in data.splits and len(data.splits["dev"]):
             splits["dev"] = data.splits["dev"]
@@ -356,6 +361,23 @@ def _load_tasks(cfg: FinetuneConfig, net, dist: Dist, talk: Say) -> tuple[list[T
              f"search; teacher {tres.path.name} "
              f"({', '.join(f'{k} {v}' for k, v in tres.metrics.get('dev', {}).items())})")
     return tasks, evals, lengths, sources
+
+
+def _with_copies(encoded, kind, teacher, cfg: FinetuneConfig, talk: Say):
+    """`encoded` followed by `cfg.augment` word-swapped copies of each row, labelled -100 (the teacher,
+    run on every batch, is their only target); unchanged, with a line saying so, for a task kind
+    without classes."""
+    from elasticlm.distill.augment import concatenated, copies_dataset
+
+    if not kind.classes:
+        talk(f"finetune.augment={cfg.augment}: augmented copies are for classification tasks; this {kind.name} "
+             f"task trains on its own rows only")
+        return encoded
+    emb = teacher.model.get_input_embeddings().weight.detach().cpu()
+    extra = copies_dataset(encoded, emb, teacher.tokenizer, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    talk(f"{len(extra):,} augmented copies (words swapped for neighbours in the teacher's embedding space, "
+         f"p={cfg.augment_p}) added to fine-tuning, distilled from the teacher only")
+    return concatenated(encoded, extra)
 
 
 def evaluate_paths(net, task: TaskData, splits: dict[str, Any], *, seed: int, paths: int, bf16: bool) -> dict:
