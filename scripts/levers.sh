@@ -3,7 +3,8 @@
 #   bash scripts/levers.sh RUN [NAME=OVERRIDES ...]
 # Every lever retrains the run's found architecture from its fine-tuned supernet with the run's own
 # retraining recipe (RUN/run_config.json) plus the lever's overrides, seeds 0 1 2, into RUN/levers/NAME
-# (resumable: finished seeds are reused), then prints mean ± std of dev and test accuracy per lever.
+# (resumable: finished seeds are reused; seeds run retrain.workers at a time), then prints mean ± std of dev
+# and test accuracy per lever.
 # Default levers: the run's recipe, twice the learning rate, 2 and 3 epochs.
 # Example: bash scripts/levers.sh runs/demo base= lr2x=train.lr=2e-4 "epochs2=train.epochs=2"
 set -euo pipefail

@@ -205,6 +205,24 @@ def test_compare_with_more_seeds_reports_their_spread(finished, tmp_path):
     assert "±" in r.stdout
 
 
+def test_retrain_command_runs_its_seeds_side_by_side(finished, tmp_path):
+    """`elasticlm retrain --seeds 0 1 workers=2` (as scripts/levers.sh calls it, with the run's recipe):
+    the two seeds train in two forked workers, each says its lines prefixed, both folders are written."""
+    import yaml
+
+    out, cfg, metrics, _ = finished
+    c = json.loads((out / "run_config.json").read_text())["config"]
+    recipe = {k: v for k, v in c["retrain"].items() if k != "seeds"}
+    recipe.update(task=c["task"], teacher=c["teacher"], data_dir=c["data_dir"], corpus=c["corpus"])
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    r = cli("retrain", "--supernet", out / "supernet-ft", "--arch", out / "arch.json", "--config",
+            tmp_path / "recipe.yaml", "--seeds", "0", "1", "--out", tmp_path / "r", "workers=2", "train.max_steps=3")
+    assert r.returncode == 0, r.stderr
+    assert "[seed 0]" in r.stdout and "[seed 1]" in r.stdout
+    for folder in (tmp_path / "r", tmp_path / "r" / "seed-1"):
+        assert json.loads((folder / "result.json").read_text())["steps"] == 3
+
+
 def test_ablate_refuses_an_unknown_variant(tmp_path):
     r = cli("ablate", "--preset", "demo", "--variants", "full", "no-such", "--out", tmp_path / "abl")
     assert r.returncode == 2 and "unknown ablation variant 'no-such'" in r.stderr and not (tmp_path / "abl").exists()

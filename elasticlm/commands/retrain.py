@@ -33,25 +33,38 @@ def _retrain(args) -> int:
     from elasticlm.commands.search import load_arch
     from elasticlm.kinds import KINDS
     from elasticlm.models.folder import load_supernet
-    from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_model, scratch_net,
-                                         summarize)
+    from elasticlm.runtime import run_jobs
+    from elasticlm.train.retrain import (RetrainConfig, build_model, prepare_task, retrain_folder, retrain_model,
+                                         scratch_net, summarize)
 
     cfg = build(RetrainConfig(), args)
     cfg.validate()
     net, _ = load_supernet(args.supernet, KINDS)
     arch = net.space.validate(load_arch(args.arch))
     folders = [Path(args.out) / ("" if i == 0 else f"seed-{seed}") for i, seed in enumerate(cfg.seeds)]
-    todo = not all((f / "result.json").exists() for f in folders)  # else no teacher logits are needed
+    run_config = {"arch": arch.to_list(), "supernet": str(Path(args.supernet).resolve())}
+    stage = [retrain_folder(f, cfg, seed=seed, run_config=run_config) for f, seed in zip(folders, cfg.seeds)]
+    todo = [folder.done() is None for folder in stage]  # a folder of another run: refused before any work
     data = prepare_task(cfg, vocab_size=net.space.vocab_size, max_positions=net.space.max_position_embeddings,
-                        targets=todo)
-    results = []
-    for folder, seed in zip(folders, cfg.seeds):
-        done = (folder / "result.json").exists()
-        src = net if cfg.init == "supernet" or done else scratch_net(
-            net.space, arch, data.spec, data.spec.name, seed=seed, teacher_model=data.teacher.model, cfg=cfg, say=print)
-        model = None if done else build_model(src, arch, data.spec.name, cfg, Path(args.out) / "pretrain" / f"seed-{seed}")
-        results.append(retrain_model(model, data, cfg, folder, seed=seed,
-                                     run_config={"arch": arch.to_list(), "supernet": str(Path(args.supernet).resolve())}))
+                        targets=any(todo))  # else no teacher logits are needed
+    if any(todo):  # --out is the first seed's folder: claimed before seed-k/ and pretrain/ go into it
+        stage[0].claim()
+
+    def job(folder: Path, seed: int):
+        def train(say) -> dict:
+            tell = say if cfg.workers == 1 else (lambda s: say(f"[seed {seed}] {s}"))
+            done = (folder / "result.json").exists()
+            tell(f"-- seed {seed}: {'done' if done else 'retraining'} ({folder}) --")
+            src = net if cfg.init == "supernet" or done else scratch_net(
+                net.space, arch, data.spec, data.spec.name, seed=seed, teacher_model=data.teacher.model, cfg=cfg,
+                say=tell)
+            model = None if done else build_model(src, arch, data.spec.name, cfg,
+                                                  Path(args.out) / "pretrain" / f"seed-{seed}", say=tell)
+            return retrain_model(model, data, cfg, folder, seed=seed, run_config=run_config, say=tell)
+        return train
+
+    # the seeds `retrain.workers` at a time (elasticlm.runtime.run_jobs)
+    results = run_jobs([job(f, seed) for f, seed in zip(folders, cfg.seeds)], cfg.workers, print)
     s = summarize(results)
     for split in ("dev", "test"):
         if split in s:

@@ -341,11 +341,16 @@ class RetrainTask:
         return kd.total(losses)
 
 
+def retrain_folder(out: str | Path, cfg: RetrainConfig, *, seed: int, run_config: dict) -> StageFolder:
+    """The stage folder `retrain_model` trains seed `seed` into (to check or claim it beforehand)."""
+    return StageFolder(Path(out), "retrain", {**run_config, "seed": seed, "retrain": to_dict(cfg)})
+
+
 def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path, *, seed: int,
                   run_config: dict, say: Say = print) -> dict:
     """Train `model` (one seed) into `out`, evaluate on dev/test, save; skipped when done."""
     out = Path(out)
-    folder = StageFolder(out, "retrain", {**run_config, "seed": seed, "retrain": to_dict(cfg)})
+    folder = retrain_folder(out, cfg, seed=seed, run_config=run_config)
     if (done := folder.done()) is not None:
         say(f"{out}: already retrained")
         return done
