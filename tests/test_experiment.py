@@ -33,3 +33,20 @@ def test_ablation_notes_say_the_logit_term_is_the_same_on_two_class_tasks():
     rows = [{"variant": "full", "dev_mean": 0.8}, {"variant": "classic-kd", "dev_mean": 0.79}]
     _, said = ablation_table({"metric": "accuracy", "rows": rows, "notes": notes})
     assert said[-1].startswith("- Note on classic-kd: rt-polarity has two classes") and "same KL" in said[-1]
+
+
+def test_ablation_table_says_a_difference_inside_its_interval_is_noise():
+    from elasticlm.report.tables import ablation_table
+
+    rows = [{"variant": "full", "dev_mean": 0.80, "test_mean": 0.81},
+            {"variant": "classic-kd", "dev_mean": 0.79, "test_mean": 0.80,
+             "vs_full": {"split": "test", "diff": -0.01, "ci95": [-0.025, 0.004], "verdict": "within noise"}},
+            {"variant": "fixed-dims", "dev_mean": 0.78, "test_mean": 0.78,
+             "vs_full": {"split": "test", "diff": -0.03, "ci95": [-0.045, -0.014], "verdict": "worse than full"}},
+            {"variant": "no-sharing", "dev_mean": 0.78, "test_mean": 0.79}]  # no predictions: means only
+    _, said = ablation_table({"metric": "accuracy", "rows": rows})
+    assert said[0] == ("- classic-kd: dev -1.0 points, test -1.0 points [-2.5, +0.4] (95% paired bootstrap) against "
+                       "the full method (within noise: the interval holds 0).")
+    assert said[1].endswith("test -3.0 points [-4.5, -1.4] (95% paired bootstrap) against the full method "
+                            "(switching it off hurts, beyond the interval).")
+    assert said[2] == "- no-sharing: dev -2.0 points, test -2.0 points against the full method (switching it off hurts here)."

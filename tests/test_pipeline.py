@@ -245,8 +245,11 @@ def test_ablation_grid_writes_its_table(teacher_dir, word_corpus, sentiment, tmp
             assert t["per_seed"] == [ranking["fitnesses"][fit]["kendall_tau"]]
     from elasticlm.report.tables import ablation_table
 
-    table, _ = ablation_table(res)
-    assert "τ (metric)" in table[0]
+    pair = res["rows"][1]["vs_full"]  # no-head-search against full, paired over the same test examples
+    assert pair["split"] == "test" and pair["ci95"][0] <= pair["diff"] <= pair["ci95"][1]
+    assert pair["verdict"] in {"better than full", "worse than full", "within noise"} and "vs_full" not in res["rows"][0]
+    table, said = ablation_table(res)
+    assert "τ (metric)" in table[0] and any("95% paired bootstrap" in s for s in said)
     arch = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "arch.json").read_text())
     searched = json.loads((tmp_path / "abl" / "no-head-search" / "seed-0" / "search" / "result.json").read_text())
     assert arch["layers"] == searched["best"]["arch"]  # heads left as searched

@@ -2,8 +2,10 @@
 
 Each variant × seed is a whole pipeline run (no baselines, export or report) in its own run folder,
 so the grid resumes like any run. `ablation.json` holds one row per variant: the found model's main
-metric on dev and test, mean ± std over the seeds (the table `elasticlm report` draws), and `notes`:
-what a variant leaves the same as the full method on this task (drawn under the table).
+metric on dev and test, mean ± std over the seeds (the table `elasticlm report` draws), its Kendall τ
+where a rank-check ran, and against `full` (`vs_full`): the test difference with a 95% paired-bootstrap
+interval over examples and whether it is real; and `notes`: what a variant leaves the same as the full
+method on this task (drawn under the table).
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def ablate(cfg: RunConfig, out: Path, *, variants: list[str] | None = None, seed
         if taus:
             row["kendall_tau"] = {fit: _spread(values) for fit, values in taus.items()}
         rows.append(row)
+    if "full" in variants:
+        for row in rows:
+            if row["variant"] != "full":
+                pair = against_full(out, row["variant"], seeds, metric, seed=cfg.seed)
+                if pair is not None:
+                    row["vs_full"] = pair
     result = {"metric": metric, "rows": rows}
     notes = variant_notes(cfg, variants)
     if notes:
@@ -93,6 +101,34 @@ def _ranking(run: Path, rank_archs: int, seed: int, say: Callable[[str], None]) 
         say(f"{run}: Kendall tau from the rank-check already there ({done})")
         return json.loads(done.read_text())
     return None
+
+
+def against_full(out: Path, variant: str, seeds: list[int], metric: str, *, seed: int = 0) -> dict | None:
+    """`variant`'s found model against `full`'s on the test split (dev without one): the difference of the
+    seed-mean metric (variant − full), its 95% paired-bootstrap interval over the split's examples
+    (`elasticlm.experiment.significance`) and a verdict. None when a run saved no predictions."""
+    from elasticlm.experiment.significance import as_predictions, paired_bootstrap
+
+    def load(name: str) -> list[dict] | None:
+        files = [RunLayout.predictions(RunLayout(out / name / f"seed-{s}").model("found")) for s in seeds]
+        return [dict(np.load(f)) for f in files] if all(f.is_file() for f in files) else None
+
+    mine, full = load(variant), load("full")
+    if mine is None or full is None:
+        return None
+    split = "test" if all("test" in p for p in mine + full) else "dev"
+    refs = full[0][f"{split}_labels"]
+    if any(not np.array_equal(p[f"{split}_labels"], refs) for p in mine):
+        return None
+    classes = full[0][split].ndim == 2  # n×C logits; regression saves n values
+    try:
+        pair = paired_bootstrap(metric, refs, [as_predictions(classes, p[split]) for p in mine],
+                                [as_predictions(classes, p[split]) for p in full], seed=seed)
+    except (ElasticLMError, KeyError):  # a metric the bootstrap does not compute (QA): no interval
+        return None
+    lo, hi = pair["ci95"]
+    return {"split": split, "diff": pair["diff"], "ci95": pair["ci95"], "win_rate": pair["win_rate"],
+            "verdict": "better than full" if lo > 0 else "worse than full" if hi < 0 else "within noise"}
 
 
 def _spread(values: list) -> dict:

@@ -217,7 +217,18 @@ def ablation_table(data: dict) -> tuple[list[str], list[str]]:
                 if a is not None and b is not None:
                     d = 100 * (a - b)
                     parts.append(f"{split} {d:+.1f} points")
-            if parts:
+            pair = r.get("vs_full") if isinstance(r.get("vs_full"), dict) else None
+            ci = [number(v) for v in pair.get("ci95") or []] if pair else []
+            if pair and number(pair.get("diff")) is not None and len(ci) == 2 and None not in ci:
+                lo, hi = 100 * ci[0], 100 * ci[1]
+                word = {"worse than full": "switching it off hurts, beyond the interval",
+                        "better than full": "switching it off helps, beyond the interval"}.get(
+                    pair.get("verdict"), "within noise: the interval holds 0")
+                parts = [p for p in parts if not p.startswith(pair.get("split", "test"))]
+                parts.append(f"{pair.get('split', 'test')} {100 * number(pair['diff']):+.1f} points "
+                             f"[{lo:+.1f}, {hi:+.1f}] (95% paired bootstrap)")
+                sentences.append(f"- {r.get('variant')}: {', '.join(parts)} against the full method ({word}).")
+            elif parts:
                 worse = [p.split()[1].startswith("-") for p in parts]
                 word = ("switching it off hurts here" if all(worse) else
                         "switching it off did not hurt here" if not any(worse) else "worse on one split, not the other")
