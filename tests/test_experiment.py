@@ -50,3 +50,17 @@ def test_ablation_table_says_a_difference_inside_its_interval_is_noise():
     assert said[1].endswith("test -3.0 points [-4.5, -1.4] (95% paired bootstrap) against the full method "
                             "(switching it off hurts, beyond the interval).")
     assert said[2] == "- no-sharing: dev -2.0 points, test -2.0 points against the full method (switching it off hurts here)."
+
+
+def test_every_ablation_variant_switches_something_off_in_the_demo_config():
+    from elasticlm.config import override, to_dict
+    from elasticlm.experiment.ablation import VARIANTS
+    from elasticlm.presets import get_config
+
+    full = to_dict(get_config("demo"))
+    for name, overrides in VARIANTS.items():
+        changed = to_dict(override(get_config("demo"), overrides))
+        assert (changed == full) == (name == "full"), name
+    layer = override(get_config("demo"), VARIANTS["layer-projection"])
+    assert (layer.pretrain.distill.projection, layer.finetune.distill.projection) == ("layer", "layer")
+    assert get_config("demo").pretrain.distill.projection == "block"

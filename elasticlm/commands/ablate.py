@@ -16,12 +16,12 @@ EXAMPLE = """examples:
 
 def register(subparsers) -> None:
     a = subparsers.add_parser("ablate", help="the ablation grid (fixed widths, no head search, classic KD, no "
-                              "weight sharing), mean ± std over seeds", epilog=EXAMPLE,
+                              "weight sharing, per-layer projections), mean ± std over seeds", epilog=EXAMPLE,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("config", nargs="?", help="YAML run config (applied over the preset)")
     a.add_argument("--preset", help="demo, micro, tiny or small")
     add_fields(a, "elasticlm.experiment.run:RunConfig", ["task"])
-    a.add_argument("--variants", nargs="+", help="subset of: full fixed-dims no-head-search classic-kd no-sharing")
+    a.add_argument("--variants", nargs="+", help="subset of: full fixed-dims no-head-search classic-kd no-sharing layer-projection")
     a.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per variant (default 0)")
     a.add_argument("--rank-archs", type=int, default=0, metavar="N",
                    help="also rank-check every variant's run with N architectures and record Kendall tau "

@@ -29,6 +29,8 @@ VARIANTS: dict[str, list[str]] = {
     "no-head-search": ["search.heads.enabled=false"],
     "classic-kd": ["pretrain.distill.kind=classic", "finetune.distill.kind=classic", "retrain.distill.kind=classic"],
     "no-sharing": ["pretrain.space={sharings: [none]}"],
+    # the candidates of a layer share one hidden-state projection (instead of one per candidate block)
+    "layer-projection": ["pretrain.distill.projection=layer", "finetune.distill.projection=layer"],
 }
 
 
