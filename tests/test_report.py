@@ -347,3 +347,41 @@ def test_reporting_never_imports_torch(tmp_path):
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad; print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_agreement_with_the_teacher_equals_a_naive_count(tmp_path):
+    """The report's "follows its teacher" subsection: the found model's seeds' probabilities averaged,
+    agreement and who alone is right, overall and per band of teacher confidence, against a plain loop."""
+    from elasticlm.report.agreement import agreement
+
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    teacher = {"test": rng.normal(0, 2, (n, 2)), "test_labels": labels, "dev": rng.normal(size=(5, 2)),
+               "dev_labels": labels[:5]}
+    found = [{"test": rng.normal(0, 2, (n, 2)), "test_labels": labels} for _ in range(2)]
+    a = agreement(found, teacher)
+    t_prob = [np.exp(r) / np.exp(r).sum() for r in teacher["test"]]
+    s_pred = [int(np.argmax(sum(np.exp(f["test"][i]) / np.exp(f["test"][i]).sum() for f in found))) for i in range(n)]
+    t_pred = [int(np.argmax(p)) for p in t_prob]
+    assert a["split"] == "test" and a["seeds"] == 2
+    assert a["agree"] == pytest.approx(np.mean([s == t for s, t in zip(s_pred, t_pred)]))
+    assert a["teacher_only"] == pytest.approx(np.mean([t == y != s for s, t, y in zip(s_pred, t_pred, labels)]))
+    assert a["found_only"] == pytest.approx(np.mean([s == y != t for s, t, y in zip(s_pred, t_pred, labels)]))
+    sure = [i for i in range(n) if max(t_prob[i]) >= 0.9]
+    top = a["bands"][-1]
+    assert (top["from"], top["to"], top["n"]) == (0.9, None, len(sure))
+    assert top["found"] == pytest.approx(np.mean([s_pred[i] == labels[i] for i in sure]))
+    assert sum(b["n"] for b in a["bands"]) == n
+    assert agreement([{"test": rng.normal(size=(n, 1))[:, 0], "test_labels": labels}],
+                     {"test": rng.normal(size=n), "test_labels": labels}) is None  # regression values: no table
+    root = make_run(tmp_path / "run")
+    (root / "predictions").mkdir()
+    np.savez(root / "predictions" / "teacher.npz", **teacher)
+    for i, f in enumerate(found):
+        folder = root / "models" / "found" / ("" if i == 0 else "seed-1")
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "predictions.npz", **f)
+    text = write_report(root).read_text()
+    assert "### How closely the found model follows its teacher" in text
+    assert f"predicts the teacher's class on {100 * a['agree']:.1f}%" in text and "its 2 seeds'" in text

@@ -78,7 +78,23 @@ def _results(ctx: Context) -> list[str]:
         lines += ["### Which differences are real", "", *tables.significance_lines(sig)]
     elif "found" in metrics:
         lines += [f"_No `{rel(RUN.significance)}`, so no intervals: rerun `elasticlm compare` with this version._", ""]
+    follows = _follows_teacher(ctx)
+    if follows:
+        lines += ["### How closely the found model follows its teacher", "", *follows]
     return lines
+
+
+def _follows_teacher(ctx: Context) -> list[str]:
+    """The found model's agreement with the task teacher by teacher confidence (classification runs whose
+    predictions were saved; [] otherwise), every retrained seed of the found model included."""
+    from elasticlm.report.agreement import agreement_lines
+
+    teacher = ctx.files.npz(rel(RUN.reference_predictions("teacher")))
+    folder = ctx.files.root / RUN.model("found")
+    names = [RUN.predictions(RUN.model("found"))] + sorted(
+        RUN.predictions(p.relative_to(ctx.files.root)) for p in folder.glob("seed-*") if p.is_dir())
+    found = [f for f in (ctx.files.npz(rel(n)) for n in names) if f is not None]
+    return agreement_lines(found, teacher) if teacher is not None and found else []
 
 
 def _latency_device(ctx: Context, metrics: dict) -> str:
