@@ -70,6 +70,24 @@ def test_tau_and_its_bootstrap_interval_match_a_naive_reference():
     assert flat["kendall_tau"] is None and flat["ci95"] == [None, None]  # undefined: JSON null, never NaN
 
 
+def test_ranking_json_gives_tau_against_each_seed_alone_when_several_ran(tiny_space):
+    from elasticlm.experiment.rank_check import Candidate, ranking_json
+
+    archs = draw_stratified(tiny_space, 5, floor=0, ceiling=10**9, seed=0)
+    cands = [Candidate(a, "drawn", 1000 + i) for i, a in enumerate(archs)]
+    seed0, seed1 = [0.70, 0.72, 0.71, 0.75, 0.74], [0.71, 0.70, 0.74, 0.73, 0.76]
+    results = [[{"test": {"accuracy": a}}, {"test": {"accuracy": b}}] for a, b in zip(seed0, seed1)]
+    fitness = [0.1, 0.2, 0.3, 0.4, 0.5]
+    r = ranking_json("metric", "accuracy", cands, {"metric": fitness}, results, seed=0, resamples=50, notes=[],
+                     seeds=[0, 1])
+    m = r["fitnesses"]["metric"]
+    assert m["per_seed_tau"] == pytest.approx([kendall_tau(fitness, seed0), kendall_tau(fitness, seed1)])
+    assert m["kendall_tau"] == pytest.approx(kendall_tau(fitness, [(a + b) / 2 for a, b in zip(seed0, seed1)]))
+    one = ranking_json("metric", "accuracy", cands, {"metric": fitness}, [r[:1] for r in results], seed=0,
+                       resamples=50, notes=[], seeds=[0])
+    assert "per_seed_tau" not in one["fitnesses"]["metric"]
+
+
 def test_stratified_draw_is_seeded_spread_and_within_the_range(tiny_space):
     from elasticlm.search.baselines import uniform_mobile
 
