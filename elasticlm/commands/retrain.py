@@ -50,10 +50,9 @@ def _retrain(args) -> int:
     if any(todo):  # --out is the first seed's folder: claimed before seed-k/ and pretrain/ go into it
         stage[0].claim()
 
-    def job(folder: Path, seed: int):
+    def job(folder: Path, seed: int, done: bool):
         def train(say) -> dict:
             tell = say if cfg.workers == 1 else (lambda s: say(f"[seed {seed}] {s}"))
-            done = (folder / "result.json").exists()
             tell(f"-- seed {seed}: {'done' if done else 'retraining'} ({folder}) --")
             src = net if cfg.init == "supernet" or done else scratch_net(
                 net.space, arch, data.spec, data.spec.name, seed=seed, teacher_model=data.teacher.model, cfg=cfg,
@@ -64,7 +63,8 @@ def _retrain(args) -> int:
         return train
 
     # the seeds `retrain.workers` at a time (elasticlm.runtime.run_jobs)
-    results = run_jobs([job(f, seed) for f, seed in zip(folders, cfg.seeds)], cfg.workers, print)
+    results = run_jobs([job(f, seed, not t) for f, seed, t in zip(folders, cfg.seeds, todo)], cfg.workers,
+                       print)
     s = summarize(results)
     for split in ("dev", "test"):
         if split in s:

@@ -79,12 +79,17 @@ def as_columns(ds) -> dict[str, list]:
                                                                         "token_type_ids")}
 
 
-def copies_dataset(ds, embeddings: torch.Tensor, tokenizer, copies: int, *, p: float, seed: int):
-    """`neighbour_copies` of an encoded dataset's rows as a dataset of their own, labelled -100 (no
-    task loss: a teacher's output is their only target)."""
+def input_embeddings(teacher) -> torch.Tensor:
+    """A loaded teacher's V×d input embedding (detached, on the CPU): the space words are swapped in."""
+    return teacher.model.get_input_embeddings().weight.detach().cpu()
+
+
+def copies_dataset(ds, teacher, copies: int, *, p: float, seed: int):
+    """`neighbour_copies` of an encoded dataset's rows, in `teacher`'s embedding space, as a dataset of
+    their own, labelled -100 (no task loss: the teacher's output is their only target)."""
     import datasets
 
-    extra = neighbour_copies(as_columns(ds), embeddings, tokenizer, copies, p=p, seed=seed)
+    extra = neighbour_copies(as_columns(ds), input_embeddings(teacher), teacher.tokenizer, copies, p=p, seed=seed)
     extra["labels"] = [-100] * len(extra["input_ids"])
     return datasets.Dataset.from_dict(extra)
 

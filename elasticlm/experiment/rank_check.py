@@ -17,7 +17,6 @@ is a stage folder (OUT/models/ARCH/seed-K/) skipped when done, so the command re
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -27,7 +26,8 @@ import numpy as np
 
 from elasticlm.config import from_dict
 from elasticlm.errors import ElasticLMError
-from elasticlm.experiment.ranking import RESAMPLES, arch_name, draw_stratified, kendall_tau, rank_agreement
+from elasticlm.experiment.ranking import (RESAMPLES, arch_name, draw_stratified, kendall_tau_or_none,
+                                         rank_agreement)
 from elasticlm.experiment.run import RunConfig, Say, pretraining_alike, retrain_seed
 from elasticlm.io import atomic_file
 from elasticlm.run_layout import RunLayout
@@ -160,16 +160,6 @@ def retrain_candidates(cfg: RunConfig, run_dir: Path, out: Path, net, cands: lis
     return [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(cands))]
 
 
-def _tau_or_none(x: list[float], y: list[float]) -> float | None:
-    """Kendall τ, None where undefined (a constant list)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tau = kendall_tau(x, y)
-    return tau if math.isfinite(tau) else None
-
-
 def _retrained(results: list[dict], metric: str) -> dict:
     """{"mean", "std", "per_seed", "split"} of the main metric on test (dev where there is no test)."""
     split = "test" if all("test" in r for r in results) else "dev"
@@ -221,7 +211,7 @@ def ranking_json(fitness: str, metric: str, cands: list[Candidate], scores: dict
                  for name, values in scores.items()}
     if len(seeds) > 1:  # τ against each seed's retrained metric alone: how much the second seed matters
         for name, values in scores.items():
-            fitnesses[name]["per_seed_tau"] = [_tau_or_none(values, [r["per_seed"][k] for r in retrained])
+            fitnesses[name]["per_seed_tau"] = [kendall_tau_or_none(values, [r["per_seed"][k] for r in retrained])
                                                for k in range(len(seeds))]
     main = fitnesses.get(fitness, {"kendall_tau": None, "ci95": [None, None], "spearman": None})
     archs: list[dict[str, Any]] = [

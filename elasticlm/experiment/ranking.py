@@ -35,6 +35,16 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     return float(kendalltau(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).statistic)
 
 
+def kendall_tau_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """`kendall_tau`, None where it is undefined (either list constant), without scipy's warning."""
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", getattr(stats, "ConstantInputWarning", RuntimeWarning))
+        return _finite(kendall_tau(x, y))
+
+
 def bootstrap_tau(x: Sequence[float], y: Sequence[float], *, seed: int | str, resamples: int = RESAMPLES) -> np.ndarray:
     """τ on each of `resamples` resamples of the pairs (drawn with replacement, seeded): R values, NaN where
     undefined."""

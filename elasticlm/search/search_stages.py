@@ -248,7 +248,7 @@ def teacher_rows(cfg: SearchConfig, inp: SearchInputs, *, device, bf16: bool, sa
     supernet was fine-tuned with (its cached fine-tuned copy)."""
     import datasets
 
-    from elasticlm.distill.augment import as_columns, neighbour_copies
+    from elasticlm.distill.augment import as_columns, input_embeddings, neighbour_copies
     from elasticlm.distill.teachers import load_teacher
     from elasticlm.train.retrain import teacher_logits
 
@@ -256,8 +256,8 @@ def teacher_rows(cfg: SearchConfig, inp: SearchInputs, *, device, bf16: bool, sa
                            dtype="bf16" if bf16 else "fp32", device=device)
     rows = as_columns(inp.heldout)
     if cfg.fitness_augment > 0:
-        extra = neighbour_copies(rows, teacher.model.get_input_embeddings().weight.detach().cpu(), inp.tokenizer,
-                                 cfg.fitness_augment, p=AUGMENT_P, seed=cfg.evolution.seed)
+        extra = neighbour_copies(rows, input_embeddings(teacher), inp.tokenizer, cfg.fitness_augment, p=AUGMENT_P,
+                                 seed=cfg.evolution.seed)
         rows = {k: v + extra[k] for k, v in rows.items()}
     ds = datasets.Dataset.from_dict(rows).with_format("torch")
     say(f"teacher agreement on {len(ds):,} rows ({len(inp.heldout):,} held-out + {len(ds) - len(inp.heldout):,} "

@@ -188,8 +188,7 @@ def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> N
     """Append teacher-labelled augmented copies of the training rows (label -100: no task loss)."""
     from elasticlm.distill.augment import concatenated, copies_dataset
 
-    emb = data.teacher.model.get_input_embeddings().weight.detach().cpu()
-    aug = copies_dataset(data.train, emb, data.tokenizer, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    aug = copies_dataset(data.train, data.teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
     say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
         f"space, p={cfg.augment_p}), labelled by the teacher's logits")
     logits = teacher_logits(data.teacher, aug.with_format("torch"), data.pad_id, bf16=cfg.train.bf16, device=device)

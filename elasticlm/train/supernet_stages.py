@@ -261,9 +261,8 @@ def evaluate_mlm(net, heldout, collator_factory, *, seed: int, paths: int = 3, b
 
 def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, say: Say = _say) -> dict[str, Any]:
     """Stage 2 (see the module docstring). Returns result.json's contents."""
-    from elasticlm.distill.losses import supernet_projection
-
     from elasticlm.distill.augment import check_augment
+    from elasticlm.distill.losses import supernet_projection
 
     cfg.train.validate("train")
     cfg.distill.validate()
@@ -373,8 +372,7 @@ def _with_copies(encoded, kind, teacher, cfg: FinetuneConfig, talk: Say):
         talk(f"finetune.augment={cfg.augment}: augmented copies are for classification tasks; this {kind.name} "
              f"task trains on its own rows only")
         return encoded
-    emb = teacher.model.get_input_embeddings().weight.detach().cpu()
-    extra = copies_dataset(encoded, emb, teacher.tokenizer, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    extra = copies_dataset(encoded, teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
     talk(f"{len(extra):,} augmented copies (words swapped for neighbours in the teacher's embedding space, "
          f"p={cfg.augment_p}) added to fine-tuning, distilled from the teacher only")
     return concatenated(encoded, extra)
