@@ -24,3 +24,29 @@ def test_neighbours_and_swaps(tiny_tokenizer):
     for new in out["input_ids"]:
         assert new != ids and len(new) == len(ids)
         assert new[0] == ids[0] and new[-1] == ids[-1] and new[4] == ids[4]  # [CLS], [SEP], ##s untouched
+
+
+def test_retraining_keeps_its_copies_when_the_teacher_runs_on_every_batch(teacher_dir, sentiment, cache):
+    """Copies join the training rows whether the teacher's logits are computed once (logit distillation
+    only) or the teacher runs on every batch (attention / hidden-state distillation): never dropped."""
+    import pytest
+
+    from elasticlm.distill.losses import DistillConfig
+    from elasticlm.errors import ElasticLMError
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.train.retrain import RetrainConfig, prepare_task
+
+    def data(**distill):
+        cfg = RetrainConfig(task=str(sentiment), teacher=str(teacher_dir), teacher_epochs=0.1, augment=1,
+                            distill=DistillConfig(**distill), train=TrainConfig(precision="fp32", progress=False))
+        cfg.validate()
+        said: list[str] = []
+        return prepare_task(cfg, say=said.append), said
+
+    (once, said_once), (online, said_online) = data(alpha_attn=0.0, alpha_hidden=0.0), data(alpha_hidden=1.0)
+    assert len(once.train) == len(online.train) > 120  # 120 sentences + their copies in both
+    assert once.teacher_logits is not None and len(once.teacher_logits) == len(once.train)
+    assert online.teacher_logits is None and any("labelled by the teacher on every batch" in s for s in said_online)
+    assert (once.train["labels"][120:] == -100).all() and (online.train["labels"][120:] == -100).all()
+    with pytest.raises(ElasticLMError, match="retrain.augment=1 needs a teacher loss"):
+        RetrainConfig(augment=1, distill=DistillConfig(alpha_logit=0.0, alpha_attn=0.0, alpha_hidden=0.0)).validate()

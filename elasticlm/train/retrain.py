@@ -107,6 +107,10 @@ class RetrainConfig:
         if self.workers < 1:
             raise ElasticLMError(f"retrain.workers={self.workers!r} must be >= 1")
         check_augment("retrain", self.augment, self.augment_p)
+        d = self.distill
+        if self.augment and not (d.alpha_logit > 0 or d.alpha_attn > 0 or d.alpha_hidden > 0):
+            raise ElasticLMError(f"retrain.augment={self.augment} needs a teacher loss: the copies have no label; "
+                                 "set distill.alpha_logit (or alpha_attn / alpha_hidden) > 0, or augment=0")
         self.train.validate("retrain.train")
         self.distill.validate()
 
@@ -179,21 +183,28 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     if targets and cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
         say(f"teacher logits for {len(out.train):,} training {kind.unit} (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
-        if cfg.augment > 0 and kind.classes:
-            _add_augmented(out, cfg, device, say)
+    if targets and cfg.augment > 0 and kind.classes:
+        _add_augmented(out, cfg, device, say)
     return out
 
 
 def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> None:
-    """Append teacher-labelled augmented copies of the training rows (label -100: no task loss)."""
+    """Append teacher-labelled augmented copies of the training rows (label -100: no task loss).
+
+    With precomputed teacher logits the copies' logits are appended to them; otherwise the teacher
+    runs on every batch (attention or hidden-state distillation) and labels the copies there."""
     from elasticlm.distill.augment import concatenated, copies_dataset
 
     aug = copies_dataset(data.train, data.teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+    online = data.teacher_logits is None
+    labelled = "the teacher on every batch" if online else "the teacher's logits"
     say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
-        f"space, p={cfg.augment_p}), labelled by the teacher's logits")
-    logits = teacher_logits(data.teacher, aug.with_format("torch"), data.pad_id, bf16=cfg.train.bf16, device=device)
+        f"space, p={cfg.augment_p}), labelled by {labelled}")
+    if not online:
+        logits = teacher_logits(data.teacher, aug.with_format("torch"), data.pad_id, bf16=cfg.train.bf16,
+                                device=device)
+        data.teacher_logits = np.concatenate([data.teacher_logits, logits])
     data.train = concatenated(data.train, aug)
-    data.teacher_logits = np.concatenate([data.teacher_logits, logits])
 
 
 def teacher_logits(teacher, ds, pad_id: int, *, bf16: bool, device) -> np.ndarray:
