@@ -177,10 +177,23 @@ def assign(cfg, values: list[tuple[str, Any]]):
                 raise ElasticLMError(f"unknown config key {key}: no section {'.'.join(parts[:i + 1])}; known "
                                      f"keys here: {', '.join(node)}")
             node = node[part]
-        if parts[-1] not in node:
+        if parts[-1] not in node and not _free_form(type(cfg), parts[:-1]):
             raise ElasticLMError(f"unknown config key {key}; known keys here: {', '.join(node)}")
         node[parts[-1]] = value
     return from_dict(type(cfg), data)
+
+
+def _free_form(cls, parts: list[str]) -> bool:
+    """Whether the field at dotted `parts` of config class `cls` is a free-form mapping (`dict`), whose
+    keys its own consumer checks (e.g. `pretrain.space`, checked by `SearchSpace.from_dict`)."""
+    hint: Any = cls
+    for part in parts:
+        if not dataclasses.is_dataclass(hint):
+            return False
+        hint = typing.get_type_hints(hint).get(part)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+    return bool(parts) and (hint is dict or typing.get_origin(hint) is dict)
 
 
 def apply_yaml(cfg, path: str):

@@ -177,3 +177,24 @@ def test_flags_take_type_and_help_from_the_field_docstrings():
     assert doc == "Peak learning rate of AdamW." and annotation.id == "float"
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert "Seeds every stage (data order, paths, search, initialisation)." in " ".join(help_text.split())
+
+
+def test_space_fields_can_be_overridden_by_key_and_a_bad_one_fails_before_the_run_folder(tmp_path, capsys):
+    """`pretrain.space` is a free-form mapping checked by the search space itself: `pretrain.space.X=...`
+    sets one field; an unknown or bad field is a one-line error naming `pretrain.space`, and no run
+    folder is made."""
+    from elasticlm.commands.run import build_config
+
+    args = cli.build_parser().parse_args(["run", "--preset", "demo", "--out", "o", "pretrain.space.embedding_size=192",
+                                          "pretrain.space.param_ceiling=6474144"])
+    cfg = build_config(args)
+    assert cfg.pretrain.space == {"embedding_size": 192, "param_ceiling": 6474144}
+    assert cfg.resolved().pretrain.space["embedding_size"] == 192
+    for bad, says in (("pretrain.space.embedding_sise=1", "unknown search-space field(s): embedding_sise"),
+                      ("pretrain.space.num_layers=0", "num_layers must be positive")):
+        assert cli.main(["run", "--preset", "demo", "--out", str(tmp_path / "o"), bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pretrain.space: {says}" in err
+        assert not (tmp_path / "o").exists()
+    assert cli.main(["run", "--preset", "demo", "--out", str(tmp_path / "o"), "pretrain.trian.lr=1"]) == 2
+    assert "unknown config key pretrain.trian.lr" in capsys.readouterr().err
