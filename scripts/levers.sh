@@ -6,7 +6,9 @@
 # (resumable: finished seeds are reused; seeds run retrain.workers at a time), then prints mean ± std of dev
 # and test accuracy per lever.
 # Default levers: the run's recipe, twice the learning rate, 2 and 3 epochs.
+# ARCH=arch.json retrains that architecture instead of the found one (it must be a path of the supernet).
 # Example: bash scripts/levers.sh runs/demo base= lr2x=train.lr=2e-4 "epochs2=train.epochs=2"
+#          ARCH=big.json bash scripts/levers.sh runs/demo big=
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: bash scripts/levers.sh RUN [NAME=OVERRIDES ...]}
@@ -32,7 +34,7 @@ for lever in "$@"; do
   overrides=${lever#*=}
   echo "== lever $name: ${overrides:-as the run} =="
   # shellcheck disable=SC2086
-  "$PY" -m elasticlm retrain --supernet "$run/supernet-ft" --arch "$run/arch.json" \
+  "$PY" -m elasticlm retrain --supernet "$run/supernet-ft" --arch "${ARCH:-$run/arch.json}" \
     --config "$run/levers/recipe.yaml" --seeds 0 1 2 --out "$run/levers/$name" $overrides
 done
 "$PY" - "$run" "$@" <<'PYEOF'
