@@ -85,6 +85,7 @@ def make_run(root: Path, *, metrics: dict | None = None, parts: tuple[str, ...] 
             lines.append({"step": 50 * rnd, "round": rnd, "grown": [list(b) for b in grow],
                           "mean_width": float(np.mean(list(widths.values()))), "seconds": 0.4 * rnd,
                           "blocks": blocks})
+        lines.append({"step": 200, "round": 3, "stopped": True, "mean_width": lines[-1]["mean_width"]})
         (root / "supernet").mkdir(parents=True, exist_ok=True)
         (root / "supernet" / "growth.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
         _write(root / "supernet" / "config.json", {"space": SPACE.to_dict(),
@@ -192,6 +193,9 @@ def test_finished_run_renders_every_section_with_valid_pngs(tmp_path):
     for heading in ALL_SECTIONS:
         assert heading in text, heading
     assert "Skipped" not in text and "skipped" not in text, text
+    growth = text.split("## FFN growth in supernet pretraining")[1].split("##")[0]
+    assert re.search(r"3 growth rounds over 24 blocks: mean FFN width 48 → \d+; \d+ blocks grew", growth), growth
+    assert "nan" not in growth and "Growth stopped at step 200" in growth, growth  # a "stopped" record is no round
     pngs = linked_pngs(report)
     assert sorted(p.name for p in pngs) == sorted(ALL_FIGURES)
     for png in pngs:

@@ -68,7 +68,9 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
 
 def growth_matrix(lines: list[dict]) -> tuple[list[tuple], list[int], np.ndarray]:
     """(blocks, rounds, widths): widths[b, r] is block b's FFN width after round r (round 0: before the
-    first growth round); NaN where a line does not list the block."""
+    first growth round); NaN where a line does not list the block. A record without blocks (growth
+    stopped: the mean width reached its target) is not a round and makes no column."""
+    lines = [line for line in lines if line.get("blocks")]
     blocks: list[tuple] = []
     for line in lines:
         for rec in line.get("blocks", []):

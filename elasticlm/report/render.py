@@ -210,6 +210,9 @@ def _growth(ctx: Context) -> list[str]:
             f"{np.nanmean(start):.0f} → {np.nanmean(end):.0f}; {n_grew} blocks grew at least once.")
     if grew and grew[0][2] > grew[0][1]:
         text += " Grew most: " + ", ".join(f"{lab} {s}→{e}" for lab, s, e in grew[:3] if e > s) + "."
+    stopped = next((line for line in lines if line.get("stopped")), None)
+    if stopped is not None:
+        text += f" Growth stopped at step {stopped.get('step', '?')}: the mean width had reached its target."
     return [text, "", *ctx.figure("growth.png", lambda p: plots.plot_growth(lines, p),
                                   "FFN width per block over the growth rounds")]
 
