@@ -342,6 +342,8 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     body, skipped = [], []
     sections = [*SECTIONS, *((title, make) for title, make, f in OPTIONAL_SECTIONS if ctx.files.exists(f))]
     for title, make in sections:
+        if body and body[-1]:
+            body.append("")  # a section's lines may not end in a blank one
         body += [f"## {title}", ""]
         try:
             body += make(ctx)
