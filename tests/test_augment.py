@@ -50,3 +50,41 @@ def test_retraining_keeps_its_copies_when_the_teacher_runs_on_every_batch(teache
     assert (once.train["labels"][120:] == -100).all() and (online.train["labels"][120:] == -100).all()
     with pytest.raises(ElasticLMError, match="retrain.augment=1 needs a teacher loss"):
         RetrainConfig(augment=1, distill=DistillConfig(alpha_logit=0.0, alpha_attn=0.0, alpha_hidden=0.0)).validate()
+
+
+def test_transfer_lines_leave_out_the_task_and_are_drawn_deterministically():
+    from elasticlm.distill.transfer import normalised, transfer_lines
+
+    texts = ["First line of an article here.\nA  heading\nSecond line of the article here.",
+             "the movie was very good indeed", "THE MOVIE  was very good indeed", "one two three four"]
+    every = transfer_lines(texts, 100, exclude=set(), seed=0)
+    # "A heading" is under 4 words; the repeat (after normalising) is kept once, in corpus order
+    assert every == ["First line of an article here.", "Second line of the article here.",
+                     "the movie was very good indeed", "one two three four"]
+    task = {normalised("The movie was   very good indeed")}
+    assert "the movie was very good indeed" not in transfer_lines(texts, 100, exclude=task, seed=0)
+    two = transfer_lines(texts, 2, exclude=set(), seed=3)
+    assert two == transfer_lines(texts, 2, exclude=set(), seed=3) and len(two) == 2 and set(two) <= set(every)
+    assert [every.index(t) for t in two] == sorted(every.index(t) for t in two)
+
+
+def test_retraining_adds_teacher_labelled_corpus_lines(teacher_dir, sentiment, word_corpus, cache):
+    import pytest
+
+    from elasticlm.distill.losses import DistillConfig
+    from elasticlm.errors import ElasticLMError
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.train.retrain import RetrainConfig, prepare_task
+
+    cfg = RetrainConfig(task=str(sentiment), teacher=str(teacher_dir), teacher_epochs=0.1, corpus=str(word_corpus),
+                        transfer=50, train=TrainConfig(precision="fp32", progress=False))
+    cfg.validate()
+    said: list[str] = []
+    data = prepare_task(cfg, say=said.append)
+    assert len(data.train) == 170 and len(data.teacher_logits) == 170  # 120 sentences + 50 corpus lines
+    assert (data.train["labels"][120:] == -100).all() and (data.train["labels"][:120] >= 0).all()
+    assert any("50 lines of corpus" in s for s in said)
+    with pytest.raises(ElasticLMError, match=r"retrain.transfer must be an integer >= 0"):
+        RetrainConfig(transfer=-1).validate()
+    with pytest.raises(ElasticLMError, match="retrain.transfer=5 needs a teacher loss"):
+        RetrainConfig(transfer=5, distill=DistillConfig(alpha_logit=0.0, alpha_attn=0.0, alpha_hidden=0.0)).validate()

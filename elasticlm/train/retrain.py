@@ -27,6 +27,7 @@ import torch
 from elasticlm.config import to_dict
 from elasticlm.data.batching import pad_batch, row_lengths, rows_of
 from elasticlm.distill.augment import check_augment
+from elasticlm.distill.transfer import check_transfer
 from elasticlm.distill.losses import DistillConfig, HiddenProjection, layer_map
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS, kind_of
@@ -85,6 +86,9 @@ class RetrainConfig:
     the teacher's logits only (classification with logit distillation; 0: none)."""
     augment_p: float = 0.4
     """Probability that a word of an augmented copy is swapped."""
+    transfer: int = 0
+    """Lines of the corpus (`corpus`; none equal to a text of the task) added to the training rows,
+    labelled by the teacher only (single-sentence classification; 0: none)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One retraining per seed; metrics are reported as mean ± std over them."""
     workers: int = 1
@@ -107,10 +111,12 @@ class RetrainConfig:
         if self.workers < 1:
             raise ElasticLMError(f"retrain.workers={self.workers!r} must be >= 1")
         check_augment("retrain", self.augment, self.augment_p)
+        check_transfer("retrain", self.transfer)
         d = self.distill
-        if self.augment and not (d.alpha_logit > 0 or d.alpha_attn > 0 or d.alpha_hidden > 0):
-            raise ElasticLMError(f"retrain.augment={self.augment} needs a teacher loss: the copies have no label; "
-                                 "set distill.alpha_logit (or alpha_attn / alpha_hidden) > 0, or augment=0")
+        for name in ("augment", "transfer"):
+            if getattr(self, name) and not (d.alpha_logit > 0 or d.alpha_attn > 0 or d.alpha_hidden > 0):
+                raise ElasticLMError(f"retrain.{name}={getattr(self, name)} needs a teacher loss: its rows have no "
+                                     f"label; set distill.alpha_logit (or alpha_attn / alpha_hidden) > 0, or {name}=0")
         self.train.validate("retrain.train")
         self.distill.validate()
 
@@ -184,27 +190,42 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
         say(f"teacher logits for {len(out.train):,} training {kind.unit} (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
     if targets and cfg.augment > 0 and kind.classes:
-        _add_augmented(out, cfg, device, say)
+        from elasticlm.distill.augment import copies_dataset
+
+        aug = copies_dataset(out.train, teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
+        _append_teacher_rows(out, aug, f"augmented training examples (words swapped for neighbours in the "
+                                       f"teacher's embedding space, p={cfg.augment_p})", cfg, device, say)
+    if targets and cfg.transfer > 0:
+        if not kind.classes or len(spec.text_fields) != 1:
+            raise ElasticLMError(f"retrain.transfer={cfg.transfer}: corpus lines serve single-sentence "
+                                 f"classification only, and {spec.name} is not; set transfer=0")
+        from elasticlm.data.corpus import load_corpus_texts
+        from elasticlm.distill.transfer import MIN_WORDS, normalised, transfer_dataset, transfer_lines
+
+        task_texts = {normalised(t) for ds in data.splits.values() for t in ds[spec.text_fields[0]]}
+        lines = transfer_lines(load_corpus_texts(cfg.corpus), cfg.transfer, exclude=task_texts, seed=0)
+        if not lines:
+            raise ElasticLMError(f"retrain.transfer: corpus {cfg.corpus!r} has no line of {MIN_WORDS}+ words that is "
+                                 f"not a text of {spec.name}; use another corpus or transfer=0")
+        _append_teacher_rows(out, transfer_dataset(lines, teacher.tokenizer, max_length),
+                             f"lines of corpus {cfg.corpus!r} (none a text of the task)", cfg, device, say)
     return out
 
 
-def _add_augmented(data: RetrainData, cfg: RetrainConfig, device, say: Say) -> None:
-    """Append teacher-labelled augmented copies of the training rows (label -100: no task loss).
+def _append_teacher_rows(data: RetrainData, extra, what: str, cfg: RetrainConfig, device, say: Say) -> None:
+    """Append rows labelled -100 (no task loss; the teacher's output is their only target) to the
+    training rows. With precomputed teacher logits their logits are appended too; otherwise the
+    teacher runs on every batch (attention or hidden-state distillation) and labels them there."""
+    from elasticlm.distill.augment import concatenated
 
-    With precomputed teacher logits the copies' logits are appended to them; otherwise the teacher
-    runs on every batch (attention or hidden-state distillation) and labels the copies there."""
-    from elasticlm.distill.augment import concatenated, copies_dataset
-
-    aug = copies_dataset(data.train, data.teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
     online = data.teacher_logits is None
     labelled = "the teacher on every batch" if online else "the teacher's logits"
-    say(f"{len(aug):,} augmented training examples (words swapped for neighbours in the teacher's embedding "
-        f"space, p={cfg.augment_p}), labelled by {labelled}")
+    say(f"{len(extra):,} {what}, labelled by {labelled}")
     if not online:
-        logits = teacher_logits(data.teacher, aug.with_format("torch"), data.pad_id, bf16=cfg.train.bf16,
+        logits = teacher_logits(data.teacher, extra.with_format("torch"), data.pad_id, bf16=cfg.train.bf16,
                                 device=device)
         data.teacher_logits = np.concatenate([data.teacher_logits, logits])
-    data.train = concatenated(data.train, aug)
+    data.train = concatenated(data.train, extra)
 
 
 def teacher_logits(teacher, ds, pad_id: int, *, bf16: bool, device) -> np.ndarray:
