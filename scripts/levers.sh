@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 run, levers = Path(sys.argv[1]), [a.split("=", 1) for a in sys.argv[2:]]
 print(f"{'lever':10s} {'overrides':28s} {'dev acc':>14s} {'test acc':>14s} {'s/seed':>7s}")
+taught = set()
 for name, overrides in levers:
     got = [json.loads(p.read_text()) for p in sorted((run / "levers" / name).glob("**/result.json"))]
     got = [g for g in got if g.get("stage") == "retrain"]
@@ -52,4 +53,11 @@ for name, overrides in levers:
         cells.append(f"{v.mean():6.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:4.2f}")
     secs = np.mean([g["seconds"] for g in got])
     print(f"{name:10s} {overrides or '-':28s} {cells[0]:>14s} {cells[1]:>14s} {secs:7.0f}")
+    taught.update(json.dumps(g["teacher"], sort_keys=True) for g in got if "teacher" in g)
+# the task teacher comes from the cache; a cache of another machine or run may hold another fine-tune of it
+mine = json.loads((run / "metrics.json").read_text()).get("teacher", {}) if (run / "metrics.json").exists() else {}
+mine = json.dumps({k: mine[k] for k in ("dev", "test") if k in mine}, sort_keys=True)
+if taught and taught != {mine}:
+    print(f"note: these levers were taught by a task teacher other than the run's ({', '.join(sorted(taught))}; "
+          f"the run's: {mine}): compare them with a base= lever, not with the run's own numbers")
 PYEOF

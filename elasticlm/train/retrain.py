@@ -396,6 +396,8 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     result = {"stage": "retrain", "params": int(sum(p.numel() for p in model.elasticlm.parameters())),
               "params_with_head": int(sum(p.numel() for p in model.parameters())), "seed": seed,
               "steps": state["step"], "seconds": round(state["seconds"], 1)}
+    if data.teacher_metrics:  # which task teacher taught it (a cache may hold another fine-tune)
+        result["teacher"] = {k: data.teacher_metrics[k] for k in ("dev", "test") if k in data.teacher_metrics}
     arrays = {}
     for split in ("dev", "test") if data.test is not None else ("dev",):
         batches = data.batches(split, device)
