@@ -70,6 +70,8 @@ def test_run_writes_every_artifact(finished):
                                                "pretrain_steps": supernet_steps}
     assert saved["found"]["recipe"]["weights"] == "supernet path"
     assert (out / "pretrain" / "uniform-bert" / "seed-0" / "result.json").exists()
+    taught = json.loads((out / "models" / "found" / "result.json").read_text())["teacher"]
+    assert taught == {k: saved["teacher"][k] for k in ("dev", "test")}  # the teacher that taught it
     sig = json.loads((out / "significance.json").read_text())
     assert (sig["metric"], sig["split"], sig["seeds"]) == ("accuracy", "test", 1)
     assert set(sig["pairs"]) == set(MODELS) - {"found"} and not sig["missing"]
