@@ -57,7 +57,10 @@ for name, overrides in levers:
 # the task teacher comes from the cache; a cache of another machine or run may hold another fine-tune of it
 mine = json.loads((run / "metrics.json").read_text()).get("teacher", {}) if (run / "metrics.json").exists() else {}
 mine = json.dumps({k: mine[k] for k in ("dev", "test") if k in mine}, sort_keys=True)
+def brief(t):  # '{"dev": {"accuracy": 0.84, ...}, ...}' -> 'dev 84.0 / test 84.1' (first metric)
+    t = json.loads(t)
+    return " / ".join(f"{s} {100 * next(iter(t[s].values())):.1f}" for s in ("dev", "test") if t.get(s))
 if taught and taught != {mine}:
-    print(f"note: these levers were taught by a task teacher other than the run's ({', '.join(sorted(taught))}; "
-          f"the run's: {mine}): compare them with a base= lever, not with the run's own numbers")
+    print(f"note: taught by a task teacher other than the run's ({'; '.join(brief(t) for t in sorted(taught))}; "
+          f"the run's: {brief(mine)}): compare the levers with a base= lever, not with the run's own numbers")
 PYEOF
