@@ -85,7 +85,7 @@ def input_path(folder: str | Path, out: str | Path) -> str:
 EXECUTION_ONLY = frozenset({"workers"})
 """Config keys that change how fast a stage runs, not what it computes (beyond float summation order):
 a folder made with other values of them is the same run."""
-ADDED_LATER = {"group_by_length": False, "augment": 0, "augment_p": 0.4, "transfer": 0}
+ADDED_LATER = {"group_by_length": False, "augment": 0, "augment_p": 0.4, "transfer": 0, "min_steps": None}
 """Config keys added after folders were made, with the value that does what those folders did: a folder
 without the key is the same run as one with that value."""
 

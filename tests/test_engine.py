@@ -260,3 +260,15 @@ def test_run_jobs_side_by_side_equal_one_after_the_other():
     assert sorted(said_forked) == sorted(said_here) == [f"job {i}" for i in (0, 1, 2, 4, 5)]  # nothing lost
     with pytest.raises(ElasticLMError, match="job 3 failed"):  # a worker's error reaches the caller
         run_jobs([lambda say: _job(0, say), lambda say: _job(3, say)], 2, said_forked.append)
+
+
+def test_total_steps_follow_epochs_with_a_floor_and_a_cap():
+    from elasticlm.train.engine import TrainConfig
+
+    t = TrainConfig(batch_size=32, epochs=2.0)
+    assert t.total_steps(100) == 7 and t.total_steps([100, 64]) == 7 + 4  # ceil(2·100/32), per task summed
+    floor = TrainConfig(batch_size=32, epochs=2.0, min_steps=20)
+    assert floor.total_steps(100) == 20 and floor.total_steps(1000) == 63  # a small set gets more passes
+    assert TrainConfig(batch_size=32, epochs=2.0, min_steps=20, max_steps=5).total_steps(100) == 5
+    with pytest.raises(ElasticLMError, match="min_steps=0 must be > 0"):
+        TrainConfig(min_steps=0).validate()

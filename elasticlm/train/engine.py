@@ -64,6 +64,9 @@ class TrainConfig:
     """Passes over the training data (fractional allowed); ignored when `max_steps` is set."""
     max_steps: int | None = None
     """Optimizer steps to run (overrides `epochs`)."""
+    min_steps: int | None = None
+    """At least this many optimizer steps when `epochs` gives fewer: a small dataset gets more passes
+    instead of a model left at the majority class (ignored when `max_steps` is set)."""
     warmup_ratio: float = 0.1
     """Share of the steps spent warming the learning rate up linearly from 0 (then linear decay to 0)."""
     weight_decay: float = 0.01
@@ -97,6 +100,7 @@ class TrainConfig:
             ("grad_accum", self.grad_accum > 0, "must be > 0"),
             ("epochs", self.epochs > 0 or self.max_steps is not None, "must be > 0"),
             ("max_steps", self.max_steps is None or self.max_steps > 0, "must be > 0"),
+            ("min_steps", self.min_steps is None or self.min_steps > 0, "must be > 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "must be > 0"),
@@ -118,11 +122,13 @@ class TrainConfig:
         """Whether this run computes under bf16 autocast (`precision` resolved on this machine)."""
         return resolve_bf16(self.precision)
 
-    def total_steps(self, n_items: int) -> int:
-        """Optimizer steps for `n_items` training examples/blocks."""
+    def total_steps(self, n_items: int | list[int]) -> int:
+        """Optimizer steps for `n_items` training examples/blocks (a list: several tasks, each its
+        own `epochs`): `max_steps` if set, else the epochs' steps, at least `min_steps`."""
         if self.max_steps:
             return int(self.max_steps)
-        return max(1, math.ceil(self.epochs * n_items / self.batch_size))
+        items = n_items if isinstance(n_items, list) else [n_items]
+        return max(1, self.min_steps or 1, sum(math.ceil(self.epochs * n / self.batch_size) for n in items))
 
 
 def itstime(step: int, every: int | None, total: int | None = None, *, last: bool = False) -> bool:

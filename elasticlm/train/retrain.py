@@ -390,7 +390,7 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     train = replace(cfg.train, seed=seed)
     device = train.torch_device(dist)
     model.to(device)
-    total = train.max_steps or max(1, math.ceil(train.epochs * len(data.train) / train.batch_size))
+    total = train.total_steps(len(data.train))
     state = fit(RetrainTask(model, data, cfg, train, dist), train, out, total=total, dist=dist, say=say)
     model.eval()
     result = {"stage": "retrain", "params": int(sum(p.numel() for p in model.elasticlm.parameters())),

@@ -284,8 +284,7 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
                                generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     folder.claim(dist)
     objective = TaskDistill(net, proj, tasks, cfg, dist)
-    total = cfg.train.max_steps or max(1, sum(math.ceil(cfg.train.epochs * len(t.train) / cfg.train.batch_size)
-                                              for t in tasks))
+    total = cfg.train.total_steps([len(t.train) for t in tasks])
     talk(f"fine-tuning the supernet on {', '.join(t.name for t in tasks)}: {total} steps of {cfg.train.batch_size}, "
          f"lr {cfg.train.lr:g}, {'bf16' if cfg.train.bf16 else 'fp32'}")
     state = fit(objective, cfg.train, out, total=total, dist=dist, say=say)
@@ -305,6 +304,11 @@ def finetune(cfg: FinetuneConfig, supernet_dir: str | Path, out: str | Path, *, 
             talk(f"{name} {split}: {s['metric']} of {len(s['paths'])} random paths with inherited weights "
                  f"mean {summary['mean']:.4f} (min {summary['min']:.4f}, max {summary['max']:.4f})"
                  + (f"; majority class {majority:.4f}" if not math.isnan(majority) else ""))
+        held = s["summary"].get("heldout", {})
+        if not math.isnan(held.get("majority", math.nan)) and held["max"] <= held["majority"]:
+            talk(f"warning: on {name} no evaluated path is above the majority class on the held-out split "
+                 f"after {state['step']} steps, so the search cannot tell architectures apart; train longer "
+                 f"(finetune.train.min_steps or epochs)")
     talk(f"fine-tuned in {fmt_time(state['seconds'])}")
     dist.barrier()
     return result
