@@ -97,12 +97,9 @@ class RunConfig:
         for b in cfg.baselines:
             if b not in BASELINES:
                 raise ElasticLMError(f"baselines: unknown {b!r}; choose from {', '.join(BASELINES)}")
-        from elasticlm.train.supernet import resolve_space
+        from elasticlm.train.supernet import check_space
 
-        try:  # the space's own checks, before any folder is claimed
-            resolve_space(cfg.preset, cfg.pretrain.space)
-        except (ElasticLMError, TypeError, ValueError) as err:
-            raise ElasticLMError(f"pretrain.space: {err}") from None
+        check_space(cfg.preset, cfg.pretrain.space)  # before any folder is claimed
         return cfg
 
 

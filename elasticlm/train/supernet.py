@@ -142,6 +142,14 @@ def resolve_space(preset: str, overrides: dict) -> SearchSpace:
     return SearchSpace.from_dict({**get_preset(preset).space.to_dict(), **overrides})
 
 
+def check_space(preset: str, overrides: dict) -> None:
+    """`resolve_space`'s checks as a one-line error naming `pretrain.space`."""
+    try:
+        resolve_space(preset, overrides)
+    except (ElasticLMError, TypeError, ValueError) as err:
+        raise ElasticLMError(f"pretrain.space: {err}") from None
+
+
 def sample_path(space: SearchSpace, widths: dict, seed: int, step: int, paths: PathRange,
                 max_tries: int = 1000) -> Architecture:
     """The path of step `step`: uniform over the supernet's blocks at their current widths, or
