@@ -8,20 +8,16 @@ New York Times editorial snippets (5,190), each with a mean human rating in [-4,
 rating's sign (`negative` / `positive`; ratings of exactly 0 are dropped), duplicates after whitespace
 normalisation keep their first occurrence, and one shuffle with numpy seed 0 cuts train/dev/test
 80/10/10 as the demo's tasks are cut. OUT gets train.csv, dev.csv, test.csv and labels.txt; pass it
-wherever a task name goes (`elasticlm run --preset demo --out runs/amazon task=OUT`).
+wherever a task name goes (`elasticlm run --preset demo --task OUT --out runs/amazon`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import tarfile
 from pathlib import Path
 
-import numpy as np
-
-from elasticlm.data.cache import registry_package
-from elasticlm.data.demo import VADER
+from elasticlm.data.demo import first_occurrences, normalise, split_indices, vader_sentences
 
 MEMBERS = {
     "amazon": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
@@ -30,22 +26,12 @@ MEMBERS = {
 }
 
 
-def rows(source: str) -> list[tuple[str, str]]:
-    """(text, label) of `source` in file order, zero ratings and repeated texts left out."""
-    archive = registry_package(VADER[0], VADER[1], sdist=VADER[2]) / "additional_resources" / "hutto_ICWSM_2014.tar.gz"
-    with tarfile.open(archive) as tf:
-        raw = tf.extractfile(MEMBERS[source]).read().decode("utf-8", errors="replace")
-    out, seen = [], set()
-    for line in raw.splitlines():
-        parts = line.split("\t")
-        if len(parts) < 3:
-            continue
-        rating, text = float(parts[1]), " ".join("\t".join(parts[2:]).split())
-        if rating == 0 or not text or text in seen:
-            continue
-        seen.add(text)
-        out.append((text, "positive" if rating > 0 else "negative"))
-    return out
+def rows(source: str) -> tuple[tuple[str, str], ...]:
+    """(text, label) of `source` in file order, zero ratings and repeated texts left out (the demo's
+    parsing, duplicate key and split: `elasticlm.data.demo`)."""
+    rated = [(normalise(text), "positive" if rating > 0 else "negative")
+             for text, rating in vader_sentences(MEMBERS[source]) if rating != 0 and text.strip()]
+    return first_occurrences(tuple(rated))
 
 
 def main() -> None:
@@ -54,10 +40,7 @@ def main() -> None:
     ap.add_argument("--source", choices=sorted(MEMBERS), default="amazon")
     args = ap.parse_args()
     data = rows(args.source)
-    order = np.random.default_rng(0).permutation(len(data))
-    n_train, n_dev = int(0.8 * len(data)), int(0.1 * len(data))
-    cuts = {"train": order[:n_train], "dev": order[n_train:n_train + n_dev],
-            "test": order[n_train + n_dev:]}
+    cuts = split_indices(len(data))
     args.out.mkdir(parents=True, exist_ok=True)
     for split, idx in cuts.items():
         with open(args.out / f"{split}.csv", "w", newline="", encoding="utf-8") as f:

@@ -85,11 +85,17 @@ def _package(pkg: tuple[str, str, bool]) -> Path:
 @lru_cache(maxsize=1)
 def rt_sentences() -> tuple[tuple[str, float], ...]:
     """The 10,605 (sentence, mean rating) pairs in file order."""
+    return vader_sentences(RT_MEMBER)
+
+
+def vader_sentences(member: str) -> tuple[tuple[str, float], ...]:
+    """The (sentence, mean rating) pairs of one `*_GroundTruth.txt` member of the VADER archive (id, rating
+    and sentence tab-separated), in file order."""
     archive = _package(VADER) / "additional_resources" / "hutto_ICWSM_2014.tar.gz"
     with tarfile.open(archive) as tf:
-        member = tf.extractfile(RT_MEMBER)
-        assert member is not None
-        text = io.TextIOWrapper(member, encoding="utf-8").read()
+        fh = tf.extractfile(member)
+        assert fh is not None
+        text = io.TextIOWrapper(fh, encoding="utf-8").read()
     rows = []
     for line in text.split("\n"):
         line = line.removesuffix("\r")
