@@ -20,7 +20,6 @@ plus its torch modules in `elasticlm.models.blocks.BLOCKS`; nothing else names t
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -233,6 +232,12 @@ class SearchSpace:
     """Search budget in parameters (total, embeddings included); None = unconstrained."""
 
     def __post_init__(self):
+        for f in fields(self):  # the integer dimensions: a YAML or key=value typo is one line; 4.5e6 is 4500000
+            v, is_int = getattr(self, f.name), f.type in ("int", "int | None")
+            if is_int and isinstance(v, float) and v.is_integer():
+                object.__setattr__(self, f.name, v := int(v))
+            if is_int and not (type(v) is int or v is None and f.type == "int | None"):
+                raise ElasticLMError(f"{f.name} must be an integer, got {v!r}")
         d = self.hidden_size
         if d <= 0 or d % 4:
             raise ElasticLMError(f"hidden_size must be a positive multiple of 4 (d/4 is the FFN step), got {d}")
@@ -443,8 +448,3 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ElasticLMError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
-
-
-def log10_size(space: SearchSpace, *, with_ffn: bool = True) -> float:
-    per_layer = len(space.candidates) * (len(space.ffn_grid) if with_ffn else 1)
-    return space.num_layers * math.log10(per_layer)

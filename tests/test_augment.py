@@ -1,4 +1,4 @@
-"""Augmentation for task distillation: neighbours are whole words, specials and word pieces stay."""
+"""Teacher-labelled rows for task distillation (augmented copies, corpus lines) and which teacher taught a model."""
 
 from __future__ import annotations
 
@@ -52,6 +52,31 @@ def test_retraining_keeps_its_copies_when_the_teacher_runs_on_every_batch(teache
         RetrainConfig(augment=1, distill=DistillConfig(alpha_logit=0.0, alpha_attn=0.0, alpha_hidden=0.0)).validate()
 
 
+def test_retraining_says_it_makes_no_copies_for_a_task_without_classes(teacher_dir, tmp_path, cache):
+    """A regression task (the demo preset's augment=2 applies to it too) retrains on its own rows, and
+    says so instead of dropping the setting silently."""
+    import csv
+    import random
+
+    from elasticlm.train.engine import TrainConfig
+    from elasticlm.train.retrain import RetrainConfig, prepare_task
+
+    rng = random.Random(0)
+    for split, n in (("train", 40), ("dev", 10), ("test", 10)):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "label"])
+            for _ in range(n):
+                w.writerow([f"the movie was very {rng.choice(['good', 'bad', 'fine'])} .", rng.random() * 4])
+    cfg = RetrainConfig(task=str(tmp_path), teacher=str(teacher_dir), teacher_epochs=0.1, augment=2,
+                        train=TrainConfig(precision="fp32", progress=False))
+    cfg.validate()
+    said: list[str] = []
+    data = prepare_task(cfg, say=said.append)
+    assert len(data.train) == 40
+    assert any("retrain.augment=2: augmented copies are for classification tasks; this regression" in s for s in said)
+
+
 def test_transfer_lines_leave_out_the_task_and_are_drawn_deterministically():
     from elasticlm.distill.transfer import normalised, transfer_lines
 
@@ -88,3 +113,13 @@ def test_retraining_adds_teacher_labelled_corpus_lines(teacher_dir, sentiment, w
         RetrainConfig(transfer=-1).validate()
     with pytest.raises(ElasticLMError, match="retrain.transfer=5 needs a teacher loss"):
         RetrainConfig(transfer=5, distill=DistillConfig(alpha_logit=0.0, alpha_attn=0.0, alpha_hidden=0.0)).validate()
+
+
+def test_a_reused_model_taught_by_another_teacher_fine_tune_is_named():
+    from elasticlm.train.retrain import teacher_note
+
+    now = {"dev": {"accuracy": 0.825, "f1": 0.83}, "test": {"accuracy": 0.848, "f1": 0.84}, "steps": 265}
+    assert teacher_note({"teacher": {"dev": now["dev"], "test": now["test"]}}, now) == ""
+    assert teacher_note({}, now) == ""  # a model retrained before results named their teacher
+    note = teacher_note({"teacher": {"dev": {"accuracy": 0.842}, "test": {"accuracy": 0.841}}}, now)
+    assert note.startswith("; note:") and "(dev 84.2 / test 84.1)" in note and "(dev 82.5 / test 84.8)" in note

@@ -223,3 +223,13 @@ def test_wrong_types_in_architecture_json_say_so():
                        ({"kind": "bert", "sharing": None, "ffn_dim": 48, "heads": 12}, "sharing must be a string.*got null")):
         with pytest.raises(ElasticLMError, match=msg):
             Architecture.from_list([layer])
+
+
+def test_space_dimensions_must_be_integers():
+    """A YAML or key=value typo in a dimension is a one-line error naming it; an integral float
+    (`param_ceiling: 4.5e6`) is taken as the integer it is."""
+    assert SearchSpace.from_dict({"param_ceiling": 4.5e6}).param_ceiling == 4_500_000
+    assert SearchSpace.from_dict({"param_ceiling": None}).param_ceiling is None
+    for field, value in [("num_layers", "x"), ("num_heads", True), ("hidden_size", 192.5), ("vocab_size", [1])]:
+        with pytest.raises(ElasticLMError, match=f"{field} must be an integer, got"):
+            SearchSpace.from_dict({field: value})

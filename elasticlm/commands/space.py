@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from pathlib import Path
 
 from elasticlm.errors import ElasticLMError
-from elasticlm.space import BLOCK_KINDS, PRESETS, Architecture, get_preset, log10_size
+from elasticlm.space import BLOCK_KINDS, PRESETS, Architecture, get_preset
 
 
 EXAMPLES = """examples:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  FFN grid: {', '.join(map(str, space.ffn_grid))}")
     print(f"  space size: {space.size(with_ffn=False):,} block choices "
           f"({len(space.candidates)}^{space.num_layers}); "
-          f"~10^{log10_size(space):.1f} with FFN widths")
+          f"~10^{math.log10(space.size()):.1f} with FFN widths")
     print(f"  embedding parameters: {space.embedding_params():,}")
     tags = " ".join(f"{k.letter}={k.name}" for k in BLOCK_KINDS.values())
     print(f"  (layer tags: {tags}, -/qv/kv sharing, /ffn_dim/heads)")

@@ -189,7 +189,10 @@ def prepare_task(cfg: RetrainConfig, *, vocab_size: int | None = None, say: Say 
     if targets and cfg.distill.alpha_logit > 0 and cfg.distill.alpha_attn == 0 and cfg.distill.alpha_hidden == 0:
         say(f"teacher logits for {len(out.train):,} training {kind.unit} (computed once, shared by every model)")
         out.teacher_logits = teacher_logits(teacher, out.train, out.pad_id, bf16=cfg.train.bf16, device=device)
-    if targets and cfg.augment > 0 and kind.classes:
+    if targets and cfg.augment > 0 and not kind.classes:
+        say(f"retrain.augment={cfg.augment}: augmented copies are for classification tasks; this {kind.name} "
+            f"task retrains on its own rows only")
+    elif targets and cfg.augment > 0:
         from elasticlm.distill.augment import copies_dataset
 
         aug = copies_dataset(out.train, teacher, cfg.augment, p=cfg.augment_p, seed=cfg.train.seed)
@@ -383,7 +386,7 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     out = Path(out)
     folder = retrain_folder(out, cfg, seed=seed, run_config=run_config)
     if (done := folder.done()) is not None:
-        say(f"{out}: already retrained")
+        say(f"{out}: already retrained{teacher_note(done, data.teacher_metrics)}")
         return done
     dist = Dist.setup()
     folder.claim(dist)
@@ -413,6 +416,18 @@ def retrain_model(model, data: RetrainData, cfg: RetrainConfig, out: str | Path,
     folder.finish(result, dist)
     dist.barrier()
     return result
+
+
+def teacher_note(result: dict, teacher_metrics: dict) -> str:
+    """"; note: ..." when a reused model's `result` was taught by another fine-tune of the task teacher than
+    the one with `teacher_metrics` (the cache keeps whichever fine-tune was made first, and bf16
+    fine-tuning is not bit-reproducible), else ""."""
+    brief = lambda m: " / ".join(f"{s} {next(iter(m[s].values())) * 100:.1f}" for s in ("dev", "test") if m.get(s))  # noqa: E731
+    was, now = result.get("teacher"), {k: teacher_metrics[k] for k in ("dev", "test") if k in teacher_metrics}
+    if not was or not now or was == now:
+        return ""
+    return (f"; note: it was taught by another fine-tune of the task teacher ({brief(was)}) than the cached one "
+            f"now ({brief(now)}), so set it beside models taught now with care")
 
 
 def summarize(results: list[dict]) -> dict:
