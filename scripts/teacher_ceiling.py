@@ -4,7 +4,7 @@ own layers with the run's retraining recipe, seeds 0 1 2 (or --seeds), and print
     python scripts/teacher_ceiling.py RUN NAME --mode teacher [--layers 0,1,2,3] [--rank R] [KEY=VALUE ...]
     python scripts/teacher_ceiling.py RUN NAME --mode slice|scratch [--layers 0,1,2,3] [KEY=VALUE ...]
 
---mode teacher   the task teacher cut to --layers (its own width and embedding); --rank R first cuts its
+--mode teacher   the task teacher cut to --layers (its own width, embedding and dropout); --rank R first cuts its
                  word embedding to its top-R principal components, what a factorised V×R embedding holds
                  (a 4.5M budget with the teacher's 30.5k-token vocabulary leaves R ≈ 128).
 --mode slice     an elasticlm model of the run's space (d, e) with one BERT block per teacher layer, at the
@@ -56,12 +56,17 @@ def cut_teacher(teacher, layers: list[int], rank: int = 0):
     if rank:
         w = base.embeddings.word_embeddings.weight  # V×d_t
         mu = w.mean(0, keepdim=True)
-        _, _, v = torch.pca_lowrank(w - mu, q=rank, center=False, niter=4)
+        v = _principal_directions(w - mu, rank)
         w.copy_((w - mu) @ v @ v.T + mu)
     for p in model.parameters():
         p.requires_grad_(True)
     object.__setattr__(model, "elasticlm", base)  # retrain_model counts the encoder's parameters
     return model.train()
+
+
+def _principal_directions(centred: torch.Tensor, k: int) -> torch.Tensor:
+    """The top-k right singular vectors of `centred` (n×d), d×k: exact and deterministic."""
+    return torch.linalg.svd(centred.double(), full_matrices=False).Vh[:k].T.to(centred.dtype)
 
 
 def _outputs(module_by_key: dict, run) -> dict:
@@ -110,8 +115,7 @@ def slice_teacher(student, teacher, layers: list[int], batch: dict) -> list[floa
     emb, te = s.embeddings, t.embeddings
     w = te.word_embeddings.weight.float()
     mu = w.mean(0, keepdim=True)
-    _, _, v = torch.pca_lowrank(w - mu, q=e, center=False, niter=4)
-    basis = v[:, :e]  # d_t×e
+    basis = _principal_directions(w - mu, e)  # d_t×e
     n_pos = emb.position_embeddings.weight.shape[0]
     emb.word_embeddings.weight.copy_((w - mu) @ basis)
     emb.position_embeddings.weight.copy_((te.position_embeddings.weight[:n_pos].float() + mu) @ basis)
@@ -166,14 +170,16 @@ def slice_teacher(student, teacher, layers: list[int], batch: dict) -> list[floa
 
 def sliced_student(space, teacher, layers: list[int], *, seed: int, pooling: str):
     """An ElasticLMForSequenceClassification in `space` with one BERT block per teacher layer (the
-    teacher's head width, the widest FFN of the grid); the ceiling is lifted (it is a probe)."""
+    teacher's head width, the widest FFN of the grid), without dropout like a run's retrained models;
+    the ceiling is lifted (it is a probe)."""
     from elasticlm.models.modeling import ElasticLMConfig, ElasticLMForSequenceClassification
     from elasticlm.space import Architecture, LayerChoice
 
     heads = space.hidden_size // (teacher.config.hidden_size // teacher.config.num_attention_heads)
     arch = Architecture([LayerChoice("bert", "none", 2 * space.hidden_size, heads) for _ in layers])
     space = replace(space, num_layers=len(layers), param_ceiling=10 ** 12)
-    cfg = ElasticLMConfig.from_space(space, arch, num_labels=teacher.config.num_labels, classifier_pooling=pooling)
+    cfg = ElasticLMConfig.from_space(space, arch, num_labels=teacher.config.num_labels, classifier_pooling=pooling,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # as a run's models
     with torch.random.fork_rng():  # seeded initialisation, the global generator left as it was
         torch.manual_seed(seed)
         return ElasticLMForSequenceClassification(cfg)
