@@ -3,6 +3,7 @@ own layers with the run's retraining recipe, seeds 0 1 2 (or --seeds), and print
 
     python scripts/teacher_ceiling.py RUN NAME --mode teacher [--layers 0,1,2,3] [--rank R] [KEY=VALUE ...]
     python scripts/teacher_ceiling.py RUN NAME --mode slice|scratch [--layers 0,1,2,3] [KEY=VALUE ...]
+    ... [KEY=VALUE ...] --against RUN/levers/base RUN/ceiling/OTHER   also the paired difference with each
 
 --mode teacher   the task teacher cut to --layers (its own width, embedding and dropout); --rank R first cuts its
                  word embedding to its top-R principal components, what a factorised V×R embedding holds
@@ -193,6 +194,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--layers", default="0,1,2,3", help="teacher layers to keep, in order")
     ap.add_argument("--rank", type=int, default=0, help="--mode teacher: cut the word embedding to this rank")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--against", type=Path, nargs="*", default=[],
+                    help="folders of other models' seeds (RUN/ceiling/NAME, RUN/levers/NAME): print the paired "
+                         "difference with its 95%% bootstrap interval over the examples")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE over the run's retraining recipe")
     args = ap.parse_args(argv)
     from elasticlm.data.batching import pad_batch, rows_of
@@ -219,7 +223,7 @@ def main(argv: list[str]) -> None:
                 r2 = slice_teacher(model, teacher, layers, probe)
                 print("hidden states kept (R², embedding output first): " + " ".join(f"{x:.2f}" for x in r2))
         results.append(retrain_model(model, data, cfg, out / f"seed-{seed}", seed=seed,
-                                     run_config={"ceiling": vars(args) | {"run": str(args.run)}}))
+                                     run_config={"ceiling": recipe_of(args)}))
     params = results[0]["params"]
     line = [f"{args.name}: {args.mode} layers {args.layers}" + (f" rank {args.rank}" if args.rank else ""),
             f"{params / 1e6:.2f}M"]
@@ -228,6 +232,35 @@ def main(argv: list[str]) -> None:
             v = np.array([r[split][data.spec.main_metric] for r in results]) * 100
             line.append(f"{split} {v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
     print(f"{len(results)} seeds  " + "  ".join(line))
+    for other in args.against:
+        print(f"{args.name} minus {other}: " + paired(out, other, data.spec.main_metric))
+
+
+def recipe_of(args) -> dict:
+    """What a model folder was made with (what it is compared against is not part of it)."""
+    return {k: v for k, v in vars(args).items() if k != "against"} | {"run": str(args.run)}
+
+
+def paired(mine: Path, other: Path, metric: str) -> str:
+    """The seed-mean difference of `metric` between the models saved under two folders (every
+    predictions.npz below each), on dev and test, with its 95% paired-bootstrap interval."""
+    from elasticlm.experiment.significance import as_predictions, paired_bootstrap
+
+    cells = []
+    for split in ("dev", "test"):
+        got = []
+        for folder in (mine, other):
+            files = sorted(folder.glob("**/predictions.npz"))
+            if not files:
+                raise SystemExit(f"{folder}: no predictions.npz below it; give a folder of retrained models")
+            arrays = [np.load(f) for f in files]
+            got.append(([as_predictions(True, a[split]) for a in arrays if split in a], arrays[0]))
+        (a, first), (b, _) = got
+        if a and b:
+            r = paired_bootstrap(metric, first[f"{split}_labels"], a, b)
+            cells.append(f"{split} {r['diff'] * 100:+.1f} [{r['ci95'][0] * 100:+.1f}, {r['ci95'][1] * 100:+.1f}] "
+                         f"({len(a)} vs {len(b)} seeds)")
+    return "  ".join(cells)
 
 
 if __name__ == "__main__":

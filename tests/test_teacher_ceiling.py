@@ -67,3 +67,20 @@ def test_slicing_needs_the_teachers_head_width():
     student.elasticlm.layers[0].heads = 2
     with pytest.raises(ValueError, match="8-wide heads"):
         ceiling.slice_teacher(student, t, [0], b)
+
+
+def test_paired_difference_reads_every_seed_below_each_folder(tmp_path):
+    import numpy as np
+
+    labels = np.array([0, 1] * 50)
+    right = np.eye(2)[labels] * 3.0  # logits that pick the label
+    wrong = right[:, ::-1]
+    for folder, seeds in (("a", [right, right]), ("b", [np.where(np.arange(100)[:, None] < 20, wrong, right)])):
+        for k, logits in enumerate(seeds):
+            out = tmp_path / folder / f"seed-{k}"
+            out.mkdir(parents=True)
+            np.savez(out / "predictions.npz", dev=logits, dev_labels=labels, test=logits, test_labels=labels)
+    line = ceiling.paired(tmp_path / "a", tmp_path / "b", "accuracy")
+    assert line.startswith("dev +20.0 [") and "test +20.0 [" in line and "(2 vs 1 seeds)" in line
+    with pytest.raises(SystemExit, match="no predictions.npz"):
+        ceiling.paired(tmp_path / "a", tmp_path / "missing", "accuracy")
