@@ -126,21 +126,35 @@ def word_corpus(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def sentiment(tmp_path_factory) -> Path:
+def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
     import csv
 
-    folder = tmp_path_factory.mktemp("sentiment")
-    rng = random.Random(0)
-    for split, n in (("train", 120), ("dev", 30), ("test", 30)):
-        with open(folder / f"{split}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["text", "label"])
-            for _ in range(n):
-                label = rng.randint(0, 1)
-                word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
-                w.writerow([f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label])
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def user_task(folder: Path, header: list[str], row: Callable[[random.Random], list], seed: int,
+              sizes: dict[str, int]) -> Path:
+    """A user-dataset folder: one CSV per split in `sizes` (in that order), each row `row(rng)` of one
+    `random.Random(seed)`."""
+    rng = random.Random(seed)
+    for split, n in sizes.items():
+        write_csv(folder / f"{split}.csv", header, [row(rng) for _ in range(n)])
     return folder
+
+
+def _three_word_sentiment(rng: random.Random) -> list:
+    label = rng.randint(0, 1)
+    word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "poor"])
+    return [f"the {rng.choice(['movie', 'film', 'plot'])} was very {word} .", label]
+
+
+@pytest.fixture(scope="session")
+def sentiment(tmp_path_factory) -> Path:
+    return user_task(tmp_path_factory.mktemp("sentiment"), ["text", "label"], _three_word_sentiment, 0,
+                     {"train": 120, "dev": 30, "test": 30})
 
 
 def tiny_run_config(space: dict, *, pretrain_steps: int, epochs: float, teacher_epochs: float, search_batch: int,

@@ -55,19 +55,12 @@ def test_retraining_keeps_its_copies_when_the_teacher_runs_on_every_batch(teache
 def test_retraining_says_it_makes_no_copies_for_a_task_without_classes(teacher_dir, tmp_path, cache):
     """A regression task (the demo preset's augment=2 applies to it too) retrains on its own rows, and
     says so instead of dropping the setting silently."""
-    import csv
-    import random
-
+    from conftest import user_task
     from elasticlm.train.engine import TrainConfig
     from elasticlm.train.retrain import RetrainConfig, prepare_task
 
-    rng = random.Random(0)
-    for split, n in (("train", 40), ("dev", 10), ("test", 10)):
-        with open(tmp_path / f"{split}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["text", "label"])
-            for _ in range(n):
-                w.writerow([f"the movie was very {rng.choice(['good', 'bad', 'fine'])} .", rng.random() * 4])
+    user_task(tmp_path, ["text", "label"], lambda rng: [f"the movie was very {rng.choice(['good', 'bad', 'fine'])} .",
+                                                          rng.random() * 4], 0, {"train": 40, "dev": 10, "test": 10})
     cfg = RetrainConfig(task=str(tmp_path), teacher=str(teacher_dir), teacher_epochs=0.1, augment=2,
                         train=TrainConfig(precision="fp32", progress=False))
     cfg.validate()

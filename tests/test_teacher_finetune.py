@@ -7,35 +7,17 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import NEG, POS
+from conftest import NEG, POS, user_task, write_csv
 
 from elasticlm.distill.teachers import load_teacher
 from elasticlm.errors import ElasticLMError
 from elasticlm.kinds import KINDS
 from elasticlm.train import teacher_finetune as tf
 from elasticlm.train.teacher_finetune import TeacherFinetuneConfig, finetune_dir, finetune_teacher, teacher_train
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def _user_task(folder: Path, header: list[str], row: Callable[[random.Random], list], seed: int,
-               sizes: dict[str, int]) -> Path:
-    """A user-dataset folder: one CSV per split in `sizes` (in that order), each row `row(rng)` of one
-    `random.Random(seed)`."""
-    rng = random.Random(seed)
-    for split, n in sizes.items():
-        _write_csv(folder / f"{split}.csv", header, [row(rng) for _ in range(n)])
-    return folder
-
 
 def _sentiment_row(rng: random.Random) -> list:
     label = rng.randint(0, 1)
@@ -51,14 +33,14 @@ def _pair_score_row(rng: random.Random) -> list:
 @pytest.fixture(scope="module")
 def sentiment_task(tmp_path_factory) -> Path:
     """A user dataset: 'the movie was <adjective>' → 1 for positive adjectives, 0 for negative."""
-    return _user_task(tmp_path_factory.mktemp("sentiment"), ["text", "label"], _sentiment_row, 0,
+    return user_task(tmp_path_factory.mktemp("sentiment"), ["text", "label"], _sentiment_row, 0,
                       {"train": 48, "dev": 16, "test": 16})
 
 
 @pytest.fixture(scope="module")
 def pair_regression_task(tmp_path_factory) -> Path:
     """Sentence pairs with a float score: number of positive words."""
-    return _user_task(tmp_path_factory.mktemp("pairs"), ["text_a", "text_b", "label"], _pair_score_row, 1,
+    return user_task(tmp_path_factory.mktemp("pairs"), ["text_a", "text_b", "label"], _pair_score_row, 1,
                       {"train": 40, "dev": 12, "test": 12})
 
 
@@ -262,8 +244,8 @@ def test_editing_the_data_folder_fine_tunes_again(tiny_teacher, sentiment_task, 
 def test_no_labelled_evaluation_split_is_said_before_training(tiny_teacher, tmp_path, cache):
     folder = tmp_path / "nodev"
     folder.mkdir()
-    _write_csv(folder / "train.csv", ["text", "label"], [["the movie was good", 1], ["the film was bad", 0]] * 8)
-    _write_csv(folder / "test.csv", ["text"], [["the plot was fine"], ["the story was poor"]])
+    write_csv(folder / "train.csv", ["text", "label"], [["the movie was good", 1], ["the film was bad", 0]] * 8)
+    write_csv(folder / "test.csv", ["text"], [["the plot was fine"], ["the story was poor"]])
     lines: list[str] = []
     res = finetune_teacher(_cfg(tiny_teacher, folder, max_steps=2), log=lines.append)
     warned = [i for i, line in enumerate(lines) if "measures nothing" in line]
