@@ -21,11 +21,12 @@ mkdir -p "$run/levers"
 # the run's retraining recipe as a retrain config file (seeds come from the command line)
 "$PY" - "$run" <<'PYEOF'
 import json, sys, yaml
+from elasticlm.config import from_dict, to_dict
+from elasticlm.experiment.run import RunConfig
 run = sys.argv[1]
-cfg = json.load(open(f"{run}/run_config.json"))["config"]
-r = dict(cfg["retrain"])
+# the retrain config with what the run handed it (task, teacher, corpus, teacher_epochs), as `compare` reads it
+r = to_dict(from_dict(RunConfig, json.load(open(f"{run}/run_config.json"))["config"]).retrain)
 r.pop("seeds", None)
-r.update(task=cfg["task"], teacher=cfg["teacher"], data_dir=cfg["data_dir"], corpus=cfg["corpus"])
 open(f"{run}/levers/recipe.yaml", "w").write(yaml.safe_dump(r, sort_keys=False))
 PYEOF
 [ $# -gt 0 ] || set -- "base=" "lr2x=train.lr=2e-4" "epochs2=train.epochs=2" "epochs3=train.epochs=3"

@@ -34,16 +34,13 @@ import torch
 
 
 def recipe(run: Path, overrides: list[str]):
-    """The run's retraining config (task, teacher, corpus from the run) with `overrides` applied."""
+    """The run's retraining config (with the task, teacher and corpus the run handed it, as `elasticlm
+    compare` reads it) with `overrides` applied."""
     from elasticlm.config import from_dict, override
-    from elasticlm.train.retrain import RetrainConfig
+    from elasticlm.experiment.run import RunConfig
 
-    cfg = json.loads((run / "run_config.json").read_text())["config"]
-    r = dict(cfg["retrain"])
-    r.pop("seeds", None)
-    r.update(task=cfg["task"], teacher=cfg["teacher"], data_dir=cfg["data_dir"], corpus=cfg["corpus"],
-             teacher_epochs=cfg["finetune"]["teacher_epochs"])
-    return override(from_dict(RetrainConfig, r), overrides), cfg
+    return override(from_dict(RunConfig, json.loads((run / "run_config.json").read_text())["config"]).retrain,
+                    overrides)
 
 
 @torch.no_grad()
@@ -204,7 +201,7 @@ def main(argv: list[str]) -> None:
     from elasticlm.space import SearchSpace
     from elasticlm.train.retrain import prepare_task, retrain_model
 
-    cfg, run_cfg = recipe(args.run, args.overrides)
+    cfg = recipe(args.run, args.overrides)
     layers = [int(x) for x in args.layers.split(",")]
     data = prepare_task(cfg)
     teacher = data.teacher.model
@@ -246,18 +243,17 @@ def paired(mine: Path, other: Path, metric: str) -> str:
     predictions.npz below each), on dev and test, with its 95% paired-bootstrap interval."""
     from elasticlm.experiment.significance import as_predictions, paired_bootstrap
 
+    loaded = []
+    for folder in (mine, other):
+        files = sorted(folder.glob("**/predictions.npz"))
+        if not files:
+            raise SystemExit(f"{folder}: no predictions.npz below it; give a folder of retrained models")
+        loaded.append([dict(np.load(f)) for f in files])
     cells = []
     for split in ("dev", "test"):
-        got = []
-        for folder in (mine, other):
-            files = sorted(folder.glob("**/predictions.npz"))
-            if not files:
-                raise SystemExit(f"{folder}: no predictions.npz below it; give a folder of retrained models")
-            arrays = [np.load(f) for f in files]
-            got.append(([as_predictions(True, a[split]) for a in arrays if split in a], arrays[0]))
-        (a, first), (b, _) = got
+        a, b = ([as_predictions(True, z[split]) for z in seeds if split in z] for seeds in loaded)
         if a and b:
-            r = paired_bootstrap(metric, first[f"{split}_labels"], a, b)
+            r = paired_bootstrap(metric, loaded[0][0][f"{split}_labels"], a, b)
             cells.append(f"{split} {r['diff'] * 100:+.1f} [{r['ci95'][0] * 100:+.1f}, {r['ci95'][1] * 100:+.1f}] "
                          f"({len(a)} vs {len(b)} seeds)")
     return "  ".join(cells)
